@@ -1,0 +1,216 @@
+"""A periodic crystal as plain arrays, validated once, shared by every invariant.
+
+Everything in :mod:`aiida_crystinv.invariants` accepts any of
+
+* a :class:`pymatgen.core.Structure` (ordered or disordered),
+* a tuple ``(cell, frac_coords, species)`` of array-likes,
+* a :class:`Crystal`.
+
+and turns it into a :class:`Crystal` with :func:`as_crystal`, which checks the input and
+raises :class:`InvalidStructureError` (a ``ValueError``) naming the structure and what is
+wrong with it.
+
+Disorder rule
+-------------
+A site of a disordered structure (partial occupancy, mixed species or vacancies) is one
+point of the periodic set. Its *weight* is its total occupancy (at most 1), so a
+half-occupied site contributes half as much to PDD rows, AMD, GRID and RDF as a fully
+occupied one. Its species for composition and partial RDFs are the occupancy-weighted
+mixture. Geometry (distances) ignores occupancy: a point is either there or not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["Crystal", "InvalidStructureError", "as_crystal", "MIN_SEPARATION"]
+
+#: Two sites closer than this (Angstrom) are "overlapping atoms" and rejected.
+MIN_SEPARATION = 0.1
+#: Cells with a smaller volume per site than this (Angstrom^3) are rejected as degenerate.
+MIN_VOLUME_PER_SITE = 1e-3
+
+
+class InvalidStructureError(ValueError):
+    """A structure that no invariant can be computed for; the message says why."""
+
+
+@dataclass(frozen=True)
+class Crystal:
+    """A periodic set of points with species.
+
+    Attributes:
+        cell: (3, 3) float array, lattice vectors as rows, Angstrom.
+        frac: (m, 3) float array, fractional coordinates of the motif, wrapped to [0, 1).
+        species: length-m tuple; entry ``i`` is a tuple of ``(element_symbol, occupancy)``
+            pairs (one pair for an ordered site).
+        label: a name used in error messages.
+    """
+
+    cell: np.ndarray
+    frac: np.ndarray
+    species: tuple = field(repr=False)
+    label: str = "structure"
+
+    @property
+    def n_sites(self) -> int:
+        return int(self.frac.shape[0])
+
+    @property
+    def occupancy(self) -> np.ndarray:
+        """(m,) total occupancy of each site, in (0, 1]."""
+        return np.array([sum(o for _, o in s) for s in self.species], dtype=float)
+
+    @property
+    def volume(self) -> float:
+        """Cell volume in Angstrom^3."""
+        return float(abs(np.linalg.det(self.cell)))
+
+    @property
+    def cart(self) -> np.ndarray:
+        """(m, 3) Cartesian coordinates, Angstrom."""
+        return self.frac @ self.cell
+
+    @property
+    def is_ordered(self) -> bool:
+        return all(len(s) == 1 and abs(s[0][1] - 1.0) < 1e-12 for s in self.species)
+
+    def element_fractions(self) -> dict[str, float]:
+        """Occupancy-weighted amount of each element per cell (not normalised)."""
+        out: dict[str, float] = {}
+        for site in self.species:
+            for el, occ in site:
+                out[el] = out.get(el, 0.0) + occ
+        return out
+
+
+def _species_of_pymatgen_site(site) -> tuple:
+    pairs = []
+    for sp, occ in site.species.items():
+        el = getattr(sp, "symbol", None) or getattr(getattr(sp, "element", None), "symbol", None)
+        if el is None:  # DummySpecies and the like
+            el = str(sp)
+        pairs.append((el, float(occ)))
+    return tuple(pairs)
+
+
+def _species_from_spec(spec: Any) -> tuple:
+    """Accept 'Fe', 26, ('Fe', 0.5) pairs or {'Fe': 0.5, 'Ni': 0.5}."""
+    from pymatgen.core.periodic_table import Element
+
+    def symbol(x):
+        if isinstance(x, (int, np.integer)):
+            return Element.from_Z(int(x)).symbol
+        return str(x)
+
+    if isinstance(spec, dict):
+        return tuple((symbol(k), float(v)) for k, v in spec.items())
+    if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], (list, tuple)):
+        return tuple((symbol(k), float(v)) for k, v in spec)
+    return ((symbol(spec), 1.0),)
+
+
+def _check_elements(species: tuple, label: str) -> None:
+    from pymatgen.core.periodic_table import Element
+
+    for site in species:
+        for el, _ in site:
+            if not Element.is_valid_symbol(el):
+                raise InvalidStructureError(f"{label}: unknown element {el!r}")
+
+
+def as_crystal(obj: Any, label: str | None = None, check_overlap: bool = True) -> Crystal:
+    """Convert and validate a structure.
+
+    Args:
+        obj: a pymatgen ``Structure``, a ``(cell, frac_coords, species)`` tuple or a
+            :class:`Crystal`.
+        label: name used in error messages (defaults to the formula).
+        check_overlap: reject sites closer than :data:`MIN_SEPARATION` Angstrom.
+
+    Raises:
+        InvalidStructureError: empty structure, non-finite numbers, zero or negative cell
+            volume, occupancies outside (0, 1], unknown elements, overlapping atoms.
+    """
+    if isinstance(obj, Crystal):
+        return obj if label is None else Crystal(obj.cell, obj.frac, obj.species, label)
+    if hasattr(obj, "lattice") and hasattr(obj, "frac_coords"):
+        if label is None:
+            try:
+                label = obj.composition.reduced_formula
+            except Exception:  # noqa: BLE001 - a label is cosmetic
+                label = "structure"
+        if len(obj) == 0:
+            raise InvalidStructureError(f"{label}: the structure has no sites")
+        cell = np.array(obj.lattice.matrix, dtype=float)
+        frac = np.array(obj.frac_coords, dtype=float)
+        species = tuple(_species_of_pymatgen_site(s) for s in obj)
+    elif isinstance(obj, (tuple, list)) and len(obj) == 3:
+        label = label or "structure"
+        try:
+            cell = np.array(obj[0], dtype=float)
+            frac = np.array(obj[1], dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InvalidStructureError(f"{label}: cell and coordinates must be numeric ({exc})") from None
+        if frac.size == 0:
+            raise InvalidStructureError(f"{label}: the structure has no sites")
+        species_in: Sequence = obj[2]
+        if len(species_in) != len(frac):
+            raise InvalidStructureError(
+                f"{label}: {len(frac)} coordinates but {len(species_in)} species"
+            )
+        try:
+            species = tuple(_species_from_spec(s) for s in species_in)
+        except ValueError as exc:
+            raise InvalidStructureError(f"{label}: bad species ({exc})") from None
+    else:
+        raise InvalidStructureError(
+            f"expected a pymatgen Structure, a (cell, frac_coords, species) tuple or a Crystal, "
+            f"got {type(obj).__name__}"
+        )
+
+    if cell.shape != (3, 3):
+        raise InvalidStructureError(f"{label}: the cell must be 3x3, got shape {cell.shape}")
+    if frac.ndim != 2 or frac.shape[1] != 3:
+        raise InvalidStructureError(f"{label}: coordinates must have shape (n, 3), got {frac.shape}")
+    if len(frac) == 0:
+        raise InvalidStructureError(f"{label}: the structure has no sites")
+    if not np.all(np.isfinite(cell)):
+        raise InvalidStructureError(f"{label}: the cell contains NaN or infinite values")
+    if not np.all(np.isfinite(frac)):
+        bad = int(np.argwhere(~np.isfinite(frac))[0, 0])
+        raise InvalidStructureError(f"{label}: site {bad} has NaN or infinite coordinates")
+    det = float(np.linalg.det(cell))
+    if det <= MIN_VOLUME_PER_SITE * len(frac):
+        kind = "negative (left-handed)" if det < -MIN_VOLUME_PER_SITE else "zero"
+        raise InvalidStructureError(
+            f"{label}: the cell volume is {kind} ({det:.3g} A^3); lattice vectors must be "
+            "linearly independent and right-handed"
+        )
+    _check_elements(species, label)
+    for i, site in enumerate(species):
+        occ = sum(o for _, o in site)
+        if not site or any(o <= 0 for _, o in site) or occ > 1.0 + 1e-6:
+            raise InvalidStructureError(
+                f"{label}: site {i} has occupancy {occ:g}; occupancies must be in (0, 1]"
+            )
+    frac = frac - np.floor(frac)
+    frac[frac >= 1.0] = 0.0
+    crystal = Crystal(cell=cell, frac=frac, species=species, label=label)
+    if check_overlap and len(frac) > 1:
+        _check_overlap(crystal)
+    return crystal
+
+
+def _check_overlap(crystal: Crystal) -> None:
+    from ._lattice import min_pair_distance
+
+    d, i, j = min_pair_distance(crystal.cell, crystal.frac)
+    if d < MIN_SEPARATION:
+        raise InvalidStructureError(
+            f"{crystal.label}: sites {i} and {j} overlap (they are {d:.3g} A apart, "
+            f"closer than {MIN_SEPARATION} A)"
+        )
