@@ -20,3 +20,30 @@ def dataset_path(name: str) -> Path:
             pytest.fail(f"dataset {path} is missing in CI")
         pytest.skip(f"dataset {path} not found (the shared datasets sit beside the project)")
     return path
+
+
+def read_csv_structures(name: str, n: int | None = None, target: str | None = None):
+    """The first ``n`` records of a shared CSV dataset (``cif`` column) as pymatgen Structures.
+
+    Returns ``(ids, structures)`` or, with ``target``, ``(ids, structures, targets)``.
+    """
+    import csv
+    import gzip
+    import warnings
+
+    from pymatgen.core import Structure
+
+    csv.field_size_limit(1 << 30)
+    path = dataset_path(name)
+    ids, structures, targets = [], [], []
+    with gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if n is not None and len(ids) >= n:
+                break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                structures.append(Structure.from_str(row["cif"], fmt="cif"))
+            ids.append(row["material_id"])
+            if target:
+                targets.append(float(row[target]))
+    return (ids, structures, targets) if target else (ids, structures)
