@@ -22,6 +22,7 @@ mixture. Geometry (distances) ignores occupancy: a point is either there or not.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
@@ -59,7 +60,7 @@ class Crystal:
     def n_sites(self) -> int:
         return int(self.frac.shape[0])
 
-    @property
+    @cached_property
     def occupancy(self) -> np.ndarray:
         """(m,) total occupancy of each site, in (0, 1]."""
         return np.array([sum(o for _, o in s) for s in self.species], dtype=float)

@@ -1,11 +1,12 @@
 """Compiled (numba) kernels of the periodic neighbour search.
 
-Exactness argument of :func:`knn_kernel`: translations ``t`` are visited in order of
-increasing length ``|t|``. For motif point ``i`` and any motif point ``j`` the candidate
-distance is ``|o_ij + t| >= |t| - R_i`` where ``o_ij`` is the wrapped offset and
-``R_i = max_j |o_ij|``. Once ``|t| - R_i`` exceeds the current k-th smallest distance no
-later translation can improve it. Translations are generated for all ``|t| <= r``; if a row
-exhausts them before the stopping rule fires, the caller retries with a larger ``r``.
+Exactness argument of :func:`knn_kernel`: for motif point ``i`` and any motif point ``j``
+the candidate distance is ``|o_ij + t| >= |t| - R_i`` where ``o_ij`` is the offset wrapped
+into the cell and ``R_i = max_j |o_ij|``. So all candidates within a threshold ``tau`` come
+from translations with ``|t| <= tau + R_i``; those are visited (sorted by length) and every
+candidate within ``tau`` is kept. If at least k were kept, the k smallest of them are the k
+nearest neighbours; otherwise ``tau`` grows and the row is redone. Translations are
+generated for all ``|t| <= radius``; a row that needs more makes the caller regenerate them.
 """
 
 from __future__ import annotations
@@ -106,50 +107,17 @@ def translations_kernel(cell, radius):
 
 
 @njit(cache=True)
-def _sift_down(hd, hj, pos, size):
-    while True:
-        left = 2 * pos + 1
-        if left >= size:
-            return
-        big = left
-        right = left + 1
-        if right < size and hd[right] > hd[left]:
-            big = right
-        if hd[big] > hd[pos]:
-            tmp = hd[big]
-            hd[big] = hd[pos]
-            hd[pos] = tmp
-            tj = hj[big]
-            hj[big] = hj[pos]
-            hj[pos] = tj
-            pos = big
-        else:
-            return
-
-
-@njit(cache=True)
-def _sift_up(hd, hj, pos):
-    while pos > 0:
-        parent = (pos - 1) // 2
-        if hd[pos] > hd[parent]:
-            tmp = hd[parent]
-            hd[parent] = hd[pos]
-            hd[pos] = tmp
-            tj = hj[parent]
-            hj[parent] = hj[pos]
-            hj[pos] = tj
-            pos = parent
-        else:
-            return
-
-
-@njit(cache=True)
-def knn_kernel(cell, frac, rows, k, tvec, tlen, radius):
+def knn_kernel(cell, frac, rows, k, tvec, tlen, radius, tau0):
     """k nearest neighbour distances of motif points ``rows``.
 
     ``tvec``/``tlen`` must hold every translation of length <= ``radius``, sorted by length.
-    Returns (dist (r, k), index (r, k), ok) where ``ok`` is False if those translations did
-    not suffice for some row; the caller then regenerates them with a larger radius.
+    For each row every candidate within a threshold ``tau`` is collected; a candidate
+    ``o_ij + t`` with ``|t| > tau + R_i`` is farther than ``tau``, so the collection is
+    complete, and once it holds at least k candidates the k smallest are exact. ``tau``
+    starts at ``tau0`` and grows by 25% for a row that collected fewer than k.
+
+    Returns (dist (r, k), index (r, k), needed_radius): ``needed_radius`` is 0 on success,
+    otherwise the radius the translations must cover for a retry.
     """
     m = frac.shape[0]
     nr = rows.shape[0]
@@ -157,8 +125,9 @@ def knn_kernel(cell, frac, rows, k, tvec, tlen, radius):
     dist = np.empty((nr, k))
     index = np.empty((nr, k), dtype=np.int64)
     off = np.empty((m, 3))
-    hd = np.empty(k)
-    hj = np.empty(k, dtype=np.int64)
+    cap = 4 * k + 64
+    bufd = np.empty(cap)
+    bufj = np.empty(cap, dtype=np.int64)
     for r in range(nr):
         i = rows[r]
         ri = 0.0
@@ -178,36 +147,151 @@ def knn_kernel(cell, frac, rows, k, tvec, tlen, radius):
             l = math.sqrt(o0 * o0 + o1 * o1 + o2 * o2)
             if l > ri:
                 ri = l
-        size = 0
-        done = False
-        for t in range(nt):
-            if size == k and tlen[t] - ri > math.sqrt(hd[0]):
-                done = True
-                break
-            t0 = tvec[t, 0]
-            t1 = tvec[t, 1]
-            t2 = tvec[t, 2]
-            for j in range(m):
-                if t == 0 and j == i:
-                    continue
-                d0 = off[j, 0] + t0
-                d1 = off[j, 1] + t1
-                d2 = off[j, 2] + t2
-                d2s = d0 * d0 + d1 * d1 + d2 * d2
-                if size < k:
-                    hd[size] = d2s
-                    hj[size] = j
-                    _sift_up(hd, hj, size)
-                    size += 1
-                elif d2s < hd[0]:
-                    hd[0] = d2s
-                    hj[0] = j
-                    _sift_down(hd, hj, 0, k)
-        if not done:
-            if size < k or math.sqrt(hd[0]) > radius - ri:
-                return dist, index, False
-        order = np.argsort(hd)
+        tau = tau0
+        while True:
+            limit = tau + ri
+            if limit > radius:
+                return dist, index, limit * 1.2
+            tau2 = tau * tau
+            cnt = 0
+            overflow = False
+            for t in range(nt):
+                if tlen[t] > limit:
+                    break
+                t0 = tvec[t, 0]
+                t1 = tvec[t, 1]
+                t2 = tvec[t, 2]
+                for j in range(m):
+                    d0 = off[j, 0] + t0
+                    d1 = off[j, 1] + t1
+                    d2 = off[j, 2] + t2
+                    d2s = d0 * d0 + d1 * d1 + d2 * d2
+                    if d2s <= tau2:
+                        if t == 0 and j == i:
+                            continue
+                        if cnt == cap:
+                            overflow = True
+                            break
+                        bufd[cnt] = d2s
+                        bufj[cnt] = j
+                        cnt += 1
+                if overflow:
+                    break
+            if overflow:
+                cap *= 2
+                bufd = np.empty(cap)
+                bufj = np.empty(cap, dtype=np.int64)
+                continue
+            if cnt < k:
+                tau *= 1.25
+                continue
+            break
+        order = np.argsort(bufd[:cnt])
         for c in range(k):
-            dist[r, c] = math.sqrt(hd[order[c]])
-            index[r, c] = hj[order[c]]
-    return dist, index, True
+            dist[r, c] = math.sqrt(bufd[order[c]])
+            index[r, c] = bufj[order[c]]
+    return dist, index, 0.0
+
+
+@njit(cache=True)
+def initial_radius(cell, m, k):
+    """Radius holding about k + 1 points on average, plus the reach of a wrapped offset.
+
+    Only a first guess: :func:`knn_core` grows it until the stopping rule is met.
+    """
+    vol = abs(np.linalg.det(cell))
+    r = (3.0 * (k + 1) * vol / (4.0 * math.pi * m)) ** (1.0 / 3.0) * 1.1
+    if m > 1:
+        for a in range(3):
+            r += 0.5 * math.sqrt(cell[a, 0] ** 2 + cell[a, 1] ** 2 + cell[a, 2] ** 2)
+    return r
+
+
+@njit(cache=True)
+def knn_core(cell, frac, rows, k):
+    """Reduce the cell, then exact k nearest neighbour distances (and motif indices)."""
+    reduced, T = lll_kernel(cell, 0.75)
+    f = frac @ np.linalg.inv(T)
+    for i in range(f.shape[0]):
+        for c in range(3):
+            f[i, c] -= math.floor(f[i, c])
+            if f[i, c] >= 1.0:
+                f[i, c] = 0.0
+    m = f.shape[0]
+    tau0 = (3.0 * (k + 1) * abs(np.linalg.det(reduced)) / (4.0 * math.pi * m)) ** (1.0 / 3.0) * 1.1
+    radius = initial_radius(reduced, m, k)
+    while True:
+        tvec, tlen = translations_kernel(reduced, radius)
+        dist, index, needed = knn_kernel(reduced, f, rows, k, tvec, tlen, radius, tau0)
+        if needed == 0.0:
+            return dist, index
+        radius = max(needed, radius * 1.2)
+
+
+@njit(cache=True)
+def _lex_less(a, b):
+    for c in range(a.shape[0]):
+        if a[c] < b[c]:
+            return True
+        if a[c] > b[c]:
+            return False
+    return False
+
+
+@njit(cache=True)
+def lexsort_rows(d):
+    """Order of the rows of ``d`` sorted lexicographically (stable)."""
+    order = np.argsort(d[:, 0], kind="mergesort")
+    for i in range(1, order.shape[0]):  # rows tied in column 0 are few: insertion sort
+        cur = order[i]
+        j = i - 1
+        while j >= 0 and _lex_less(d[cur], d[order[j]]):
+            order[j + 1] = order[j]
+            j -= 1
+        order[j + 1] = cur
+    return order
+
+
+@njit(cache=True)
+def collapse_kernel(weights, dists, tol):
+    """Merge rows within ``tol`` (Chebyshev) of a group's first row; sort lexicographically.
+
+    Groups are formed greedily in lexicographic order; merged rows are averaged and their
+    weights summed. Returns (weights (g,), dists (g, k)).
+    """
+    n, k = dists.shape
+    order = lexsort_rows(dists)
+    group = np.full(n, -1, dtype=np.int64)
+    g = 0
+    for a in range(n):
+        i = order[a]
+        if group[i] >= 0:
+            continue
+        group[i] = g
+        for b in range(a + 1, n):
+            j = order[b]
+            if dists[j, 0] - dists[i, 0] > tol:
+                break
+            if group[j] >= 0:
+                continue
+            close = True
+            for c in range(k):
+                if abs(dists[i, c] - dists[j, c]) > tol:
+                    close = False
+                    break
+            if close:
+                group[j] = g
+        g += 1
+    new_w = np.zeros(g)
+    new_d = np.zeros((g, k))
+    counts = np.zeros(g)
+    for i in range(n):
+        new_w[group[i]] += weights[i]
+        counts[group[i]] += 1.0
+        for c in range(k):
+            new_d[group[i], c] += dists[i, c]
+    for r in range(g):
+        for c in range(k):
+            new_d[r, c] /= counts[r]
+    order = lexsort_rows(new_d)
+    return new_w[order], new_d[order]

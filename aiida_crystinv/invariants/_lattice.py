@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ._kernels import knn_kernel, lll_kernel, translations_kernel
+from ._kernels import knn_core, lll_kernel
 
 __all__ = ["lll_reduce", "reduce_crystal", "knn_distances", "neighbours_within", "min_pair_distance"]
 
@@ -60,11 +60,6 @@ def _pair_offsets(frac_a: np.ndarray, frac_b: np.ndarray) -> np.ndarray:
     return d - np.floor(d + 0.5)
 
 
-def _initial_radius(cell: np.ndarray, m: int, k: int) -> float:
-    vol = abs(np.linalg.det(cell))
-    return float((3.0 * (k + 1) * vol / (4.0 * math.pi * m)) ** (1.0 / 3.0)) * 1.15
-
-
 def knn_distances(
     cell: np.ndarray,
     frac: np.ndarray,
@@ -88,20 +83,10 @@ def knn_distances(
         ``return_index`` an int array of the same shape with the motif index of each
         neighbour.
     """
-    cell = np.ascontiguousarray(cell, dtype=float)
     frac = np.ascontiguousarray(frac, dtype=float)
-    m = len(frac)
-    rows = np.arange(m, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    # every wrapped offset is at most half the cell diagonal-ish; start a bit past the
-    # radius that holds k + 1 points on average
-    diag = 0.5 * float(np.abs(cell).sum(0) @ np.ones(3)) if m > 1 else 0.0
-    radius = _initial_radius(cell, m, k) + min(diag, np.linalg.norm(cell.sum(0)))
-    while True:
-        tvec, tlen = translations_kernel(cell, radius)
-        dist, index, ok = knn_kernel(cell, frac, rows, int(k), tvec, tlen, radius)
-        if ok:
-            return (dist, index) if return_index else dist
-        radius *= 1.5
+    rows = np.arange(len(frac), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    dist, index = knn_core(np.ascontiguousarray(cell, dtype=float), frac, rows, int(k))
+    return (dist, index) if return_index else dist
 
 
 def neighbours_within(cell: np.ndarray, frac: np.ndarray, cutoff: float, max_block: int = 4_000_000):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._crystal import MIN_SEPARATION, Crystal, InvalidStructureError, as_crystal
-from ._lattice import knn_distances, reduce_crystal
+from ._kernels import collapse_kernel, knn_core, lexsort_rows
+from ._lattice import reduce_crystal
 
 __all__ = ["amd", "pdd", "pdd_to_amd", "neighbour_distances"]
 
@@ -27,10 +28,9 @@ def _check_k(k: int, label: str) -> int:
     return int(k)
 
 
-def _distinct_sites(crystal: Crystal, cell: np.ndarray, frac: np.ndarray):
+def _distinct_sites(crystal: Crystal):
     """Representatives of symmetry-equivalent sites and their multiplicities, or None."""
-    if crystal.n_sites < SYMMETRY_MIN_SITES:
-        return None
+    cell, frac = reduce_crystal(crystal.cell, crystal.frac)
     try:
         import spglib
     except ImportError:  # pragma: no cover - spglib is a dependency
@@ -64,15 +64,14 @@ def neighbour_distances(structure, k: int, label: str | None = None):
     """
     crystal = as_crystal(structure, label=label, check_overlap=False)
     k = _check_k(k, crystal.label)
-    cell, frac = reduce_crystal(crystal.cell, crystal.frac)
     occ = crystal.occupancy
-    sym = _distinct_sites(crystal, cell, frac)
+    sym = _distinct_sites(crystal) if crystal.n_sites >= SYMMETRY_MIN_SITES else None
     if sym is None:
         rows, weights = np.arange(crystal.n_sites), occ.copy()
     else:
         rows, counts = sym
         weights = occ[rows] * counts
-    dists = knn_distances(cell, frac, k, rows=rows)
+    dists, _ = knn_core(crystal.cell, crystal.frac, rows, k)
     bad = np.flatnonzero(dists[:, 0] < MIN_SEPARATION)
     if bad.size:
         i = int(rows[bad[0]])
@@ -81,38 +80,6 @@ def neighbour_distances(structure, k: int, label: str | None = None):
             f"(overlapping atoms, or a lattice vector shorter than {MIN_SEPARATION} A)"
         )
     return weights / weights.sum(), dists
-
-
-def _collapse(weights: np.ndarray, dists: np.ndarray, tol: float):
-    """Merge rows within ``tol`` (Chebyshev) of an earlier row; merged rows are averaged."""
-    n = len(dists)
-    if n == 1 or tol < 0:
-        return weights, dists
-    order = np.lexsort(dists.T[::-1])
-    w, d = weights[order], dists[order]
-    # rows equal within tol are close in lexicographic order only approximately, so compare
-    # all pairs (n is the number of distinct sites: small)
-    cheb = np.abs(d[:, None, :] - d[None, :, :]).max(-1) if n <= 2048 else None
-    group = np.full(n, -1)
-    g = 0
-    for i in range(n):
-        if group[i] >= 0:
-            continue
-        if cheb is not None:
-            members = np.flatnonzero((cheb[i] <= tol) & (group < 0))
-        else:
-            members = np.flatnonzero((np.abs(d - d[i]).max(1) <= tol) & (group < 0))
-        group[members] = g
-        g += 1
-    if g == n:
-        return w, d
-    new_w = np.bincount(group, weights=w, minlength=g)
-    counts = np.bincount(group, minlength=g)
-    new_d = np.zeros((g, d.shape[1]))
-    np.add.at(new_d, group, d)
-    new_d /= counts[:, None]
-    order = np.lexsort(new_d.T[::-1])
-    return new_w[order], new_d[order]
 
 
 def pdd(structure, k: int, collapse: bool = True, collapse_tol: float = 1e-4, label: str | None = None) -> np.ndarray:
@@ -131,9 +98,9 @@ def pdd(structure, k: int, collapse: bool = True, collapse_tol: float = 1e-4, la
     """
     weights, dists = neighbour_distances(structure, k, label=label)
     if collapse:
-        weights, dists = _collapse(weights, dists, collapse_tol)
+        weights, dists = collapse_kernel(weights, dists, float(collapse_tol))
     else:
-        order = np.lexsort(dists.T[::-1])
+        order = lexsort_rows(dists)
         weights, dists = weights[order], dists[order]
     out = np.empty((len(dists), k + 1))
     out[:, 0] = weights
