@@ -1,6 +1,220 @@
-"""Placeholder: being written."""
+"""Composition embedding: fraction-weighted statistics of element properties.
+
+For a structure with element fractions ``f_e`` (occupancy-weighted over all sites and
+normalised to sum 1; a vacancy contributes nothing) and a numeric element property
+``x_e`` (from :class:`pymatgen.core.periodic_table.Element`), the statistics are
+
+* ``mean``  = sum_e f_e x_e
+* ``std``   = sqrt(sum_e f_e (x_e - mean)^2)      (population spread)
+* ``min`` / ``max`` over the elements present
+* ``range`` = max - min
+
+The embedding depends only on the composition, so it is trivially invariant under any
+change of cell, and it is continuous in the occupancies through ``mean`` and ``std``.
+
+Missing property values
+-----------------------
+pymatgen has no value for some element/property combinations (for example no Pauling
+electronegativity ``X`` for He, Ne and Ar, no ``atomic_radius`` for some noble gases and
+heavy elements). A missing value is replaced by the mean of that property over the
+elements H..Lr (Z = 1..103) that have one, so every feature is finite and the rule is the
+same for every structure. Use :func:`missing_properties` to see which values were imputed.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from ._crystal import InvalidStructureError, as_crystal
+
+__all__ = [
+    "composition",
+    "composition_feature_names",
+    "element_property",
+    "missing_properties",
+    "DEFAULT_PROPERTIES",
+    "DEFAULT_STATS",
+    "STATS",
+]
+
+#: Element properties used by default (attribute names of pymatgen's ``Element``).
+DEFAULT_PROPERTIES: tuple[str, ...] = (
+    "Z",
+    "X",
+    "atomic_radius",
+    "row",
+    "group",
+    "atomic_mass",
+    "mendeleev_no",
+    "electron_affinity",
+    "ionization_energy",
+    "melting_point",
+    "molar_volume",
+)
+#: Every statistic :func:`composition` knows.
+STATS: tuple[str, ...] = ("mean", "std", "min", "max", "range")
+#: Statistics used by default.
+DEFAULT_STATS: tuple[str, ...] = STATS
+_IMPUTE_RANGE = range(1, 104)
 
 
-def composition(*args, **kwargs):  # pragma: no cover
-    raise NotImplementedError
-def composition_feature_names(*a, **k): raise NotImplementedError
+class CompositionParameterError(ValueError):
+    """An unknown or non-numeric property, or an unknown statistic."""
+
+
+def _raw_value(symbol: str, prop: str) -> float | None:
+    from pymatgen.core.periodic_table import Element
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen warns for missing X, radii, ...
+        try:
+            v = getattr(Element(symbol), prop)
+        except AttributeError:
+            raise CompositionParameterError(
+                f"unknown element property {prop!r}; use an attribute of "
+                "pymatgen.core.periodic_table.Element such as " + ", ".join(DEFAULT_PROPERTIES)
+            ) from None
+        except Exception:  # noqa: BLE001 - pymatgen raises various errors for missing data
+            return None
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise CompositionParameterError(
+            f"element property {prop!r} is not numeric (got {type(v).__name__} {v!r} for "
+            f"{symbol}); choose a numeric property"
+        )
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+@lru_cache(maxsize=None)
+def _impute_value(prop: str) -> float:
+    from pymatgen.core.periodic_table import Element
+
+    known = [v for z in _IMPUTE_RANGE if (v := _raw_value(Element.from_Z(z).symbol, prop)) is not None]
+    if not known:
+        raise CompositionParameterError(f"element property {prop!r} has no values in pymatgen")
+    return float(np.mean(known))
+
+
+@lru_cache(maxsize=None)
+def element_property(symbol: str, prop: str) -> float:
+    """Value of a numeric element property, missing values imputed (see module docs)."""
+    v = _raw_value(symbol, prop)
+    return _impute_value(prop) if v is None else v
+
+
+def missing_properties(symbols: Sequence[str], properties: Sequence[str] = DEFAULT_PROPERTIES) -> list[tuple[str, str]]:
+    """The ``(element, property)`` pairs among ``symbols`` x ``properties`` that are imputed."""
+    return [(s, p) for s in symbols for p in properties if _raw_value(s, p) is None]
+
+
+def _check_names(properties: Sequence[str], stats: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if isinstance(properties, str) or isinstance(stats, str):
+        raise CompositionParameterError("properties and stats must be sequences of names, not a string")
+    properties = tuple(properties)
+    stats = tuple(stats)
+    if not properties:
+        raise CompositionParameterError("properties must name at least one element property")
+    if not stats:
+        raise CompositionParameterError(f"stats must name at least one of {STATS}")
+    bad = [s for s in stats if s not in STATS]
+    if bad:
+        raise CompositionParameterError(f"unknown statistic(s) {bad}; choose from {STATS}")
+    for p in properties:
+        if not isinstance(p, str):
+            raise CompositionParameterError(f"property names must be strings, got {p!r}")
+        element_property("H", p)  # raises for unknown / non-numeric properties
+    return properties, stats
+
+
+def composition_feature_names(
+    properties: Sequence[str] = DEFAULT_PROPERTIES, stats: Sequence[str] = DEFAULT_STATS
+) -> list[str]:
+    """Names of the entries of :func:`composition`, e.g. ``"X_mean"``: property-major order."""
+    properties, stats = _check_names(properties, stats)
+    return [f"{p}_{s}" for p in properties for s in stats]
+
+
+def _fractions(structure, label: str | None) -> dict[str, float]:
+    try:
+        from pymatgen.core import Composition
+    except ImportError:  # pragma: no cover
+        Composition = ()  # type: ignore[assignment]
+    if isinstance(structure, (str, dict)) or (Composition and isinstance(structure, Composition)):
+        try:
+            comp = Composition(structure)
+        except Exception as exc:  # noqa: BLE001 - pymatgen raises several types
+            raise InvalidStructureError(f"{label or structure!r}: not a valid composition ({exc})") from None
+        amounts = {}
+        for sp, amt in comp.items():
+            el = getattr(sp, "symbol", None) or getattr(getattr(sp, "element", None), "symbol", str(sp))
+            amounts[el] = amounts.get(el, 0.0) + float(amt)
+        if not amounts or any(a < 0 for a in amounts.values()):
+            raise InvalidStructureError(f"{label or structure!r}: empty or negative composition")
+        from pymatgen.core.periodic_table import Element
+
+        for el in amounts:
+            if not Element.is_valid_symbol(el):
+                raise InvalidStructureError(f"{label or structure!r}: unknown element {el!r}")
+    else:
+        amounts = as_crystal(structure, label=label, check_overlap=False).element_fractions()
+    total = sum(amounts.values())
+    if not total > 0:
+        raise InvalidStructureError(f"{label or 'structure'}: the composition has no atoms")
+    return {el: a / total for el, a in amounts.items() if a > 0}
+
+
+def composition(
+    structure,
+    properties: Sequence[str] = DEFAULT_PROPERTIES,
+    stats: Sequence[str] = DEFAULT_STATS,
+    label: str | None = None,
+) -> np.ndarray:
+    """Fraction-weighted statistics of element properties.
+
+    Args:
+        structure: a pymatgen ``Structure`` (ordered or disordered), ``(cell, frac_coords,
+            species)`` tuple, :class:`~aiida_crystinv.invariants.Crystal`, or a composition
+            (pymatgen ``Composition``, formula string or ``{element: amount}`` dict).
+            Element fractions are occupancy-weighted and normalised to 1.
+        properties: numeric attributes of pymatgen's ``Element`` (default
+            :data:`DEFAULT_PROPERTIES`); missing values are imputed (module docs).
+        stats: any of ``mean, std, min, max, range`` (default: all five).
+
+    Returns:
+        (len(properties) * len(stats),) float array in the order of
+        :func:`composition_feature_names` (property-major). Units are those of pymatgen
+        (Angstrom for radii, amu for masses, eV for energies, K for melting points).
+
+    Raises:
+        ValueError: unknown property or statistic, or an invalid structure.
+    """
+    properties, stats = _check_names(properties, stats)
+    fr = _fractions(structure, label)
+    elements = sorted(fr)
+    f = np.array([fr[e] for e in elements])
+    out = np.empty(len(properties) * len(stats))
+    n = 0
+    for p in properties:
+        x = np.array([element_property(e, p) for e in elements])
+        mean = float(f @ x)
+        for s in stats:
+            if s == "mean":
+                v = mean
+            elif s == "std":
+                v = math.sqrt(max(float(f @ (x - mean) ** 2), 0.0))
+            elif s == "min":
+                v = float(x.min())
+            elif s == "max":
+                v = float(x.max())
+            else:  # range
+                v = float(x.max() - x.min())
+            out[n] = v
+            n += 1
+    return out
