@@ -1,0 +1,705 @@
+"""Learning steps as calcfunctions: features, cross-validation, training, prediction, plots.
+
+Each function takes and returns nodes, so every model, prediction and plot is linked to
+the data it came from. A bad input returns an :class:`~aiida.engine.ExitCode` of
+:class:`LearningExitCodes` and stores no output at all (everything is checked and
+computed before the first output node is made).
+
+=======================  ==============================================================  ==========================
+calcfunction             inputs                                                          outputs
+=======================  ==============================================================  ==========================
+``synthetic_dataset``    ``parameters`` (Dict: ``generator``, ``n``, ``seed``, ...)       ``dataset``
+``import_group``         ``group`` (Str: label), ``options`` (Dict, optional)            ``dataset``
+``compute_features``     ``dataset``, ``descriptor`` (Dict)                              ``features`` (ArrayData)
+``cross_validate``       ``dataset``, ``target`` (Str), ``model`` (Dict), ``split``      ``predictions``, ``metrics``
+                         (Dict), and ``descriptor`` (Dict) or ``invariants`` /
+                         ``features``; ``distances`` (optional, kNN)
+``train_model``          as ``cross_validate`` without ``split``                         ``model`` (ModelData),
+                                                                                          ``metrics``
+``predict``              ``model``, ``dataset`` and/or ``invariants`` / ``features``,    ``predictions``,
+                         ``reference`` (kNN: training invariants)                        ``metrics`` (if targets)
+``parity_plot``          ``predictions``, ``title`` (Str, optional)                      ``plot`` (SinglefileData PNG)
+=======================  ==============================================================  ==========================
+
+Predictions are an ``ArrayData`` with arrays ``ids`` (record identifiers), ``y_pred``
+and, when the true values are known, ``y_true`` (and ``fold`` for cross-validation); the
+attribute ``crystinv_predictions`` names the target, its unit, the model and descriptor.
+
+Specs (JSON):
+
+* descriptor -- ``{'name': 'pdd', 'k': 50}`` (invariants: amd, pdd, grid, rdf,
+  composition) or ``{'name': 'amd+composition', 'kind': 'features', ...}`` (see
+  :func:`aiida_crystinv.data.model.resolve_model_descriptor`);
+* model -- ``{'name': 'knn', 'k': [1, 3, 5, 10], 'weights': 'distance', 'metric':
+  'pdd_emd'}``, ``{'name': 'krr', 'kernel': 'laplacian'}``, ``{'name': 'median'}``, plus
+  ``target_transform: log10`` (see :func:`aiida_crystinv.learning.models.build_model`);
+* split -- ``{'kind': 'kfold', 'n_splits': 5, 'seed': 0}`` or ``{'kind': 'holdout',
+  'test_fraction': 0.2, 'seed': 0}``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from aiida import orm
+from aiida.engine import ExitCode, calcfunction
+
+from ..data import CrystalDatasetData, DistancesData, InvariantsData
+from ..data._arrays import as_str_array, jsonable
+from ..data.model import (
+    FEATURES_ATTRIBUTE,
+    DescriptorValues,
+    ModelData,
+    ModelSpecError,
+    blas_limit,
+    compute_values,
+    descriptor_incompatibility,
+    features_node_spec,
+    resolve_model_descriptor,
+    resolve_model_spec,
+    spec_hash,
+    values_from_node,
+)
+
+__all__ = [
+    "LearningExitCodes",
+    "PREDICTIONS_ATTRIBUTE",
+    "resolve_split",
+    "synthetic_dataset",
+    "import_group",
+    "compute_features",
+    "cross_validate",
+    "train_model",
+    "predict",
+    "parity_plot",
+    "render_parity_png",
+    "predictions_arrays",
+]
+
+#: Attribute of a predictions ``ArrayData`` describing what was predicted.
+PREDICTIONS_ATTRIBUTE = "crystinv_predictions"
+
+#: Generators understood by :func:`synthetic_dataset`.
+GENERATORS = ("ewald_landscape",)
+
+
+class LearningExitCodes:
+    """Exit codes of the learning calcfunctions (3xx: the input is at fault)."""
+
+    #: 300-309: the target
+    ERROR_MISSING_TARGET = ExitCode(300, "{message}")
+    ERROR_INVALID_TARGET = ExitCode(301, "invalid target values: {message}")
+    ERROR_TOO_FEW_RECORDS = ExitCode(302, "too few records: {message}")
+    #: 310-319: the specs
+    ERROR_INVALID_DESCRIPTOR = ExitCode(310, "invalid descriptor: {message}")
+    ERROR_INVALID_MODEL = ExitCode(311, "invalid model: {message}")
+    ERROR_INVALID_SPLIT = ExitCode(312, "invalid split: {message}")
+    ERROR_MISSING_INPUT = ExitCode(313, "missing input: {message}")
+    #: 320-329: inputs that do not fit together
+    ERROR_INCOMPATIBLE_INVARIANTS = ExitCode(320, "incompatible inputs: {message}")
+    #: 330-339: computing the descriptor failed
+    ERROR_DESCRIPTOR_FAILED = ExitCode(330, "the descriptor could not be computed: {message}")
+    #: 340-349: fitting failed
+    ERROR_FIT_FAILED = ExitCode(340, "fitting the model failed: {message}")
+    #: 350-359: a source could not be read
+    ERROR_SOURCE = ExitCode(350, "the source could not be read: {message}")
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+class _Fail(Exception):
+    """Internal: carries an ExitCode out of the helpers."""
+
+    def __init__(self, exit_code: ExitCode):
+        super().__init__(exit_code.message)
+        self.exit_code = exit_code
+
+
+def _spec(node: orm.Dict | orm.Str | None) -> dict[str, Any] | None:
+    if node is None:
+        return None
+    if isinstance(node, orm.Str):
+        return {"name": node.value}
+    return node.get_dict()
+
+
+def resolve_split(spec: dict[str, Any] | None) -> dict[str, Any]:
+    """The normalised split ``{'kind': 'kfold', 'n_splits', 'seed'}`` or ``{'kind':
+    'holdout', 'test_fraction', 'seed'}`` (defaults: 5-fold, seed 0).
+
+    Raises:
+        ValueError: unknown kind or key, bad values.
+    """
+    spec = dict(spec or {"kind": "kfold"})
+    kind = spec.pop("kind", "kfold")
+    seed = spec.pop("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if kind == "kfold":
+        n = spec.pop("n_splits", 5)
+        if spec:
+            raise ValueError(f"unknown key(s) {sorted(spec)} for a kfold split; allowed: n_splits, seed")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ValueError(f"n_splits must be an integer >= 2, got {n!r}")
+        return {"kind": "kfold", "n_splits": n, "seed": seed}
+    if kind == "holdout":
+        f = spec.pop("test_fraction", 0.2)
+        if spec:
+            raise ValueError(f"unknown key(s) {sorted(spec)} for a holdout split; allowed: test_fraction, seed")
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < float(f) < 1.0:
+            raise ValueError(f"test_fraction must be a number in (0, 1), got {f!r}")
+        return {"kind": "holdout", "test_fraction": float(f), "seed": seed}
+    raise ValueError(f"unknown split kind {kind!r}; use 'kfold' or 'holdout' (an explicit test set is a second dataset)")
+
+
+def _target(dataset: CrystalDatasetData, target: orm.Str) -> tuple[np.ndarray, str]:
+    from ..learning.models import check_target
+
+    name = target.value
+    if name not in dataset.target_names:
+        raise _Fail(
+            LearningExitCodes.ERROR_MISSING_TARGET.format(
+                message=f"dataset {dataset.pk} has no target {name!r}; its targets are {dataset.target_names or 'none'}"
+            )
+        )
+    try:
+        y = check_target(dataset.get_target(name), name=f"target {name!r}")
+    except ValueError as exc:
+        raise _Fail(LearningExitCodes.ERROR_INVALID_TARGET.format(message=str(exc))) from None
+    return y, dataset.units.get(name, "")
+
+
+def _values(
+    dataset: CrystalDatasetData | None,
+    descriptor: orm.Dict | orm.Str | None,
+    invariants: InvariantsData | None,
+    features: orm.ArrayData | None,
+) -> DescriptorValues:
+    """Descriptor values of the dataset's records: from the node given, or computed."""
+    wanted = None
+    if descriptor is not None:
+        try:
+            wanted = resolve_model_descriptor(_spec(descriptor))
+        except ModelSpecError as exc:
+            raise _Fail(LearningExitCodes.ERROR_INVALID_DESCRIPTOR.format(message=str(exc))) from None
+    given = [n for n in (invariants, features) if n is not None]
+    if len(given) > 1:
+        raise _Fail(LearningExitCodes.ERROR_MISSING_INPUT.format(message="give either invariants or features, not both"))
+    if given:
+        try:
+            values = values_from_node(given[0])
+        except ModelSpecError as exc:
+            raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=str(exc))) from None
+        if wanted is not None:
+            reason = descriptor_incompatibility(wanted, values.spec)
+            if reason:
+                reason = reason.replace("the model was trained on", "the descriptor asked for is")
+                raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=reason))
+        if dataset is not None and values.ids != dataset.ids:
+            raise _Fail(
+                LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(
+                    message=f"the rows of node {given[0].pk} ({len(values)} records) are not the records of "
+                    f"dataset {dataset.pk} ({len(dataset)} records) in dataset order"
+                )
+            )
+        return values
+    if wanted is None:
+        raise _Fail(LearningExitCodes.ERROR_MISSING_INPUT.format(message="give a descriptor, invariants or features"))
+    if dataset is None:
+        raise _Fail(LearningExitCodes.ERROR_MISSING_INPUT.format(message="give a dataset to compute the descriptor on"))
+    try:
+        return compute_values(wanted, dataset.get_crystals(), dataset.ids)
+    except ValueError as exc:
+        raise _Fail(LearningExitCodes.ERROR_DESCRIPTOR_FAILED.format(message=str(exc))) from None
+
+
+def _model_spec(model: orm.Dict, values: DescriptorValues) -> dict[str, Any]:
+    try:
+        return resolve_model_spec(model.get_dict(), values.spec)
+    except ModelSpecError as exc:
+        raise _Fail(LearningExitCodes.ERROR_INVALID_MODEL.format(message=str(exc))) from None
+
+
+def _square_distances(values: DescriptorValues, metric: dict[str, Any], distances: DistancesData | None) -> np.ndarray:
+    """(n, n) distances between the records, from ``distances`` or computed."""
+    from .. import distances as dist
+
+    params = dict(metric)
+    name = params.pop("name")
+    if distances is not None:
+        problems = []
+        if distances.metric != name:
+            problems.append(f"metric {distances.metric!r} instead of {name!r}")
+        if distances.layout not in ("condensed", "dense") or distances.row_ids != values.ids or distances.col_ids != values.ids:
+            problems.append("not all pairwise distances between these records in this order")
+        inv = distances.invariants_parameters
+        if inv and (inv.get("descriptor") != values.spec["name"] or jsonable(inv.get("parameters")) != jsonable(values.spec["params"])):
+            problems.append("computed on other invariants")
+        mp = {k: v for k, v in distances.metric_parameters.items() if v is not None}
+        if {k: v for k, v in params.items() if v is not None} != mp:
+            problems.append(f"metric parameters {mp} instead of {params}")
+        if problems:
+            raise _Fail(
+                LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(
+                    message=f"distances {distances.pk} cannot be used: " + "; ".join(problems)
+                )
+            )
+        return np.asarray(distances.get_matrix(), dtype=float)
+    from scipy.spatial.distance import squareform
+
+    try:
+        return squareform(dist.pdist(values.metric_items(name), name, **params), checks=False)
+    except (TypeError, ValueError) as exc:
+        raise _Fail(LearningExitCodes.ERROR_INVALID_MODEL.format(message=f"metric {name!r}: {exc}")) from None
+
+
+@dataclass
+class _Problem:
+    """What a model is fitted on: X (vectors) or D (square distances), targets, ids."""
+
+    values: DescriptorValues
+    y: np.ndarray
+    unit: str
+    model_spec: dict[str, Any]
+    D: np.ndarray | None
+
+    def inputs(self, rows: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+        """Model input for records ``rows``: vectors, or distances to the records ``cols``."""
+        if self.D is not None:
+            return self.D[np.ix_(rows, rows if cols is None else cols)]
+        if self.values.is_ragged:  # only the median baseline gets here
+            return np.zeros((len(rows), 1))
+        return self.values.matrix()[rows]
+
+    def build(self):
+        from ..learning.models import build_model
+
+        spec = {k: v for k, v in self.model_spec.items() if k != "metric"}
+        return build_model(spec)
+
+
+def _problem(dataset, target, model, descriptor, invariants, features, distances) -> _Problem:
+    y, unit = _target(dataset, target)
+    values = _values(dataset, descriptor, invariants, features)
+    model_spec = _model_spec(model, values)
+    if model_spec["name"] == "krr" and values.is_ragged:
+        raise _Fail(LearningExitCodes.ERROR_INVALID_MODEL.format(message="kernel ridge needs vectors, not ragged PDDs"))
+    D = _square_distances(values, model_spec["metric"], distances) if model_spec["name"] == "knn" else None
+    return _Problem(values, y, unit, model_spec, D)
+
+
+def _fit(problem: _Problem, rows: np.ndarray):
+    model = problem.build()
+    try:
+        with blas_limit(len(rows)):
+            model.fit(problem.inputs(rows), problem.y[rows])
+    except ValueError as exc:
+        text = str(exc)
+        if "fewer than" in text or "folds" in text:
+            raise _Fail(LearningExitCodes.ERROR_TOO_FEW_RECORDS.format(message=text)) from None
+        if "target" in text:
+            raise _Fail(LearningExitCodes.ERROR_INVALID_TARGET.format(message=text)) from None
+        raise _Fail(LearningExitCodes.ERROR_FIT_FAILED.format(message=text)) from None
+    return model
+
+
+def _predict(problem: _Problem, model, rows: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
+    with blas_limit(len(train_rows)):
+        return model.predict(problem.inputs(rows, train_rows))
+
+
+def predictions_arrays(node: orm.ArrayData) -> dict[str, np.ndarray]:
+    """The arrays of a predictions node: ``ids``, ``y_pred`` and, if known, ``y_true``, ``fold``."""
+    return {name: node.get_array(name) for name in node.get_arraynames()}
+
+
+def _predictions_node(ids, y_pred, y_true=None, fold=None, info: dict[str, Any] | None = None) -> orm.ArrayData:
+    node = orm.ArrayData()
+    node.set_array("ids", as_str_array(ids))
+    node.set_array("y_pred", np.asarray(y_pred, dtype=float))
+    if y_true is not None:
+        node.set_array("y_true", np.asarray(y_true, dtype=float))
+    if fold is not None:
+        node.set_array("fold", np.asarray(fold, dtype=np.int64))
+    node.base.attributes.set(PREDICTIONS_ATTRIBUTE, jsonable(info or {}))
+    return node
+
+
+def _guard(func):
+    """Run ``func``; a :class:`_Fail` becomes its exit code (nothing was made yet)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except _Fail as fail:
+            return fail.exit_code
+
+    return wrapper
+
+
+# ------------------------------------------------------------------------------- sources
+
+
+@calcfunction
+def synthetic_dataset(parameters: orm.Dict):
+    """A generated dataset: ``{'generator': 'ewald_landscape', 'n': 200, 'seed': 0,
+    'duplicate_fraction': 0.08, 'max_atoms': 24}`` (see
+    :func:`aiida_crystinv.sources.synthetic.ewald_landscape`): ionic polymorphs labelled
+    with their Ewald energy per atom (eV/atom). Deterministic for a seed; offline.
+
+    Exit codes: 350 unknown generator or bad parameters.
+    """
+    from ..sources.synthetic import ewald_landscape
+
+    params = parameters.get_dict()
+    generator = params.pop("generator", "ewald_landscape")
+    if generator not in GENERATORS:
+        return LearningExitCodes.ERROR_SOURCE.format(message=f"unknown generator {generator!r}; use one of {GENERATORS}")
+    try:
+        ids, structures, targets, units = ewald_landscape(**params)
+    except (TypeError, ValueError) as exc:
+        return LearningExitCodes.ERROR_SOURCE.format(message=f"ewald_landscape{tuple(params.items())}: {exc}")
+    dataset = CrystalDatasetData.from_structures(
+        structures,
+        ids=ids,
+        targets=targets,
+        units=units,
+        source={"description": f"synthetic {generator}", "extras": {"generator": generator, **params}},
+    )
+    return {"dataset": dataset}
+
+
+@calcfunction
+def import_group(group: orm.Str, options: orm.Dict | None = None):
+    """The ``StructureData`` nodes of an AiiDA group (by label) as one dataset.
+
+    The group's label and UUID and the UUIDs of the nodes are recorded on the dataset.
+    ``options``: ``{'on_error': 'fail' | 'skip'}``. Exit codes: 350 no such group or a bad
+    record.
+    """
+    from aiida.common.exceptions import NotExistent
+
+    opts = options.get_dict() if options is not None else {}
+    on_error = opts.pop("on_error", "fail")
+    if opts:
+        return LearningExitCodes.ERROR_SOURCE.format(message=f"unknown option(s) {sorted(opts)}; allowed: on_error")
+    try:
+        dataset = CrystalDatasetData.from_group(group.value, on_error=on_error)
+    except NotExistent:
+        return LearningExitCodes.ERROR_SOURCE.format(message=f"no group with label {group.value!r}")
+    except ValueError as exc:
+        return LearningExitCodes.ERROR_SOURCE.format(message=str(exc))
+    return {"dataset": dataset}
+
+
+# ------------------------------------------------------------------------------- features
+
+
+@calcfunction
+@_guard
+def compute_features(dataset: CrystalDatasetData, descriptor: orm.Dict | orm.Str):
+    """Feature vectors of every record (a ``features`` descriptor of
+    :mod:`aiida_crystinv.learning.descriptors`), as ONE ``ArrayData``.
+
+    Arrays ``features`` (n, d) and ``ids`` (n,); attribute ``crystinv_features`` =
+    ``{'descriptor': spec, 'dataset_uuid', 'spec_sha256'}`` (used to find it again by query).
+
+    Exit codes: 310 unknown descriptor / parameter (or an invariants descriptor: use
+    ``compute_invariants``), 330 a structure failed.
+    """
+    try:
+        spec = resolve_model_descriptor(_spec(descriptor))
+    except ModelSpecError as exc:
+        raise _Fail(LearningExitCodes.ERROR_INVALID_DESCRIPTOR.format(message=str(exc))) from None
+    if spec["kind"] != "features":
+        raise _Fail(
+            LearningExitCodes.ERROR_INVALID_DESCRIPTOR.format(
+                message=f"{spec['name']!r} is an invariants descriptor: compute it with compute_invariants"
+            )
+        )
+    values = _values(dataset, descriptor, None, None)
+    node = orm.ArrayData()
+    node.set_array("features", np.asarray(values.items, dtype=float))
+    node.set_array("ids", as_str_array(values.ids))
+    node.base.attributes.set(
+        FEATURES_ATTRIBUTE, {"descriptor": spec, "dataset_uuid": dataset.uuid, "spec_sha256": spec_hash(spec)}
+    )
+    return {"features": node}
+
+
+# ------------------------------------------------------------------------------- learning
+
+
+def _info(problem: _Problem, target: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "target": target,
+        "unit": problem.unit,
+        "model": problem.model_spec,
+        "descriptor": problem.values.spec,
+        **extra,
+    }
+
+
+@calcfunction
+@_guard
+def cross_validate(
+    dataset: CrystalDatasetData,
+    target: orm.Str,
+    model: orm.Dict,
+    split: orm.Dict | None = None,
+    descriptor: orm.Dict | orm.Str | None = None,
+    invariants: InvariantsData | None = None,
+    features: orm.ArrayData | None = None,
+    distances: DistancesData | None = None,
+):
+    """Cross-validated (k-fold) or hold-out predictions of a model spec on a dataset.
+
+    Every fold fits a fresh model on the other folds (inner CV for hyperparameters sees
+    only those) and predicts its records; the same seed gives the same folds for every
+    model. A hold-out split predicts only the test records.
+
+    Returns:
+        ``predictions`` (ArrayData: ``ids``, ``y_true``, ``y_pred``, ``fold``) and
+        ``metrics`` (Dict: ``mae``, ``median_ae``, ``rmse``, ``r2``, ``n``, ``unit``,
+        ``fold_mae``, ``baseline_mae`` and ``baseline_median_ae`` of the median predictor
+        on the same folds).
+
+    Exit codes: 300 no such target, 301 NaN / infinite / non-positive (log10) targets,
+    302 fewer records than folds, 310 / 311 / 312 bad descriptor / model / split, 320
+    invariants of another dataset, descriptor or parameters, 330, 340.
+    """
+    from ..learning.metrics import regression_metrics
+    from ..learning.splits import holdout_split, kfold_indices
+
+    try:
+        split_spec = resolve_split(split.get_dict() if split is not None else None)
+    except ValueError as exc:
+        raise _Fail(LearningExitCodes.ERROR_INVALID_SPLIT.format(message=str(exc))) from None
+    problem = _problem(dataset, target, model, descriptor, invariants, features, distances)
+    n = len(problem.y)
+    try:
+        if split_spec["kind"] == "kfold":
+            folds = kfold_indices(n, split_spec["n_splits"], split_spec["seed"])
+        else:
+            folds = [holdout_split(n, split_spec["test_fraction"], split_spec["seed"])]
+    except ValueError as exc:
+        raise _Fail(LearningExitCodes.ERROR_TOO_FEW_RECORDS.format(message=str(exc))) from None
+    y_pred = np.full(n, np.nan)
+    base = np.full(n, np.nan)
+    fold = np.full(n, -1, dtype=np.int64)
+    fold_mae = []
+    for number, (train, test) in enumerate(folds):
+        fitted = _fit(problem, train)
+        y_pred[test] = _predict(problem, fitted, test, train)
+        base[test] = np.median(problem.y[train])
+        fold[test] = number
+        fold_mae.append(float(np.mean(np.abs(y_pred[test] - problem.y[test]))))
+    tested = np.flatnonzero(fold >= 0)
+    if not np.isfinite(y_pred[tested]).all():
+        raise _Fail(LearningExitCodes.ERROR_FIT_FAILED.format(message="the model predicted NaN or infinite values"))
+    metrics = regression_metrics(problem.y[tested], y_pred[tested])
+    baseline = regression_metrics(problem.y[tested], base[tested])
+    metrics.update(
+        {
+            "unit": problem.unit,
+            "target": target.value,
+            "split": split_spec,
+            "fold_mae": fold_mae,
+            "baseline_mae": baseline["mae"],
+            "baseline_median_ae": baseline["median_ae"],
+        }
+    )
+    ids = [problem.values.ids[i] for i in tested]
+    node = _predictions_node(
+        ids, y_pred[tested], problem.y[tested], fold[tested], _info(problem, target.value, split=split_spec)
+    )
+    return {"predictions": node, "metrics": orm.Dict(jsonable(metrics))}
+
+
+@calcfunction
+@_guard
+def train_model(
+    dataset: CrystalDatasetData,
+    target: orm.Str,
+    model: orm.Dict,
+    descriptor: orm.Dict | orm.Str | None = None,
+    invariants: InvariantsData | None = None,
+    features: orm.ArrayData | None = None,
+    distances: DistancesData | None = None,
+):
+    """Fit a model on every record of a dataset: a :class:`~aiida_crystinv.data.ModelData`.
+
+    Args:
+        dataset: the records and their targets.
+        target: name of the target (a column of the dataset).
+        model: the model spec (``name`` and constructor arguments; ``metric`` for kNN).
+        descriptor: the descriptor spec, computed on the dataset when neither
+            ``invariants`` nor ``features`` is given (then it is recomputed at every
+            prediction; pass the stored node to keep the link).
+        invariants / features: precomputed values for the dataset's records, in order.
+        distances: kNN only: all pairwise distances of the invariants (else computed).
+
+    Returns:
+        ``model`` (ModelData) and ``metrics`` (Dict: training-set ``mae`` ... and the
+        fitted hyperparameters; these are fit errors, not generalisation errors -- use
+        ``cross_validate`` for those).
+
+    Exit codes: as :func:`cross_validate`.
+    """
+    from ..learning.metrics import regression_metrics
+
+    problem = _problem(dataset, target, model, descriptor, invariants, features, distances)
+    if problem.model_spec["name"] == "knn" and invariants is None:
+        raise _Fail(
+            LearningExitCodes.ERROR_MISSING_INPUT.format(
+                message="a knn model predicts from distances to its training invariants: pass the stored "
+                "invariants node (compute_invariants / InvariantsWorkChain) instead of a descriptor"
+            )
+        )
+    rows = np.arange(len(problem.y))
+    fitted = _fit(problem, rows)
+    fit = _predict(problem, fitted, rows, rows)
+    metrics = {f"train_{k}": v for k, v in regression_metrics(problem.y, fit).items()}
+    _, params = fitted.to_arrays()
+    metrics.update({"unit": problem.unit, "target": target.value, "fitted": params.get("fitted", {})})
+    transform = problem.model_spec.get("target_transform")
+    node = ModelData.from_model(
+        fitted,
+        problem.model_spec,
+        problem.values.spec,
+        {"name": target.value, "unit": problem.unit, "transform": transform},
+        problem.values.ids,
+        dataset_uuid=dataset.uuid,
+        invariants_uuid=invariants.uuid if invariants is not None else None,
+        features_uuid=features.uuid if features is not None else None,
+        metrics=metrics,
+    )
+    return {"model": node, "metrics": orm.Dict(jsonable(metrics))}
+
+
+@calcfunction
+@_guard
+def predict(
+    model: ModelData,
+    dataset: CrystalDatasetData | None = None,
+    invariants: InvariantsData | None = None,
+    features: orm.ArrayData | None = None,
+    reference: InvariantsData | None = None,
+):
+    """Predictions of a trained model for new records.
+
+    Args:
+        model: the trained model.
+        dataset: the records (the descriptor is computed on them unless ``invariants`` /
+            ``features`` are given); when it has the model's target, the true values and
+            ``metrics`` are returned too.
+        invariants / features: precomputed values of the model's descriptor (same name
+            and parameters, else exit code 320).
+        reference: kNN models: the training invariants (default: loaded by the UUID
+            recorded in the model; pass them to keep the link in the graph).
+
+    Returns:
+        ``predictions`` (ArrayData ``ids``, ``y_pred`` [, ``y_true``]) and, with true
+        values, ``metrics`` (Dict).
+
+    Exit codes: 313 no records given, 320 other descriptor / parameters or a wrong
+    reference, 330 a structure failed.
+    """
+    from ..learning.metrics import regression_metrics
+
+    if dataset is None and invariants is None and features is None:
+        raise _Fail(LearningExitCodes.ERROR_MISSING_INPUT.format(message="give a dataset, invariants or features"))
+    given = invariants if invariants is not None else features
+    if given is not None:
+        reason = model.incompatibility(given)
+        if reason:
+            raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=reason))
+        values = _values(dataset, None, invariants, features)
+    else:
+        try:
+            values = compute_values(model.descriptor, dataset.get_crystals(), dataset.ids)
+        except ValueError as exc:
+            raise _Fail(LearningExitCodes.ERROR_DESCRIPTOR_FAILED.format(message=str(exc))) from None
+    if reference is not None and model.needs_reference:
+        reason = model.check_reference(reference)
+        if reason:
+            raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=reason))
+    try:
+        y_pred = model.predict_values(values, reference if model.needs_reference else None)
+    except ModelSpecError as exc:
+        raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=str(exc))) from None
+    except (TypeError, ValueError) as exc:
+        raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=str(exc))) from None
+    target = model.target
+    y_true = None
+    if dataset is not None and target["name"] in dataset.target_names:
+        y_true = dataset.get_target(target["name"])
+    info = {
+        "target": target["name"],
+        "unit": target.get("unit", ""),
+        "model": model.model_spec,
+        "descriptor": model.descriptor,
+        "model_uuid": model.uuid,
+    }
+    out = {"predictions": _predictions_node(values.ids, y_pred, y_true, None, info)}
+    if y_true is not None:
+        metrics = regression_metrics(y_true, y_pred)
+        metrics.update({"unit": target.get("unit", ""), "target": target["name"]})
+        out["metrics"] = orm.Dict(jsonable(metrics))
+    return out
+
+
+# ------------------------------------------------------------------------------- plots
+
+
+def render_parity_png(y_true: np.ndarray, y_pred: np.ndarray, title: str = "", unit: str = "", label: str = "") -> bytes:
+    """A parity plot (predicted against true, with the y = x line and MAE) as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    fig = Figure(figsize=(4.2, 4.0), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    lo = float(min(y_true.min(), y_pred.min()))
+    hi = float(max(y_true.max(), y_pred.max()))
+    pad = 0.04 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=1, zorder=1)
+    ax.scatter(y_true, y_pred, s=9, alpha=0.6, edgecolors="none", zorder=2)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    u = f" ({unit})" if unit else ""
+    ax.set_xlabel(f"true{u}")
+    ax.set_ylabel(f"predicted{u}")
+    mae = float(np.mean(np.abs(y_true - y_pred)))
+    ax.text(0.04, 0.95, f"MAE {mae:.4g}{' ' + unit if unit else ''}\nn = {len(y_true)}{label}",
+            transform=ax.transAxes, va="top", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+@calcfunction
+def parity_plot(predictions: orm.ArrayData, title: orm.Str | None = None):
+    """Parity plot of predictions with known true values, as a PNG ``SinglefileData``.
+
+    Exit codes: 313 the predictions have no true values.
+    """
+    names = predictions.get_arraynames()
+    if "y_true" not in names:
+        return LearningExitCodes.ERROR_MISSING_INPUT.format(message="the predictions have no true values to plot against")
+    info = predictions.base.attributes.get(PREDICTIONS_ATTRIBUTE, {})
+    text = title.value if title is not None else f"{info.get('model', {}).get('name', '')} on {info.get('descriptor', {}).get('name', '')}"
+    png = render_parity_png(predictions.get_array("y_true"), predictions.get_array("y_pred"), text, info.get("unit", ""))
+    return {"plot": orm.SinglefileData(io.BytesIO(png), filename="parity.png")}
