@@ -95,8 +95,9 @@ def _windows_kernel(a, snap):
     hi = np.empty((n, shells), dtype=np.int64)
     inv = np.empty((n, shells))
     badrow = np.full(n, -1, dtype=np.int64)
-    # pass 1: totals and windows (first entry != 0, last entry != 1)
+    # pass 1: totals and windows (first entry != 0, last entry != 1 after snapping)
     for i in prange(n):
+        buf = np.empty(max(ne, 1))
         for s in range(shells):
             tot = 0.0
             for k in range(nbins):
@@ -108,16 +109,22 @@ def _windows_kernel(a, snap):
             f = 1.0 / tot
             inv[i, s] = f
             acc = 0.0
-            first = ne
-            last = -1
             for k in range(ne):
                 acc += a[i, s, k]
-                c = _snap(acc * f, snap)
-                if c != 0.0 and first == ne:
+                buf[k] = acc
+            first = ne
+            for k in range(ne):
+                if abs(buf[k] * f) > snap:
                     first = k
-                if c != 1.0:
+                    break
+            last = -1
+            for k in range(ne - 1, first - 1, -1):
+                if abs(buf[k] * f - 1.0) > snap:
                     last = k
-            # all 0: [ne, ne); all 1: [0, 0); always first <= last + 1
+                    break
+            # all 0: [ne, ne); all 1: [0, 0); window [first, last + 1) otherwise
+            if last < first:
+                last = first - 1
             lo[i, s] = first
             hi[i, s] = last + 1
     start = np.empty((n, shells), dtype=np.int64)

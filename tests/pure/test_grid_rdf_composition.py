@@ -308,6 +308,21 @@ def test_grid_and_rdf_are_invariant(data, kind):
     assert np.allclose(r1, r2, atol=1e-8)
 
 
+def test_supercell_through_the_symmetry_path():
+    """64+ sites: the neighbour search uses symmetry-distinct sites with multiplicities."""
+    diamond = Structure.from_spacegroup("Fd-3m", Lattice.cubic(3.567), ["C"], [[0, 0, 0]])
+    assert len(diamond) == 8
+    rng = np.random.default_rng(3)
+    shaken = Structure(diamond.lattice, diamond.species, diamond.frac_coords + rng.normal(0, 0.01, (8, 3)))
+    for s in (diamond, shaken):
+        big = s.copy()
+        big.make_supercell([[2, 0, 0], [0, 2, 0], [1, 0, 2]])
+        assert len(big) == 64
+        assert grid_emd(grid(s, **GKW), grid(big, **GKW)) < 1e-8
+        assert np.allclose(grid(s, **GKW), grid(big, **GKW), atol=1e-8)
+        assert rdf_emd(rdf(s, **RKW), rdf(big, **RKW)) < 1e-8
+
+
 # ------------------------------------------------------------------ continuity
 
 
