@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
 
 __all__ = [
     "grid_emd",
@@ -394,7 +394,3 @@ def composition_distance(c1, c2, weights=None) -> float:
             )
         d = d * w
     return float(d.sum())
-
-
-def _threads() -> int:  # pragma: no cover - informational
-    return get_num_threads()
