@@ -98,46 +98,99 @@ def _pdd_pdist_kernel(rows, weights, offsets, out):
             _pdd_pdist_row(rows, weights, offsets, n - 1 - r, out)
 
 
+@njit(cache=True)
+def _amd_bound(qamds, q, amds, j):
+    best = 0.0
+    for c in range(amds.shape[1]):
+        d = abs(qamds[q, c] - amds[j, c])
+        if d > best:
+            best = d
+    return best
+
+
+@njit(cache=True)
+def _try_candidate(qrows, qweights, qoffsets, q, rows, weights, offsets, j, bd, bi):
+    """EMD of query q and item j, inserted into the sorted (distance, index) top-k lists.
+
+    Returns False if the simplex failed (the caller falls back to POT for this query).
+    """
+    k = bd.shape[0]
+    d = _emd_ij(qrows, qweights, qoffsets, q, rows, weights, offsets, j)
+    if np.isnan(d):
+        return False
+    # keep (distance, index) in lexicographic order, as a stable brute-force sort would
+    if d < bd[k - 1] or (d == bd[k - 1] and j < bi[k - 1]):
+        p = k - 1
+        while p > 0 and (bd[p - 1] > d or (bd[p - 1] == d and bi[p - 1] > j)):
+            bd[p] = bd[p - 1]
+            bi[p] = bi[p - 1]
+            p -= 1
+        bd[p] = d
+        bi[p] = j
+    return True
+
+
 @njit(parallel=True, cache=True)
-def _pdd_knn_kernel(rows, weights, offsets, amds, qrows, qweights, qoffsets, qamds, k, self_index, out_d, out_i, evaluated):
+def _pdd_knn_kernel(rows, weights, offsets, amds, key_order, keys, qrows, qweights, qoffsets, qamds, qkeys,
+                    k, window, self_index, out_d, out_i, evaluated):
+    """Exact k-NN under PDD-EMD, pruned by two lower bounds of the EMD.
+
+    ``keys = amds[:, c]`` for one AMD coordinate c, sorted by ``key_order``; both
+    ``|key_a - key_b|`` and ``|AMD_a - AMD_b|_inf`` are lower bounds of the EMD. A window of
+    items nearest in key is scored first (full AMD bound, EMDs in bound order) to get a good
+    k-th distance; then the sweep moves outward in key order while the key gap does not
+    exceed the k-th distance, computing the AMD bound and, if that does not exceed it
+    either, the EMD. Every item skipped has a bound above the final k-th distance, so the
+    result is exact.
+    """
     n = offsets.shape[0] - 1
     nq = qoffsets.shape[0] - 1
-    kk = amds.shape[1]
     for q in prange(nq):
-        lb = np.empty(n)
-        for j in range(n):
-            best = 0.0
-            for c in range(kk):
-                d = abs(qamds[q, c] - amds[j, c])
-                if d > best:
-                    best = d
-            lb[j] = best
-        order = np.argsort(lb, kind="mergesort")
         bd = np.full(k, np.inf)
         bi = np.full(k, -1, dtype=np.int64)
         count = 0
-        for t in range(n):
-            j = order[t]
+        ok = True
+        pos = np.searchsorted(keys, qkeys[q])
+        lo = max(0, pos - window // 2)
+        hi = min(n, lo + window)
+        lo = max(0, hi - window)
+        w = hi - lo
+        lb = np.empty(w)
+        for t in range(w):
+            lb[t] = _amd_bound(qamds, q, amds, key_order[lo + t])
+        order = np.argsort(lb, kind="mergesort")
+        for t in range(w):
+            j = key_order[lo + order[t]]
             if j == self_index[q]:
                 continue
-            if lb[j] > bd[k - 1]:
+            if lb[order[t]] > bd[k - 1]:
                 break
-            d = _emd_ij(qrows, qweights, qoffsets, q, rows, weights, offsets, j)
             count += 1
-            if np.isnan(d):
-                evaluated[q] = -1
+            if not _try_candidate(qrows, qweights, qoffsets, q, rows, weights, offsets, j, bd, bi):
+                ok = False
                 break
-            # insert keeping (distance, index) lexicographic order, as brute force sorts
-            if d < bd[k - 1] or (d == bd[k - 1] and j < bi[k - 1]):
-                p = k - 1
-                while p > 0 and (bd[p - 1] > d or (bd[p - 1] == d and bi[p - 1] > j)):
-                    bd[p] = bd[p - 1]
-                    bi[p] = bi[p - 1]
-                    p -= 1
-                bd[p] = d
-                bi[p] = j
-        if evaluated[q] != -1:
-            evaluated[q] = count
+        left = lo - 1
+        right = hi
+        while ok:
+            gl = qkeys[q] - keys[left] if left >= 0 else np.inf
+            gr = keys[right] - qkeys[q] if right < n else np.inf
+            if gl <= gr:
+                if gl > bd[k - 1]:
+                    break
+                t = left
+                left -= 1
+            else:
+                if gr > bd[k - 1]:
+                    break
+                t = right
+                right += 1
+            j = key_order[t]
+            if j == self_index[q] or _amd_bound(qamds, q, amds, j) > bd[k - 1]:
+                continue
+            count += 1
+            if not _try_candidate(qrows, qweights, qoffsets, q, rows, weights, offsets, j, bd, bi):
+                ok = False
+        evaluated[q] = count if ok else -1
         for c in range(k):
             out_d[q, c] = bd[c]
             out_i[q, c] = bi[c]
@@ -304,10 +357,11 @@ def nearest_neighbours(
     """Exact k nearest neighbours of each query among ``items``.
 
     For ``pdd_emd`` the search is pruned by the lower bound
-    ``|AMD_a - AMD_b|_inf <= EMD(PDD_a, PDD_b)`` (AMDs computed from the PDDs given):
-    candidates are visited in order of the bound and the search stops once the bound
-    exceeds the k-th best distance, so the answer equals brute force exactly (ties are
-    broken by the lower index, as a stable sort of the full row would). Other metrics
+    ``|AMD_a - AMD_b|_inf <= EMD(PDD_a, PDD_b)`` (AMDs computed from the PDDs given) and
+    by its one-coordinate relaxation, which lets the search sweep outward from the query
+    in a sorted order and stop once the bound exceeds the k-th best distance; the answer
+    equals brute force exactly (ties are broken by the lower index, as a stable sort of
+    the full row would). Other metrics
     are computed by brute force in row blocks.
 
     Args:
@@ -343,9 +397,15 @@ def nearest_neighbours(
         out_d = np.empty((nq, k))
         out_i = np.empty((nq, k), dtype=np.int64)
         evaluated = np.zeros(nq, dtype=np.int64)
+        # the AMD coordinate with the largest spread gives the sharpest 1-D bound
+        c = int(np.argmax(amds.std(0))) if n_items > 1 else 0
+        key_order = np.argsort(amds[:, c], kind="mergesort")
+        keys = np.ascontiguousarray(amds[key_order, c])
+        qkeys = np.ascontiguousarray(qamds[:, c])
+        window = int(min(n_items, max(64, 8 * k)))
         with _Threads(n_jobs):
-            _pdd_knn_kernel(rows, weights, offsets, amds, qrows, qweights, qoffsets, qamds, k,
-                            self_index.astype(np.int64), out_d, out_i, evaluated)
+            _pdd_knn_kernel(rows, weights, offsets, amds, key_order, keys, qrows, qweights, qoffsets, qamds,
+                            qkeys, k, window, self_index.astype(np.int64), out_d, out_i, evaluated)
         failed = np.flatnonzero(evaluated < 0)
         if failed.size:  # pragma: no cover - the simplex converges in practice
             qs = items if self_query else queries
