@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 __all__ = [
     "grid_emd",
@@ -38,6 +38,10 @@ __all__ = [
 ]
 
 _SNAP = 1e-13
+#: Below this many shell-pair comparisons (about 10 ms of work) a matrix is computed on
+#: one thread: thread start-up costs more, and on a shared, busy machine a parallel
+#: region waits for its slowest thread.
+PARALLEL_MIN_WORK = 2_000_000
 
 
 class ProfileShapeError(ValueError):
@@ -82,91 +86,95 @@ def _snap(c, snap):
     return c
 
 
-@njit(cache=True, parallel=True)
-def _windows_kernel(a, snap):
-    """Normalised cumulative rows of ``a`` (n, shells, bins) cut to their windows.
-
-    Returns (bad, lo, hi, start, pstart, vals, pabs, pone); ``bad`` is the flat index of
-    the first row with a non-positive or non-finite total, or -1.
-    """
-    n, shells, nbins = a.shape
+@njit(cache=True)
+def _scan_profile(a, i, snap, lo, hi, inv):
+    """Windows of the normalised cumulative rows of profile ``i`` (first entry != 0, last
+    entry != 1 after snapping). Returns the first row with a non-positive total, or -1."""
+    shells, nbins = a.shape[1], a.shape[2]
     ne = nbins - 1
-    lo = np.empty((n, shells), dtype=np.int64)
-    hi = np.empty((n, shells), dtype=np.int64)
-    inv = np.empty((n, shells))
-    badrow = np.full(n, -1, dtype=np.int64)
-    # pass 1: totals and windows (first entry != 0, last entry != 1 after snapping)
-    for i in prange(n):
-        buf = np.empty(max(ne, 1))
-        for s in range(shells):
-            tot = 0.0
-            for k in range(nbins):
-                tot += a[i, s, k]
-            if not (tot > 0.0 and tot < np.inf):
-                if badrow[i] < 0:
-                    badrow[i] = s
-                tot = 1.0
-            f = 1.0 / tot
-            inv[i, s] = f
-            acc = 0.0
-            for k in range(ne):
-                acc += a[i, s, k]
-                buf[k] = acc
-            first = ne
-            for k in range(ne):
-                if abs(buf[k] * f) > snap:
-                    first = k
-                    break
-            last = -1
-            for k in range(ne - 1, first - 1, -1):
-                if abs(buf[k] * f - 1.0) > snap:
-                    last = k
-                    break
-            # all 0: [ne, ne); all 1: [0, 0); window [first, last + 1) otherwise
-            if last < first:
-                last = first - 1
-            lo[i, s] = first
-            hi[i, s] = last + 1
-    start = np.empty((n, shells), dtype=np.int64)
-    pstart = np.empty((n, shells), dtype=np.int64)
-    off = 0
-    r = 0
-    for i in range(n):
-        for s in range(shells):
-            start[i, s] = off
-            pstart[i, s] = off + r
-            off += hi[i, s] - lo[i, s]
-            r += 1
-    vals = np.empty(off)
-    pabs = np.zeros(off + r)
-    pone = np.zeros(off + r)
+    buf = np.empty(max(ne, 1))
     bad = -1
-    for i in range(n):
-        if badrow[i] >= 0:
-            bad = i * shells + badrow[i]
-            break
-    # pass 2: window values and their prefix sums
-    for i in prange(n):
-        for s in range(shells):
-            f = inv[i, s]
-            l = lo[i, s]
-            h = hi[i, s]
-            acc = 0.0
-            for k in range(l):
-                acc += a[i, s, k]
-            st = start[i, s]
-            ps = pstart[i, s]
-            x = 0.0
-            y = 0.0
-            for k in range(l, h):
-                acc += a[i, s, k]
-                v = _snap(acc * f, snap)
-                vals[st + k - l] = v
-                x += abs(v)
-                y += abs(1.0 - v)
-                pabs[ps + k - l + 1] = x
-                pone[ps + k - l + 1] = y
-    return bad, lo, hi, start, pstart, vals, pabs, pone
+    for s in range(shells):
+        tot = 0.0
+        for k in range(nbins):
+            tot += a[i, s, k]
+        if not (tot > 0.0 and tot < np.inf):
+            if bad < 0:
+                bad = s
+            tot = 1.0
+        f = 1.0 / tot
+        inv[i, s] = f
+        acc = 0.0
+        for k in range(ne):
+            acc += a[i, s, k]
+            buf[k] = acc
+        first = ne
+        for k in range(ne):
+            if abs(buf[k] * f) > snap:
+                first = k
+                break
+        last = first - 1
+        for k in range(ne - 1, first - 1, -1):
+            if abs(buf[k] * f - 1.0) > snap:
+                last = k
+                break
+        # all 0: [ne, ne); all 1: [0, 0); otherwise [first, last + 1)
+        lo[i, s] = first
+        hi[i, s] = last + 1
+    return bad
+
+
+@njit(cache=True)
+def _fill_profile(a, i, snap, lo, hi, inv, start, pstart, vals, pabs, pone):
+    """Window values of profile ``i`` and prefix sums of |P| and |1 - P| over them."""
+    for s in range(a.shape[1]):
+        f = inv[i, s]
+        l = lo[i, s]
+        h = hi[i, s]
+        acc = 0.0
+        for k in range(l):
+            acc += a[i, s, k]
+        st = start[i, s]
+        ps = pstart[i, s]
+        x = 0.0
+        y = 0.0
+        for k in range(l, h):
+            acc += a[i, s, k]
+            v = _snap(acc * f, snap)
+            vals[st + k - l] = v
+            x += abs(v)
+            y += abs(1.0 - v)
+            pabs[ps + k - l + 1] = x
+            pone[ps + k - l + 1] = y
+
+
+@njit(cache=True)
+def _scan_serial(a, snap, lo, hi, inv, bad):
+    for i in range(a.shape[0]):
+        bad[i] = _scan_profile(a, i, snap, lo, hi, inv)
+
+
+@njit(cache=True, parallel=True)
+def _scan_parallel(a, snap, lo, hi, inv, bad):
+    for i in prange(a.shape[0]):
+        bad[i] = _scan_profile(a, i, snap, lo, hi, inv)
+
+
+@njit(cache=True)
+def _fill_serial(a, snap, lo, hi, inv, start, pstart, vals, pabs, pone):
+    for i in range(a.shape[0]):
+        _fill_profile(a, i, snap, lo, hi, inv, start, pstart, vals, pabs, pone)
+
+
+@njit(cache=True, parallel=True)
+def _fill_parallel(a, snap, lo, hi, inv, start, pstart, vals, pabs, pone):
+    for i in prange(a.shape[0]):
+        _fill_profile(a, i, snap, lo, hi, inv, start, pstart, vals, pabs, pone)
+
+
+def _use_threads(work: float) -> bool:
+    """Threads only pay off (and only survive a busy machine) for large jobs."""
+    return work >= PARALLEL_MIN_WORK and get_num_threads() > 1
 
 
 class ProfileBank:
@@ -185,15 +193,31 @@ class ProfileBank:
     def __init__(self, profiles: np.ndarray, name: str = "profiles") -> None:
         a = np.ascontiguousarray(profiles, dtype=np.float64)
         n, shells, nbins = a.shape
-        bad, lo, hi, start, pstart, vals, pabs, pone = _windows_kernel(a, _SNAP)
-        if bad >= 0:
-            where = divmod(int(bad), shells)
+        lo = np.empty((n, shells), dtype=np.int64)
+        hi = np.empty((n, shells), dtype=np.int64)
+        inv = np.empty((n, shells))
+        badrow = np.empty(n, dtype=np.int64)
+        parallel = _use_threads(a.size / 50.0)
+        (_scan_parallel if parallel else _scan_serial)(a, _SNAP, lo, hi, inv, badrow)
+        if np.any(badrow >= 0):
+            first = int(np.argmax(badrow >= 0))
+            where = (first, int(badrow[first]))
             total = float(a[where[0], where[1]].sum())
             raise ProfileShapeError(
                 f"{name}: profile {where[0]} (shell {where[1]}) has total mass {total:g}; every "
                 "profile (every GRID shell) needs a positive total to be compared (for an RDF: "
                 "is the cutoff shorter than the nearest-neighbour distance?)"
             )
+        length = (hi - lo).ravel()
+        start = np.zeros(n * shells, dtype=np.int64)
+        np.cumsum(length[:-1], out=start[1:])
+        pstart = (start + np.arange(n * shells, dtype=np.int64)).reshape(n, shells)
+        start = start.reshape(n, shells)
+        total = int(length.sum())
+        vals = np.empty(total)
+        pabs = np.zeros(total + n * shells)
+        pone = np.zeros(total + n * shells)
+        (_fill_parallel if parallel else _fill_serial)(a, _SNAP, lo, hi, inv, start, pstart, vals, pabs, pone)
         self.n, self.shells, self.n_edges = n, shells, nbins - 1
         self.lo, self.hi, self.start, self.pstart = lo, hi, start, pstart
         self.vals, self.pabs, self.pone = vals, pabs, pone
@@ -242,8 +266,28 @@ def _row_pairs(i, j0, nb, lo_a, hi_a, st_a, ps_a, v_a, pa_a, po_a, lo_b, hi_b, s
         out[i, j] = total * scale
 
 
+@njit(cache=True)
+def _mirror(out):
+    for i in range(out.shape[0]):
+        out[i, i] = 0.0
+        for j in range(i + 1, out.shape[1]):
+            out[j, i] = out[i, j]
+
+
+@njit(cache=True)
+def _cdist_serial(lo_a, hi_a, st_a, ps_a, v_a, pa_a, po_a, lo_b, hi_b, st_b, ps_b, v_b, pa_b, po_b, bw, symmetric, out):
+    scale = bw / lo_a.shape[1]
+    nb = lo_b.shape[0]
+    for i in range(lo_a.shape[0]):
+        _row_pairs(i, i + 1 if symmetric else 0, nb, lo_a, hi_a, st_a, ps_a, v_a, pa_a, po_a,
+                   lo_b, hi_b, st_b, ps_b, v_b, pa_b, po_b, scale, out)
+    if symmetric:
+        _mirror(out)
+    return out
+
+
 @njit(cache=True, parallel=True)
-def _cdist_kernel(lo_a, hi_a, st_a, ps_a, v_a, pa_a, po_a, lo_b, hi_b, st_b, ps_b, v_b, pa_b, po_b, bw, symmetric, out):
+def _cdist_parallel(lo_a, hi_a, st_a, ps_a, v_a, pa_a, po_a, lo_b, hi_b, st_b, ps_b, v_b, pa_b, po_b, bw, symmetric, out):
     na = lo_a.shape[0]
     nb = lo_b.shape[0]
     scale = bw / lo_a.shape[1]
@@ -256,10 +300,7 @@ def _cdist_kernel(lo_a, hi_a, st_a, ps_a, v_a, pa_a, po_a, lo_b, hi_b, st_b, ps_
             if g != h:
                 _row_pairs(g, g + 1, nb, lo_a, hi_a, st_a, ps_a, v_a, pa_a, po_a,
                            lo_b, hi_b, st_b, ps_b, v_b, pa_b, po_b, scale, out)
-        for i in range(na):
-            out[i, i] = 0.0
-            for j in range(i + 1, nb):
-                out[j, i] = out[i, j]
+        _mirror(out)
     else:
         for i in prange(na):
             _row_pairs(i, 0, nb, lo_a, hi_a, st_a, ps_a, v_a, pa_a, po_a,
@@ -282,7 +323,9 @@ def _bank_cdist(A: ProfileBank, B: ProfileBank | None, bw: float, out: np.ndarra
         out = np.empty(shape)
     elif out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous:
         raise ProfileShapeError(f"out must be a C-contiguous float64 array of shape {shape}")
-    return _cdist_kernel(
+    pairs = A.n * B.n / (2.0 if symmetric else 1.0)
+    kernel = _cdist_parallel if _use_threads(pairs * A.shells) else _cdist_serial
+    return kernel(
         A.lo, A.hi, A.start, A.pstart, A.vals, A.pabs, A.pone,
         B.lo, B.hi, B.start, B.pstart, B.vals, B.pabs, B.pone,
         bw, symmetric, out,

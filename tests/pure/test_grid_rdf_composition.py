@@ -197,7 +197,7 @@ def random_profiles(rng, n, shells, bins):
     return out
 
 
-def test_grid_emd_is_exact():
+def test_grid_emd_is_exact(monkeypatch):
     rng = np.random.default_rng(0)
     A = random_profiles(rng, 7, 9, 40)
     B = random_profiles(rng, 5, 9, 40)
@@ -215,6 +215,12 @@ def test_grid_emd_is_exact():
     out = np.empty((7, 5))
     grid_emd_cdist(prepare_profiles(A), prepare_profiles(B), 0.1, out=out)
     assert np.array_equal(out, D)
+    # the threaded kernels (used for large matrices) give the same numbers
+    from aiida_crystinv.distances import _profiles
+
+    monkeypatch.setattr(_profiles, "PARALLEL_MIN_WORK", 0)
+    assert np.allclose(grid_emd_cdist(A, B, bin_width=0.1), D, rtol=0, atol=1e-14)
+    assert np.allclose(grid_emd_cdist(A, bin_width=0.1), S, rtol=0, atol=1e-14)
 
 
 def test_grid_emd_exact_on_real_grids_and_gridrdf_formula():
