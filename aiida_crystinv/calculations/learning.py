@@ -567,7 +567,14 @@ def train_model(
     fit = _predict(problem, fitted, rows, rows)
     metrics = {f"train_{k}": v for k, v in regression_metrics(problem.y, fit).items()}
     _, params = fitted.to_arrays()
-    metrics.update({"unit": problem.unit, "target": target.value, "fitted": params.get("fitted", {})})
+    metrics.update(
+        {
+            "unit": problem.unit,
+            "target": target.value,
+            "target_median": float(np.median(problem.y)),
+            "fitted": params.get("fitted", {}),
+        }
+    )
     transform = problem.model_spec.get("target_transform")
     node = ModelData.from_model(
         fitted,
@@ -651,6 +658,10 @@ def predict(
     if y_true is not None:
         metrics = regression_metrics(y_true, y_pred)
         metrics.update({"unit": target.get("unit", ""), "target": target["name"]})
+        median = model.metrics.get("target_median")
+        if median is not None:  # the median predictor of the training set, for comparison
+            baseline = regression_metrics(y_true, np.full(len(y_true), float(median)))
+            metrics.update({"baseline_mae": baseline["mae"], "baseline_median_ae": baseline["median_ae"]})
         out["metrics"] = orm.Dict(jsonable(metrics))
     return out
 
