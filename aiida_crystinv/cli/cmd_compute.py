@@ -1,0 +1,366 @@
+"""Commands that compute: ``invariants``, ``distances``, ``neighbours``, ``duplicates``."""
+
+from __future__ import annotations
+
+import math
+import typing as t
+
+import click
+from aiida.cmdline.utils import decorators, echo
+
+from .params import DATASET, INVARIANTS, KeyValueParamType
+from .root import cmd_crystinv
+from .utils import Timer, check_process, clean_errors, run_process, table
+
+#: Descriptor names (checked against ``aiida_crystinv.data.DESCRIPTORS`` in the tests;
+#: listed here so that ``--help`` does not import the numerical layer).
+DESCRIPTOR_NAMES = ("amd", "pdd", "grid", "rdf", "composition")
+METRIC_NAMES = ("amd_linf", "amd_l1", "amd_l2", "pdd_emd", "grid_emd", "rdf_emd", "composition_l1")
+DEFAULT_THRESHOLD = 0.05
+
+
+# ---------------------------------------------------------------------------- library
+def descriptor_spec(name: str, params: t.Iterable[tuple[str, t.Any]] = ()) -> dict[str, t.Any]:
+    """``{'name': name, **params}`` checked against the descriptor's parameters.
+
+    Exits with a message listing the valid parameters when one is unknown or invalid.
+    """
+    from aiida_crystinv.data import UnknownDescriptorError, resolve_descriptor
+
+    spec = {"name": name.lower(), **dict(params)}
+    try:
+        resolve_descriptor(dict(spec))
+    except UnknownDescriptorError as exception:
+        echo.echo_critical(str(exception))
+    return spec
+
+
+def _chunk_children_done(node: t.Any) -> int:
+    """Number of finished sub-processes called by ``node`` (the chunks of a WorkChain)."""
+    from aiida import orm
+
+    builder = orm.QueryBuilder()
+    builder.append(orm.WorkflowNode, filters={"id": node.pk}, tag="parent")
+    builder.append(
+        orm.ProcessNode,
+        with_incoming="parent",
+        filters={"attributes.process_state": "finished"},
+    )
+    return builder.count()
+
+
+def compute_invariants(
+    dataset: t.Any,
+    spec: dict[str, t.Any],
+    chunk_size: int | None = None,
+    daemon: bool = False,
+    label: str = "",
+) -> tuple[t.Any, t.Any]:
+    """Run (or submit) the InvariantsWorkChain; return ``(invariants or None, process node)``."""
+    from aiida import orm
+
+    from aiida_crystinv.data import InvariantsData
+    from aiida_crystinv.workflows.invariants import InvariantsWorkChain
+
+    from .cmd_dataset import output_of_type
+
+    inputs: dict[str, t.Any] = {"dataset": dataset, "descriptor": orm.Dict(spec)}
+    if chunk_size is not None:
+        inputs["chunk_size"] = orm.Int(chunk_size)
+    if daemon:
+        return None, submit_to_daemon(InvariantsWorkChain, inputs)
+    from aiida_crystinv.workflows.invariants import DEFAULT_CHUNK_SIZE
+
+    n_chunks = math.ceil(len(dataset) / (chunk_size or DEFAULT_CHUNK_SIZE))
+    n_chunks = n_chunks if n_chunks > 1 else 0  # a single chunk runs as one calcfunction: no bar
+    _, node = run_process(
+        InvariantsWorkChain,
+        inputs,
+        label=label or f"{spec['name']} invariants",
+        total=n_chunks,
+        count_done=_chunk_children_done,
+    )
+    check_process(node, f"computing {spec['name']} invariants")
+    return output_of_type(node, InvariantsData, "invariants"), node
+
+
+def submit_to_daemon(process: t.Any, inputs: dict[str, t.Any]) -> t.Any:
+    """Submit to the daemon after checking that the profile can; return the process node."""
+    from aiida.engine import submit
+    from aiida.manage import get_manager
+
+    profile = get_manager().get_profile()
+    if profile.process_control_backend is None:
+        echo.echo_critical(
+            f"profile '{profile.name}' has no broker, so nothing can be submitted to a daemon: run without "
+            f"--daemon (in this process), or configure one with `verdi profile configure-broker {profile.name} "
+            "core.zeromq` and start it with `verdi daemon start`"
+        )
+    from aiida.engine.daemon.client import get_daemon_client
+
+    try:
+        running = get_daemon_client().is_daemon_running
+    except Exception:  # noqa: BLE001
+        running = False
+    node = submit(process, **inputs)
+    echo.echo_success(f"submitted {process.__name__} <{node.pk}> to the daemon")
+    if not running:
+        echo.echo_warning("the daemon is not running: start it with `verdi daemon start` (the process waits)")
+    echo.echo(f"  follow it:  verdi process status {node.pk}")
+    echo.echo(f"  result:     verdi process show {node.pk}   (then crystinv show <invariants pk>)")
+    return node
+
+
+def compute_distances(invariants: t.Any, other: t.Any = None, metric: str | None = None) -> tuple[t.Any, t.Any]:
+    """Run the compute_distances calcfunction; return ``(distances, process node)``."""
+    from aiida import orm
+
+    from aiida_crystinv.calculations.functions import compute_distances as calc
+    from aiida_crystinv.data import DistancesData
+
+    from .cmd_dataset import output_of_type
+
+    inputs: dict[str, t.Any] = {"invariants": invariants}
+    if other is not None:
+        inputs["other"] = other
+    if metric:
+        inputs["metric"] = orm.Dict({"name": metric})
+    _, node = run_process(calc, inputs)
+    check_process(node, "computing distances")
+    return output_of_type(node, DistancesData, "distances"), node
+
+
+def nearest_neighbours(invariants: t.Any, k: int, metric: str | None = None) -> tuple[t.Any, t.Any]:
+    """Run the nearest_neighbours calcfunction; return ``(kNN DistancesData, process node)``."""
+    from aiida import orm
+
+    from aiida_crystinv.calculations.functions import nearest_neighbours as calc
+    from aiida_crystinv.data import DistancesData
+
+    from .cmd_dataset import output_of_type
+
+    if k >= len(invariants):
+        echo.echo_critical(f"-k {k} is too large: there are only {len(invariants)} structures (k < {len(invariants)})")
+    inputs: dict[str, t.Any] = {"invariants": invariants, "k": orm.Int(k)}
+    if metric:
+        inputs["metric"] = orm.Dict({"name": metric})
+    _, node = run_process(calc, inputs)
+    check_process(node, "searching nearest neighbours")
+    return output_of_type(node, DistancesData, "distances"), node
+
+
+def near_duplicate_pairs(knn: t.Any, threshold: float) -> list[tuple[str, str, float]]:
+    """Unordered pairs ``(id_a, id_b, distance)`` of a kNN graph within ``threshold``, closest first."""
+    distances, indices = knn.get_knn()
+    rows, cols = knn.row_ids, knn.col_ids
+    seen: dict[tuple[str, str], float] = {}
+    for i in range(distances.shape[0]):
+        for d, j in zip(distances[i], indices[i]):
+            if d > threshold:
+                break
+            a, b = rows[i], cols[int(j)]
+            if a == b:
+                continue
+            key = (a, b) if a < b else (b, a)
+            seen[key] = min(float(d), seen.get(key, math.inf))
+    return sorted(((a, b, d) for (a, b), d in seen.items()), key=lambda x: (x[2], x[0]))
+
+
+def _check_metric(invariants: t.Any, metric: str | None) -> None:
+    from aiida_crystinv.data import METRICS
+
+    if metric is None:
+        return
+    allowed = METRICS.get(metric, ())
+    if invariants.descriptor not in allowed:
+        usable = [m for m, descs in METRICS.items() if invariants.descriptor in descs]
+        echo.echo_critical(
+            f"metric {metric} does not apply to {invariants.descriptor} invariants; use one of {', '.join(usable)}"
+        )
+
+
+# ---------------------------------------------------------------------------- commands
+@cmd_crystinv.command("invariants")
+@click.argument("dataset", type=DATASET)
+@click.option(
+    "-d",
+    "--descriptor",
+    type=click.Choice(DESCRIPTOR_NAMES, case_sensitive=False),
+    required=True,
+    help="amd: average minimum distances (k,); pdd: pointwise distance distribution; grid: "
+    "grouped interatomic distances; rdf: cell-invariant radial distribution; composition: "
+    "element-property statistics.",
+)
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    type=KeyValueParamType(),
+    multiple=True,
+    help="A descriptor parameter, e.g. -p k=100 (repeatable). amd/pdd: k; pdd: collapse, "
+    "collapse_tol; grid: cutoff, bin_width, n_shells; rdf: cutoff, bin_width, smearing.",
+)
+@click.option(
+    "-c",
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Structures per sub-process; chunks run in parallel on daemon workers. Default: the WorkChain's.",
+)
+@click.option("--daemon", is_flag=True, help="Submit to the daemon instead of running in this process.")
+@decorators.with_dbenv()
+@clean_errors
+def cmd_invariants(dataset, descriptor, params, chunk_size, daemon):
+    """Compute invariants of every structure of DATASET, as one node.
+
+    Runs the chunked InvariantsWorkChain: here (default, with a progress bar)
+    or on the daemon (--daemon). The result is an invariants node whose rows
+    match the dataset's records.
+
+    \b
+    Examples:
+        crystinv invariants 42 --descriptor amd -p k=100
+        crystinv invariants 42 --descriptor pdd -p k=50 --chunk-size 500 --daemon
+    """
+    spec = descriptor_spec(descriptor, params)
+    with Timer() as timer:
+        invariants, node = compute_invariants(dataset, spec, chunk_size=chunk_size, daemon=daemon)
+    if invariants is None:
+        return
+    shape = "x".join(str(s) for s in invariants.feature_shape)
+    echo.echo_success(
+        f"{descriptor} invariants of {len(invariants)} structures: node {invariants.pk} "
+        f"(features {shape}; {type(node).__name__} {node.pk}; {timer.seconds:.1f} s)"
+    )
+    echo.echo(f"  next: crystinv neighbours {invariants.pk} -k 5   |   crystinv duplicates {invariants.pk}")
+
+
+@cmd_crystinv.command("distances")
+@click.argument("invariants", type=INVARIANTS)
+@click.option(
+    "-m",
+    "--metric",
+    type=click.Choice(METRIC_NAMES),
+    default=None,
+    help="Default: pdd_emd for PDD, amd_linf for AMD, grid_emd, rdf_emd, composition_l1.",
+)
+@click.option("-o", "--other", type=INVARIANTS, default=None, help="Distances from INVARIANTS to these (cross).")
+@decorators.with_dbenv()
+@clean_errors
+def cmd_distances(invariants, metric, other):
+    """Distance matrix between all structures of INVARIANTS (or to --other).
+
+    Stored as one distances node (pairwise: condensed; cross: dense).
+    For large sets prefer `neighbours`, which stores only the k nearest.
+
+    \b
+    Examples:
+        crystinv distances 51 --metric pdd_emd
+        crystinv distances 51 --other 77
+    """
+    import numpy as np
+
+    _check_metric(invariants, metric)
+    if other is not None and other.descriptor != invariants.descriptor:
+        echo.echo_critical(
+            f"cannot compare {invariants.descriptor} invariants ({invariants.pk}) with "
+            f"{other.descriptor} invariants ({other.pk})"
+        )
+    with Timer() as timer:
+        distances, _ = compute_distances(invariants, other, metric)
+    matrix = distances.get_matrix()
+    values = matrix[np.triu_indices_from(matrix, k=1)] if other is None else matrix.ravel()
+    echo.echo_success(
+        f"{distances.metric} distances {matrix.shape[0]}x{matrix.shape[1]}: node {distances.pk} ({timer.seconds:.1f} s)"
+    )
+    if values.size:
+        echo.echo(
+            f"  min {values.min():.4g}  median {np.median(values):.4g}  max {values.max():.4g}  (Angstrom for AMD/PDD)"
+        )
+
+
+@cmd_crystinv.command("neighbours")
+@click.argument("invariants", type=INVARIANTS)
+@click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours per structure.")
+@click.option("-m", "--metric", type=click.Choice(METRIC_NAMES), default=None, help="Default: by descriptor.")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Rows to print (0: none).")
+@decorators.with_dbenv()
+@clean_errors
+def cmd_neighbours(invariants, k, metric, limit):
+    """The k nearest neighbours of every structure of INVARIANTS (exact).
+
+    Stored as one kNN-graph distances node; prints the first rows.
+
+    \b
+    Example:
+        crystinv neighbours 51 -k 3
+    """
+    _check_metric(invariants, metric)
+    with Timer() as timer:
+        knn, _ = nearest_neighbours(invariants, k, metric)
+    echo.echo_success(
+        f"{knn.metric} {k}-nearest-neighbour graph of {knn.shape[0]} structures: node {knn.pk} ({timer.seconds:.1f} s)"
+    )
+    if limit:
+        echo.echo(knn_table(knn, limit))
+
+
+def knn_table(knn: t.Any, limit: int = 20, columns: int = 3) -> str:
+    """The first ``limit`` rows of a kNN graph as a table of ``neighbour (distance)``."""
+    distances, indices = knn.get_knn()
+    rows, cols = knn.row_ids, knn.col_ids
+    shown = min(columns, distances.shape[1])
+    body = []
+    for i in range(min(limit, distances.shape[0])):
+        body.append([rows[i]] + [f"{cols[int(indices[i, j])]} ({distances[i, j]:.4f})" for j in range(shown)])
+    headers = ["Structure"] + [f"Neighbour {j + 1} (distance)" for j in range(shown)]
+    text = table(body, headers)
+    if distances.shape[0] > limit:
+        text += f"\n... {distances.shape[0] - limit} more rows (--limit N)"
+    return text
+
+
+@cmd_crystinv.command("duplicates")
+@click.argument("invariants", type=INVARIANTS)
+@click.option(
+    "-t",
+    "--threshold",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_THRESHOLD,
+    show_default=True,
+    help="Pairs closer than this are near-duplicates (Angstrom for PDD-EMD / AMD).",
+)
+@click.option("-m", "--metric", type=click.Choice(METRIC_NAMES), default=None, help="Default: by descriptor.")
+@click.option(
+    "-k",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Neighbours searched per structure (a cluster of more than k+1 copies shows partly).",
+)
+@decorators.with_dbenv()
+@clean_errors
+def cmd_duplicates(invariants, threshold, metric, k):
+    """Near-duplicate pairs among the structures of INVARIANTS.
+
+    Isometry invariants do not depend on the unit cell, the origin, rotations
+    or the order of atoms: two entries of the same crystal written differently
+    are at distance ~0, and small perturbations give small distances. PDD
+    invariants with the PDD-EMD metric (the default for PDD) are the most
+    discriminating; AMD (L-inf) is faster.
+
+    \b
+    Example:
+        crystinv duplicates 51 --threshold 0.02
+    """
+    _check_metric(invariants, metric)
+    k = min(k, len(invariants) - 1)
+    if k < 1:
+        echo.echo_critical("a single structure has no duplicates")
+    knn, _ = nearest_neighbours(invariants, k, metric)
+    pairs = near_duplicate_pairs(knn, threshold)
+    if not pairs:
+        echo.echo_report(f"no pairs within {threshold} ({knn.metric}; kNN graph node {knn.pk})")
+        return
+    echo.echo(table([[a, b, d] for a, b, d in pairs], ["Structure", "Near-duplicate", f"{knn.metric}"], floatfmt=".4f"))
+    echo.echo_success(f"{len(pairs)} near-duplicate pair(s) within {threshold} (kNN graph node {knn.pk})")

@@ -1,0 +1,515 @@
+"""Commands on datasets: ``import``, ``list``, ``show``, ``export``."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pathlib
+import typing as t
+
+import click
+from aiida.cmdline.utils import decorators, echo
+
+from .params import CRYSTINV_NODE, DATASET, TargetParamType
+from .root import cmd_crystinv
+from .utils import Timer, check_process, clean_errors, is_chunk, run_process, table
+
+FORMAT_CHOICES = ("auto", "cif", "csv", "json")
+
+
+def output_of_type(node: t.Any, cls: type, name: str | None = None) -> t.Any:
+    """The output of a process node that is an instance of ``cls`` (by link label, else by type)."""
+    from aiida.common.links import LinkType
+
+    links = node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN)).all()
+    created = [link for link in links if isinstance(link.node, cls)]
+    if name is not None:
+        for link in created:
+            if link.link_label == name:
+                return link.node
+    if not created:
+        echo.echo_critical(f"process {node.pk} has no output of type {cls.__name__}")
+    return created[0].node
+
+
+def _file_is_empty(path: pathlib.Path) -> bool:
+    if path.stat().st_size == 0:
+        return True
+    if path.suffix.lower() in (".gz", ".gzip"):
+        try:
+            with gzip.open(path, "rb") as handle:
+                return not handle.read(1 << 16).strip()
+        except (OSError, EOFError):
+            return False  # the importer reports a corrupt gzip file
+    with path.open("rb") as handle:
+        return not handle.read(1 << 16).strip()
+
+
+def import_file(
+    path: pathlib.Path,
+    *,
+    format: str = "auto",
+    id_column: str | None = None,
+    cif_column: str | None = None,
+    targets: t.Sequence[tuple[str, str | None]] = (),
+    on_error: str = "fail",
+    label: str | None = None,
+    description: str | None = None,
+    group: str | None = None,
+) -> tuple[t.Any, t.Any]:
+    """Import ``path`` with the ``import_dataset`` calcfunction; return ``(dataset, process node)``.
+
+    Exits with a clear message (``echo_critical``) on a file that cannot be imported.
+    """
+    from aiida import orm
+
+    from aiida_crystinv.calculations.functions import import_dataset
+    from aiida_crystinv.data.dataset import CrystalDatasetData
+
+    options: dict[str, t.Any] = {"on_error": on_error}
+    if path.is_dir():
+        cifs = [p for p in path.iterdir() if p.name.lower().endswith((".cif", ".cif.gz"))]
+        if not cifs:
+            echo.echo_critical(f"{path} is a folder without .cif files: nothing to import")
+        file_node: t.Any = orm.FolderData(tree=path)
+    else:
+        if _file_is_empty(path):
+            echo.echo_critical(f"{path} is empty: nothing to import")
+        if format == "auto":
+            from aiida_crystinv.sources import SourceError, detect_format
+
+            try:
+                format = detect_format(path.name)
+            except SourceError:
+                echo.echo_critical(
+                    f"cannot tell the format of {path.name} from its extension: use --format cif, csv or json"
+                )
+        options["format"] = format
+        with path.open("rb") as handle:
+            file_node = orm.SinglefileData(handle, filename=path.name)
+    if id_column:
+        options["id_column"] = id_column
+    if cif_column:
+        options["cif_column"] = cif_column
+    if targets:
+        options["target_columns"] = [name for name, _ in targets]
+        units = {name: unit for name, unit in targets if unit}
+        if units:
+            options["units"] = units
+    _, node = run_process(import_dataset, {"file": file_node, "options": orm.Dict(options)})
+    check_process(node, f"importing {path.name}")
+    dataset = output_of_type(node, CrystalDatasetData, "dataset")
+    if label is not None:
+        dataset.label = label
+    if description is not None:
+        dataset.description = description
+    if group:
+        group_node, created = orm.Group.collection.get_or_create(group)
+        group_node.add_nodes(dataset)
+        if created:
+            echo.echo_report(f"created group '{group}'")
+    return dataset, node
+
+
+@cmd_crystinv.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=True, path_type=pathlib.Path))
+@click.option(
+    "-F",
+    "--format",
+    "format_",
+    type=click.Choice(FORMAT_CHOICES),
+    default="auto",
+    show_default=True,
+    help="File format; 'auto' guesses from the extension (.cif, .csv, .json, optionally .gz).",
+)
+@click.option("--id-column", help="CSV/JSON: column (key) with the record identifiers, e.g. material_id.")
+@click.option("--cif-column", help="CSV: column with the CIF text of each record [default: cif].")
+@click.option(
+    "-t",
+    "--target",
+    "targets",
+    type=TargetParamType(),
+    multiple=True,
+    help="CSV/JSON: a numeric column to keep as a target, optionally with its unit "
+    "(repeat for several). Default: every numeric column.",
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(("fail", "skip")),
+    default="fail",
+    show_default=True,
+    help="A bad record: 'fail' stores nothing and names it; 'skip' imports the rest and records "
+    "the skipped ones with their reasons.",
+)
+@click.option("-L", "--label", help="Label of the new dataset node.")
+@click.option("-D", "--description", help="Description of the new dataset node.")
+@click.option("-G", "--group", help="Add the dataset to this group (created if needed).")
+@decorators.with_dbenv()
+@clean_errors
+def cmd_import(file, format_, id_column, cif_column, targets, on_error, label, description, group):
+    """Import the structures of FILE as one dataset node.
+
+    FILE is a CIF file (one or more data_ blocks), a CSV file with a column of
+    CIF text and numeric target columns, a JSON list of records with a
+    pymatgen structure dict each (any of them may be gzipped), or a folder of
+    CIF files. The import runs
+    as the `import_dataset` calcfunction: the file is stored as a
+    SinglefileData node and linked to the dataset it produced.
+
+    \b
+    Examples:
+        crystinv import structures.cif --label my-cifs
+        crystinv import carbon24.csv.gz --id-column material_id --target energy_per_atom:eV/atom
+        crystinv import mp.json.gz --target bulk_modulus_vrh:GPa --on-error skip --group mp
+    """
+    with Timer() as timer:
+        dataset, node = import_file(
+            file,
+            format=format_,
+            id_column=id_column,
+            cif_column=cif_column,
+            targets=targets,
+            on_error=on_error,
+            label=label,
+            description=description,
+            group=group,
+        )
+    skipped = dataset.skipped
+    echo.echo_success(
+        f"imported {len(dataset)} structures from {file.name} as dataset {dataset.pk} "
+        f"(import_dataset process {node.pk}, {timer.seconds:.1f} s)"
+    )
+    if dataset.target_names:
+        units = dataset.units
+        echo.echo(
+            "  targets: " + ", ".join(f"{n} [{units.get(n) or '-'}]" for n in dataset.target_names)
+        )
+    if skipped:
+        echo.echo_warning(f"{len(skipped)} record(s) skipped; `crystinv show {dataset.pk}` lists them with reasons")
+
+
+_LIST_KINDS = {
+    "datasets": "crystinv.dataset",
+    "invariants": "crystinv.invariants",
+    "distances": "crystinv.distances",
+}
+
+
+def _dataset_row(node: t.Any) -> list[t.Any]:
+    return [
+        node.pk,
+        node.label or "",
+        len(node),
+        ", ".join(node.target_names) or "-",
+        len(node.skipped),
+        node.ctime.strftime("%Y-%m-%d %H:%M"),
+    ]
+
+
+def _invariants_row(node: t.Any) -> list[t.Any]:
+    attrs = node.base.attributes
+    params = attrs.get("parameters", None) or {}
+    return [
+        node.pk,
+        attrs.get("descriptor", getattr(node, "descriptor", "?")),
+        ", ".join(f"{k}={v}" for k, v in params.items() if k != "name"),
+        len(getattr(node, "ids", []) or []),
+        _source_dataset_pk(node),
+        node.ctime.strftime("%Y-%m-%d %H:%M"),
+    ]
+
+
+def _distances_row(node: t.Any) -> list[t.Any]:
+    attrs = node.base.attributes
+    kind = attrs.get("kind", None) or ("knn" if attrs.get("k", None) else "dense")
+    shape = attrs.get("shape", None)
+    return [
+        node.pk,
+        attrs.get("metric", "?"),
+        kind,
+        "x".join(str(s) for s in shape) if shape else "",
+        node.ctime.strftime("%Y-%m-%d %H:%M"),
+    ]
+
+
+def _source_dataset_pk(node: t.Any) -> str:
+    """PK of the dataset an invariants node was computed from (through its creator)."""
+    from aiida_crystinv.data.dataset import CrystalDatasetData
+
+    creator = node.creator
+    while creator is not None:
+        for link in creator.base.links.get_incoming().all():
+            if isinstance(link.node, CrystalDatasetData):
+                return str(link.node.pk)
+        creator = creator.caller
+    return "-"
+
+
+@cmd_crystinv.command("list")
+@click.option(
+    "-w",
+    "--what",
+    type=click.Choice(tuple(_LIST_KINDS)),
+    default="datasets",
+    show_default=True,
+    help="Which kind of node to list.",
+)
+@click.option("-G", "--group", help="Only nodes in this group.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many (newest first).")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Include the per-chunk invariants of chunked runs.")
+@decorators.with_dbenv()
+@clean_errors
+def cmd_list(what, group, limit, show_all):
+    """List datasets (or invariants / distances nodes) with their size and date.
+
+    \b
+    Examples:
+        crystinv list
+        crystinv list --what invariants
+        crystinv list --group mp
+    """
+    from aiida import orm
+    from aiida.plugins import DataFactory
+
+    cls = DataFactory(_LIST_KINDS[what])
+    builder = orm.QueryBuilder()
+    if group:
+        try:
+            group_node = orm.load_group(group)
+        except Exception:  # noqa: BLE001
+            echo.echo_critical(f"no group with label {group!r}: `verdi group list` shows the groups")
+        builder.append(orm.Group, filters={"id": group_node.pk}, tag="group")
+        builder.append(cls, with_group="group", project="*")
+    else:
+        builder.append(cls, project="*")
+    builder.order_by({cls: {"ctime": "desc"}})
+    nodes = [row[0] for row in builder.all()]
+    if what == "invariants" and not show_all:
+        nodes = [n for n in nodes if not is_chunk(n)]
+    if limit:
+        nodes = nodes[:limit]
+    if not nodes:
+        hint = "crystinv import FILE` or `crystinv demo" if what == "datasets" else "crystinv invariants DATASET"
+        echo.echo_report(f"no {what} found: create some with `{hint}`")
+        return
+    if what == "datasets":
+        headers = ["PK", "Label", "Structures", "Targets", "Skipped", "Created"]
+        rows = [_dataset_row(n) for n in nodes]
+    elif what == "invariants":
+        headers = ["PK", "Descriptor", "Parameters", "Rows", "Dataset", "Created"]
+        rows = [_invariants_row(n) for n in nodes]
+    else:
+        headers = ["PK", "Metric", "Kind", "Shape", "Created"]
+        rows = [_distances_row(n) for n in nodes]
+    echo.echo(table(rows, headers))
+
+
+def _describe_creator(node: t.Any) -> str:
+    creator = node.creator
+    if creator is None:
+        return "created directly (no process)"
+    from aiida.common.links import LinkType
+
+    incoming = creator.base.links.get_incoming(link_type=(LinkType.INPUT_CALC, LinkType.INPUT_WORK)).all()
+    inputs = ", ".join(f"{link.link_label}={type(link.node).__name__}<{link.node.pk}>" for link in incoming)
+    return f"{creator.process_label}<{creator.pk}>({inputs})"
+
+
+def _show_dataset(node: t.Any, max_skipped: int) -> None:
+    import numpy as np
+
+    formulas = node.formulas
+    echo.echo(f"Dataset {node.pk}  {node.label or ''}".rstrip())
+    rows = [
+        ["UUID", node.uuid],
+        ["Created", node.ctime.strftime("%Y-%m-%d %H:%M:%S")],
+        ["Structures", len(node)],
+        ["Sites", node.n_sites],
+        ["Formulas", f"{len(set(formulas))} distinct"],
+        ["Elements", " ".join(node.elements)],
+        ["Ordered", "yes" if node.is_ordered else "no (partial occupancies present)"],
+        ["Source", (node.source or {}).get("description") or (node.source or {}).get("uri") or "-"],
+        ["Created by", _describe_creator(node)],
+    ]
+    echo.echo(table(rows, plain=True))
+    if node.target_names:
+        echo.echo("\nTargets")
+        units = node.units
+        trows = []
+        for name in node.target_names:
+            values = node.get_target(name)
+            finite = values[np.isfinite(values)]
+            trows.append(
+                [
+                    name,
+                    units.get(name) or "-",
+                    len(finite),
+                    finite.min() if len(finite) else float("nan"),
+                    np.median(finite) if len(finite) else float("nan"),
+                    finite.mean() if len(finite) else float("nan"),
+                    finite.max() if len(finite) else float("nan"),
+                    finite.std() if len(finite) else float("nan"),
+                ]
+            )
+        echo.echo(table(trows, ["Target", "Unit", "Count", "Min", "Median", "Mean", "Max", "Std"]))
+    skipped = node.skipped
+    if skipped:
+        echo.echo(f"\nSkipped records ({len(skipped)})")
+        srows = [[s.get("id", "?"), s.get("position") or "", s.get("reason", "")] for s in skipped[:max_skipped]]
+        echo.echo(table(srows, ["Record", "Position", "Reason"]))
+        if len(skipped) > max_skipped:
+            echo.echo(f"... and {len(skipped) - max_skipped} more (--max-skipped N)")
+    derived = _derived_invariants(node)
+    if derived:
+        echo.echo("\nInvariants computed from it")
+        echo.echo(table(derived, ["PK", "Descriptor", "Created"]))
+    ids = node.ids
+    preview = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+    echo.echo(f"\nRecords: {preview}")
+
+
+def _derived_invariants(dataset: t.Any) -> list[list[t.Any]]:
+    from aiida import orm
+    from aiida.plugins import DataFactory
+
+    invariants_cls = DataFactory("crystinv.invariants")
+    builder = orm.QueryBuilder()
+    builder.append(orm.Data, filters={"id": dataset.pk}, tag="dataset")
+    builder.append(orm.ProcessNode, with_incoming="dataset", tag="process")
+    builder.append(invariants_cls, with_incoming="process", project="*")
+    builder.distinct()
+    rows = []
+    for (inv,) in builder.all():
+        if is_chunk(inv):
+            continue
+        rows.append([inv.pk, inv.base.attributes.get("descriptor", "?"), inv.ctime.strftime("%Y-%m-%d %H:%M")])
+    return sorted(rows)
+
+
+def _show_other(node: t.Any) -> None:
+    attrs = node.base.attributes.all
+    echo.echo(f"{type(node).__name__} {node.pk}")
+    rows = [["UUID", node.uuid], ["Created", node.ctime.strftime("%Y-%m-%d %H:%M:%S")]]
+    for key, value in sorted(attrs.items()):
+        text = json.dumps(value, default=str)
+        rows.append([key, text if len(text) < 100 else text[:97] + "..."])
+    rows.append(["Created by", _describe_creator(node)])
+    echo.echo(table(rows, plain=True))
+
+
+@cmd_crystinv.command("show")
+@click.argument("node", type=CRYSTINV_NODE)
+@click.option("--max-skipped", type=click.IntRange(min=0), default=20, show_default=True, help="Skipped records to list.")
+@decorators.with_dbenv()
+@clean_errors
+def cmd_show(node, max_skipped):
+    """Summary of a dataset: size, targets with statistics, skipped records.
+
+    NODE is the PK, UUID or label of a dataset (an invariants or distances node
+    is shown too, with its attributes).
+
+    \b
+    Example:
+        crystinv show 42
+    """
+    from aiida_crystinv.data.dataset import CrystalDatasetData
+
+    if isinstance(node, CrystalDatasetData):
+        _show_dataset(node, max_skipped)
+    else:
+        _show_other(node)
+
+
+def _cif_text(structure: t.Any, name: str) -> str:
+    from pymatgen.io.cif import CifWriter
+
+    text = str(CifWriter(structure))
+    safe = "".join(c if c.isalnum() or c in "-_.#" else "_" for c in name) or "structure"
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("data_"):
+            lines[i] = f"data_{safe}"
+            break
+    return "\n".join(lines) + "\n"
+
+
+@cmd_crystinv.command("export")
+@click.argument("dataset", type=DATASET)
+@click.option(
+    "-i",
+    "--ids",
+    "ids",
+    multiple=True,
+    help="Only these records (identifiers; repeat the option or separate with commas). Default: all.",
+)
+@click.option(
+    "-F",
+    "--format",
+    "format_",
+    type=click.Choice(("cif", "json")),
+    default=None,
+    help="cif: one multi-block CIF file; json: a list of {id, formula, structure, targets...} "
+    "records (re-importable). Default: from the extension of --output.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
+    required=True,
+    help="File to write (.cif or .json; .json.gz is compressed).",
+)
+@click.option("-f", "--force", is_flag=True, help="Overwrite the output file if it exists.")
+@decorators.with_dbenv()
+@clean_errors
+def cmd_export(dataset, ids, format_, output, force):
+    """Write the structures (and targets) of DATASET to a CIF or JSON file.
+
+    \b
+    Examples:
+        crystinv export 42 -o all.cif
+        crystinv export 42 --ids mp-149,mp-2534 -o two.json
+    """
+    import numpy as np
+
+    if output.exists() and not force:
+        echo.echo_critical(f"{output} exists: use --force to overwrite it")
+    if format_ is None:
+        suffixes = [s.lower() for s in output.suffixes]
+        if ".cif" in suffixes:
+            format_ = "cif"
+        elif ".json" in suffixes:
+            format_ = "json"
+        else:
+            echo.echo_critical(f"cannot tell the format from {output.name}: use --format cif or json")
+    wanted = [i.strip() for chunk in ids for i in chunk.split(",") if i.strip()]
+    all_ids = dataset.ids
+    if wanted:
+        known = set(all_ids)
+        missing = [i for i in wanted if i not in known]
+        if missing:
+            echo.echo_critical(f"no record(s) {', '.join(missing)} in dataset {dataset.pk}")
+        indices = [all_ids.index(i) for i in wanted]
+    else:
+        indices = list(range(len(dataset)))
+    structures = dataset.get_structures(indices)
+    names = [all_ids[i] for i in indices]
+    if format_ == "cif":
+        text = "".join(_cif_text(s, name) for s, name in zip(structures, names))
+        output.write_text(text)
+    else:
+        targets = {n: dataset.get_target(n) for n in dataset.target_names}
+        formulas = dataset.formulas
+        records = []
+        for i, s, name in zip(indices, structures, names):
+            record = {"id": name, "formula": formulas[i], "structure": s.as_dict()}
+            for n, values in targets.items():
+                value = float(values[i])
+                record[n] = value if np.isfinite(value) else None
+            records.append(record)
+        payload = json.dumps(records)
+        if output.suffix.lower() == ".gz":
+            with gzip.open(output, "wt") as handle:
+                handle.write(payload)
+        else:
+            output.write_text(payload)
+    echo.echo_success(f"wrote {len(indices)} structures of dataset {dataset.pk} to {output} ({format_})")

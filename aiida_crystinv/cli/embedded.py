@@ -1,0 +1,117 @@
+"""The ``crystinv`` script: the command group with a profile loaded, created if there is none.
+
+When no AiiDA profile exists at all (a fresh machine), the script creates one named
+``crystinv`` with SQLite storage (``core.sqlite_dos``) in the AiiDA configuration
+directory (``$AIIDA_PATH/.aiida``, default ``~/.aiida``) and no broker: processes run in
+the ``crystinv`` process itself, so no service (PostgreSQL, RabbitMQ, daemon) is needed.
+It says so in one line. An existing default profile is always used as it is, and no
+existing profile is ever modified.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import warnings
+from collections.abc import Sequence
+
+from aiida.cmdline.utils import echo
+
+__all__ = ("EMBEDDED_PROFILE_NAME", "ensure_profile", "create_embedded_profile", "main")
+
+EMBEDDED_PROFILE_NAME = "crystinv"
+
+
+def create_embedded_profile(config, name: str = EMBEDDED_PROFILE_NAME):
+    """Create (and make default) a profile with SQLite storage and no broker.
+
+    :param config: the loaded :class:`aiida.manage.configuration.config.Config`.
+    :param name: profile name; must not exist yet.
+    :return: the new :class:`~aiida.manage.configuration.profile.Profile`.
+    """
+    from aiida.manage.configuration import create_profile, get_config_option
+    from aiida.manage.configuration.settings import AiiDAConfigDir
+
+    root = AiiDAConfigDir.get() / "repository"
+    filepath = root / f"sqlite_dos_{name}"
+    suffix = 1
+    while filepath.exists() and any(filepath.iterdir()):  # never reuse another storage's files
+        suffix += 1
+        filepath = root / f"sqlite_dos_{name}_{suffix}"
+    email = get_config_option("autofill.user.email") or "aiida@localhost"
+    profile = create_profile(
+        config,
+        name=name,
+        email=email,
+        storage_backend="core.sqlite_dos",
+        storage_config={"filepath": str(filepath)},
+        broker_backend=None,
+        broker_config=None,
+    )
+    config.set_default_profile(profile.name, overwrite=False)
+    config.store()
+    return profile, pathlib.Path(filepath)
+
+
+def ensure_profile() -> None:
+    """Load the current default profile; create the embedded one when no profile exists."""
+    from aiida.common.exceptions import ConfigurationError
+    from aiida.manage import get_manager
+    from aiida.manage.configuration import get_config
+
+    manager = get_manager()
+    if manager.get_profile() is not None:
+        return
+    try:
+        with warnings.catch_warnings():  # "Creating AiiDA configuration folder": we say it below
+            warnings.simplefilter("ignore", UserWarning)
+            config = get_config(create=True)
+    except ConfigurationError as exception:
+        echo.echo_critical(f"cannot read the AiiDA configuration: {exception}")
+    if not config.profile_names:
+        try:
+            profile, filepath = create_embedded_profile(config)
+        except Exception as exception:  # noqa: BLE001 - report, never a traceback
+            echo.echo_critical(f"could not create the embedded AiiDA profile: {exception}")
+        echo.echo_report(
+            f"created profile '{profile.name}' at {filepath}, storage SQLite (core.sqlite_dos), "
+            "no broker: processes run inside this command"
+        )
+    if config.default_profile_name is None:
+        echo.echo_critical(
+            f"there are AiiDA profiles ({', '.join(config.profile_names)}) but none is the default: "
+            "choose one with `crystinv --profile NAME ...` or `verdi profile set-default NAME`"
+        )
+    try:
+        manager.load_profile(config.default_profile_name)
+    except Exception as exception:  # noqa: BLE001
+        echo.echo_critical(f"cannot load the default profile {config.default_profile_name!r}: {exception}")
+
+
+def _needs_profile(args: Sequence[str]) -> bool:
+    """Whether to load (or create) the default profile before running ``args``.
+
+    Not for ``--help`` or a bare invocation (no storage is touched, so no profile is
+    created), nor when the group's own ``--profile`` option names one.
+    """
+    if not args or "-h" in args or "--help" in args:
+        return False
+    i = 0
+    while i < len(args):  # the group's options come before the subcommand's name
+        arg = args[i]
+        if arg in ("-p", "--profile") or arg.startswith("--profile="):
+            return False
+        if not arg.startswith("-"):
+            break
+        i += 1
+    return True
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of the ``crystinv`` console script."""
+    from .root import cmd_crystinv
+
+    args = list(sys.argv[1:] if args is None else args)
+    if _needs_profile(args):
+        ensure_profile()
+    cmd_crystinv.main(args=args, prog_name="crystinv")

@@ -1,0 +1,112 @@
+"""Click parameter types and reusable options of the ``crystinv`` commands."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import click
+from aiida.cmdline.params.types import DataParamType
+
+__all__ = (
+    "CrystinvNodeParamType",
+    "KeyValueParamType",
+    "TargetParamType",
+    "DATASET",
+    "INVARIANTS",
+    "CRYSTINV_NODE",
+)
+
+#: Entry points (``aiida.data``) of the node types, with the words used in messages.
+NODE_KINDS = {
+    "crystinv.dataset": ("crystal dataset", "crystinv list"),
+    "crystinv.invariants": ("invariants node", "crystinv list --what invariants"),
+    "crystinv.distances": ("distances node", "crystinv list --what distances"),
+}
+
+
+class CrystinvNodeParamType(DataParamType):
+    """A node given by PK, UUID or label, checked to be one of the ``crystinv`` node types.
+
+    A node of another type is refused with a message naming its actual type and the
+    command that lists the right ones (instead of a generic "not found").
+    """
+
+    def __init__(self, name: str, *entry_points: str):
+        super().__init__()
+        self.name = name
+        self.entry_points = entry_points
+
+    def convert(self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None) -> t.Any:
+        from aiida.common.exceptions import EntryPointError
+        from aiida.orm import Node
+        from aiida.plugins import DataFactory
+
+        if isinstance(value, Node):
+            node = value
+        else:
+            node = super().convert(value, param, ctx)
+        classes = []
+        for entry_point in self.entry_points:
+            try:
+                classes.append(DataFactory(entry_point))
+            except (EntryPointError, ImportError) as exception:
+                self.fail(f"the node type {entry_point} cannot be loaded ({exception}); is aiida-crystinv installed?")
+        if not isinstance(node, tuple(classes)):
+            kinds = " or ".join(NODE_KINDS[e][0] for e in self.entry_points)
+            hint = NODE_KINDS[self.entry_points[0]][1]
+            name = type(node).__name__
+            article = "an" if name[0] in "AEIOU" else "a"
+            self.fail(
+                f"node {node.pk} is {article} {name} ({node.node_type.rstrip('.')}), not a {kinds}; "
+                f"`{hint}` shows the ones you have",
+                param,
+                ctx,
+            )
+        return node
+
+
+def _parse_scalar(text: str) -> t.Any:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, ``"[1,2]"`` -> [1, 2], else the string."""
+    lowered = text.strip().lower()
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    if lowered in {"none", "null"}:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class KeyValueParamType(click.ParamType):
+    """``key=value``; the value is read as a number, boolean, JSON list or string."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, t.Any]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, raw = str(value).partition("=")
+        if not sep or not key.strip():
+            self.fail(f"{value!r} is not of the form key=value (e.g. k=100)", param, ctx)
+        return key.strip(), _parse_scalar(raw)
+
+
+class TargetParamType(click.ParamType):
+    """``COLUMN`` or ``COLUMN:UNIT``, e.g. ``bulk_modulus_vrh:GPa``."""
+
+    name = "COLUMN[:UNIT]"
+
+    def convert(self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str | None]:
+        if isinstance(value, tuple):
+            return value
+        column, sep, unit = str(value).partition(":")
+        if not column.strip():
+            self.fail(f"{value!r}: the column name is empty", param, ctx)
+        return column.strip(), (unit.strip() or None) if sep else None
+
+
+DATASET = CrystinvNodeParamType("DATASET", "crystinv.dataset")
+INVARIANTS = CrystinvNodeParamType("INVARIANTS", "crystinv.invariants")
+CRYSTINV_NODE = CrystinvNodeParamType("NODE", "crystinv.dataset", "crystinv.invariants", "crystinv.distances")

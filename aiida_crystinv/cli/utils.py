@@ -1,0 +1,218 @@
+"""Helpers shared by the commands: clean errors, progress bars, tables, running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import sys
+import time
+import typing as t
+
+import click
+from aiida.cmdline.utils import echo
+
+__all__ = (
+    "clean_errors",
+    "progress",
+    "table",
+    "in_process_runner",
+    "run_process",
+    "check_process",
+    "Timer",
+)
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+
+def _debugging() -> bool:
+    from aiida.common import log
+
+    return (log.CLI_LOG_LEVEL or "").upper() == "DEBUG"
+
+
+def clean_errors(func: F) -> F:
+    """Turn any unexpected exception of a command into one ``Critical:`` line and exit code 1.
+
+    With ``--verbosity debug`` the traceback is printed as well.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            return func(*args, **kwargs)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exception:  # noqa: BLE001 - the point of this decorator
+            if _debugging():
+                import traceback
+
+                traceback.print_exc()
+            message = str(exception) or repr(exception)
+            kind = type(exception).__name__
+            echo.echo_critical(f"{message} [{kind}; rerun with --verbosity debug for the traceback]")
+
+    return t.cast(F, wrapper)
+
+
+class _TqdmBar:
+    def __init__(self, total: int, label: str):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=label, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+class _ClickBar:
+    def __init__(self, total: int, label: str):
+        self._ctx = click.progressbar(length=total, label=label, file=sys.stderr)
+        self._bar = self._ctx.__enter__()
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._ctx.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def progress(total: int, label: str, enabled: bool = True) -> t.Iterator[t.Callable[[int], None]]:
+    """A progress bar on stderr (tqdm if installed, else click's); yields ``update(n)``.
+
+    Silent when ``enabled`` is false or stderr is not a terminal (logs, CI, tests).
+    """
+    if not enabled or total <= 0 or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    try:
+        bar: t.Any = _TqdmBar(total, label)
+    except ImportError:
+        bar = _ClickBar(total, label)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+def table(
+    rows: t.Sequence[t.Sequence[t.Any]], headers: t.Sequence[str] = (), floatfmt: str = ".4g", plain: bool = False
+) -> str:
+    """A plain-text table (``tabulate``, a dependency of aiida-core); ``plain``: no header rule."""
+    from tabulate import tabulate
+
+    if plain:
+        return tabulate(rows, tablefmt="plain", floatfmt=floatfmt)
+    return tabulate(rows, headers=headers, floatfmt=floatfmt, disable_numparse=False)
+
+
+def is_chunk(node: t.Any) -> bool:
+    """Whether an invariants node is an intermediate chunk (merged into another node)."""
+    from aiida import orm
+
+    for link in node.base.links.get_outgoing(node_class=orm.CalcFunctionNode).all():
+        if link.node.process_label == "merge_invariants":
+            return True
+    return False
+
+
+def in_process_runner(poll_interval: float = 0.05) -> t.Any:
+    """A runner for processes run inside this command: no broker, prompt polling.
+
+    ``aiida.engine.run`` makes a fresh runner that polls sub-processes every
+    ``runner.poll.interval`` seconds (60 by default; ``verdi presto`` profiles use 1), so a
+    WorkChain run in-process waits up to that long for each sub-process it submitted. This
+    runner polls every ``poll_interval`` seconds instead, and has no communicator (no broker
+    needed; in-process runs cannot be paused or killed with ``verdi process``, Ctrl-C still
+    kills them). The profile's configuration is not touched.
+    """
+    from aiida.manage import get_manager
+
+    global _IN_PROCESS_RUNNER  # noqa: PLW0603
+    profile = get_manager().get_profile()
+    key = (profile.name if profile else None, poll_interval)
+    if _IN_PROCESS_RUNNER is None or _IN_PROCESS_RUNNER[0] != key or _IN_PROCESS_RUNNER[1].is_closed():
+        runner = get_manager().create_runner(communicator=None, poll_interval=poll_interval)
+        _IN_PROCESS_RUNNER = (key, runner)
+    return _IN_PROCESS_RUNNER[1]
+
+
+_IN_PROCESS_RUNNER: t.Any = None
+
+
+def check_process(node: t.Any, what: str) -> None:
+    """Exit with a clear message if a process did not finish successfully."""
+    if node.is_finished_ok:
+        return
+    if node.is_excepted:
+        reason = node.exception.strip().splitlines()[-1] if node.exception else "an exception"
+    elif node.is_killed:
+        reason = "it was killed"
+    else:
+        reason = f"exit status {node.exit_status}: {node.exit_message or 'no message'}"
+    echo.echo_critical(f"{what} failed ({reason}); see `verdi process report {node.pk}`")
+
+
+def run_process(
+    process: t.Any,
+    inputs: dict[str, t.Any],
+    *,
+    label: str = "",
+    total: int = 0,
+    count_done: t.Callable[[t.Any], int] | None = None,
+) -> tuple[dict[str, t.Any], t.Any]:
+    """Run a process (class or process function) here and return ``(outputs, node)``.
+
+    For a WorkChain with ``total`` > 0 and ``count_done(node) -> int``, a progress bar is
+    drawn while it runs: the runner's event loop is driven by a coroutine that, between
+    steps of the workflow, asks ``count_done`` how far it got.
+    """
+    from aiida.engine import utils as engine_utils
+
+    if engine_utils.is_process_function(process):
+        return process.run_get_node(**inputs)
+    runner = in_process_runner()
+    if total <= 0 or count_done is None or not sys.stderr.isatty():
+        return runner.run_get_node(process, **inputs)
+
+    with engine_utils.loop_scope(runner.loop):
+        instance = runner.instantiate_process(process, **inputs)
+        with progress(total, label) as update:
+
+            async def drive() -> None:
+                task = asyncio.ensure_future(instance.step_until_terminated())
+                done = 0
+                while not task.done():
+                    await asyncio.sleep(0.1)
+                    now = min(total, count_done(instance.node))
+                    if now > done:
+                        update(now - done)
+                        done = now
+                await task
+                if done < total:
+                    update(total - done)
+
+            runner.loop.run_until_complete(drive())
+        return instance.outputs, instance.node
+
+
+class Timer:
+    """``with Timer() as timer: ...``; then ``timer.seconds``."""
+
+    def __enter__(self) -> "Timer":
+        self._start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: t.Any) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+
+def quiet_process_reports() -> None:
+    """Silence process report lines on the terminal (they stay in the database)."""
+    logging.getLogger("aiida").setLevel(logging.WARNING)
