@@ -10,7 +10,7 @@ Subcommands: ``import``, ``list``, ``show``, ``export``, ``invariants``, ``dista
 :func:`~aiida_crystinv.cli.cmd_demo.run_demo`.
 """
 
-from . import cmd_compute, cmd_dataset, cmd_demo  # noqa: F401 - register the subcommands
+from . import cmd_compute, cmd_dataset, cmd_demo, cmd_study  # noqa: F401 - register the subcommands
 from .embedded import main
 from .root import cmd_crystinv
 

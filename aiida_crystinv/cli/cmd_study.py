@@ -1,0 +1,141 @@
+"""``crystinv study``: run a study described in one YAML file, and report on it."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import typing as t
+
+import click
+from aiida.cmdline.utils import decorators, echo
+
+from .root import cmd_crystinv
+from .utils import Timer, clean_errors, run_process
+
+__all__ = ("cmd_study", "run_study_file")
+
+
+def run_study_file(path: pathlib.Path, daemon: bool = False) -> tuple[t.Any, dict[str, t.Any]]:
+    """Validate ``path`` and run (or submit) its StudyWorkChain; return ``(node, study)``.
+
+    Exits with a one-line message when the file is invalid.
+    """
+    from aiida_crystinv.workflows.study import StudyError, StudyWorkChain, build_study_inputs, load_study
+
+    try:
+        study = load_study(path)
+        inputs = build_study_inputs(study)
+    except StudyError as exception:
+        echo.echo_critical(str(exception))
+    if daemon:
+        from .cmd_compute import submit_to_daemon
+
+        return submit_to_daemon(StudyWorkChain, inputs), study
+    _, node = run_process(StudyWorkChain, inputs)
+    return node, study
+
+
+def _finish(node: t.Any, report_dir: pathlib.Path | None, seconds: float | None = None) -> None:
+    from aiida_crystinv.workflows.study import metrics_table, write_report
+
+    if "summary" not in node.outputs:
+        reason = node.exit_message or ("an exception" if node.is_excepted else "no summary")
+        echo.echo_critical(
+            f"the study <{node.pk}> failed (exit status {node.exit_status}: {reason}); see `verdi process report {node.pk}`"
+        )
+    summary = node.outputs.summary.get_dict()
+    echo.echo(f"\n{summary['name']}: {summary['target']} ({summary['unit']}), {summary['evaluation']}\n")
+    echo.echo(metrics_table(summary))
+    path = write_report(node, report_dir)
+    echo.echo("")
+    if not node.is_finished_ok:
+        echo.echo_warning(f"the study finished with exit status {node.exit_status}: {node.exit_message}")
+    if "screening" in node.outputs and "selected_ids" in node.outputs.screening:
+        ids = node.outputs.screening["selected_ids"].get_list()
+        echo.echo(f"screening: selected {len(ids)} candidates: {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}")
+    echo.echo(f"report:   {path}")
+    echo.echo(f"inspect:  verdi process show {node.pk}   |   verdi process report {node.pk}")
+    done = f"study <{node.pk}> finished" + (f" in {seconds:.1f} s" if seconds is not None else "")
+    echo.echo_success(done)
+
+
+def _quiet_terminal() -> None:
+    """Keep process reports off the terminal but in the database (`verdi process report`).
+
+    The console handlers of the ``aiida`` logger are raised to WARNING; the logger itself
+    keeps its level, so the database log handler still records every report line.
+    """
+    for handler in logging.getLogger("aiida").handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setLevel(logging.WARNING)
+
+
+@cmd_crystinv.group("study")
+def cmd_study() -> None:
+    """Train and evaluate models described in a YAML study file.
+
+    \b
+    A study file names a source of structures (a file, an AiiDA group,
+    a Materials Project query, or a generated landscape), a target, the
+    descriptors and models to try, the split (k-fold, hold-out or an
+    explicit test set) and, optionally, a screening with a hand-off to
+    any WorkChain. See docs/learning.md.
+    """
+
+
+@cmd_study.command("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.option("--daemon", is_flag=True, help="Submit to the daemon instead of running here; report later with `study report PK`.")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="Folder for report.md and the parity plots [default: ./crystinv-study-<pk>].",
+)
+@decorators.with_dbenv()
+@clean_errors
+def cmd_study_run(file: pathlib.Path, daemon: bool, report_dir: pathlib.Path | None) -> None:
+    """Run the study in FILE as one StudyWorkChain, print the metrics table and write a report.
+
+    \b
+    Examples:
+        crystinv study run examples/study_ewald.yaml
+        crystinv study run my_study.yaml --report results/
+        verdi data crystinv study run my_study.yaml --daemon
+    """
+    from aiida.common import log
+
+    if log.CLI_LOG_LEVEL is None:
+        _quiet_terminal()
+    with Timer() as timer:
+        node, study = run_study_file(file, daemon=daemon)
+        if daemon:
+            echo.echo(f"  report when finished:  crystinv study report {node.pk}" + (f" --report {report_dir}" if report_dir else ""))
+            return
+    _finish(node, report_dir, timer.seconds)
+
+
+@cmd_study.command("report")
+@click.argument("pk", type=int)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="Folder for report.md and the parity plots [default: ./crystinv-study-<pk>].",
+)
+@decorators.with_dbenv()
+@clean_errors
+def cmd_study_report(pk: int, report_dir: pathlib.Path | None) -> None:
+    """Print the metrics of a finished study (a StudyWorkChain PK) and write its report."""
+    from aiida import orm
+
+    from aiida_crystinv.workflows.study import StudyWorkChain
+
+    node = orm.load_node(pk)
+    if not isinstance(node, orm.WorkflowNode) or node.process_class is not StudyWorkChain:
+        echo.echo_critical(f"node {pk} is a {type(node).__name__}, not a StudyWorkChain")
+    if not node.is_terminated:
+        echo.echo_critical(f"the study <{pk}> is still {node.process_state.value}: wait for it (`verdi process status {pk}`)")
+    _finish(node, report_dir)
