@@ -19,9 +19,9 @@ __all__ = (
 
 #: Entry points (``aiida.data``) of the node types, with the words used in messages.
 NODE_KINDS = {
-    "crystinv.dataset": ("crystal dataset", "crystinv list"),
-    "crystinv.invariants": ("invariants node", "crystinv list --what invariants"),
-    "crystinv.distances": ("distances node", "crystinv list --what distances"),
+    "crystinv.dataset": ("a crystal dataset", "crystinv list"),
+    "crystinv.invariants": ("an invariants node", "crystinv list --what invariants"),
+    "crystinv.distances": ("a distances node", "crystinv list --what distances"),
 }
 
 
@@ -58,7 +58,7 @@ class CrystinvNodeParamType(DataParamType):
             name = type(node).__name__
             article = "an" if name[0] in "AEIOU" else "a"
             self.fail(
-                f"node {node.pk} is {article} {name} ({node.node_type.rstrip('.')}), not a {kinds}; "
+                f"node {node.pk} is {article} {name} ({node.node_type.rstrip('.')}), not {kinds}; "
                 f"`{hint}` shows the ones you have",
                 param,
                 ctx,
