@@ -38,10 +38,9 @@ __all__ = [
 ]
 
 _SNAP = 1e-13
-#: Below this many shell-pair comparisons (about 10 ms of work) a matrix is computed on
-#: one thread: thread start-up costs more, and on a shared, busy machine a parallel
-#: region waits for its slowest thread.
-PARALLEL_MIN_WORK = 2_000_000
+#: Below this many shell-pair comparisons (about 1 ms of work) a matrix is computed on
+#: one thread: starting the threads would cost more than they save.
+PARALLEL_MIN_WORK = 100_000
 
 
 class ProfileShapeError(ValueError):
@@ -87,37 +86,73 @@ def _snap(c, snap):
 
 
 @njit(cache=True)
-def _scan_profile(a, i, snap, lo, hi, inv):
-    """Windows of the normalised cumulative rows of profile ``i`` (first entry != 0, last
-    entry != 1 after snapping). Returns the first row with a non-positive total, or -1."""
+def _row_total(a, i, s):
+    """Sum of a[i, s, :] with four accumulators (no serial dependency chain)."""
+    n = a.shape[2]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    k = 0
+    while k + 4 <= n:
+        s0 += a[i, s, k]
+        s1 += a[i, s, k + 1]
+        s2 += a[i, s, k + 2]
+        s3 += a[i, s, k + 3]
+        k += 4
+    while k < n:
+        s0 += a[i, s, k]
+        k += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True)
+def _scan_profile(a, i, snap, lo, hi, inv, k0s):
+    """Windows of the normalised cumulative rows of profile ``i``.
+
+    Row ``s`` has cumulative values ``C_k = f * sum_{b <= k} a[i, s, b]`` on the edges
+    ``k < n_bins - 1``, ``f = 1 / total``, snapped to 0 / 1 within ``snap``; its window is
+    ``[first k with C_k != 0, last k with C_k != 1] + 1``. Only the stretch between the
+    first and last non-zero bin is summed (C is constant outside it). Returns the first
+    row whose total is not a positive finite number, or -1.
+    """
     shells, nbins = a.shape[1], a.shape[2]
     ne = nbins - 1
-    buf = np.empty(max(ne, 1))
+    buf = np.empty(nbins)
     bad = -1
     for s in range(shells):
-        tot = 0.0
-        for k in range(nbins):
-            tot += a[i, s, k]
+        tot = _row_total(a, i, s)
         if not (tot > 0.0 and tot < np.inf):
             if bad < 0:
                 bad = s
             tot = 1.0
         f = 1.0 / tot
         inv[i, s] = f
+        k0 = 0
+        while k0 < ne and a[i, s, k0] == 0.0:
+            k0 += 1
+        k1 = nbins - 1
+        while k1 > k0 and a[i, s, k1] == 0.0:
+            k1 -= 1
+        kend = min(k1, ne - 1)  # C_k is constant (C_kend) for k > kend
+        k0s[i, s] = k0
         acc = 0.0
-        for k in range(ne):
+        for k in range(k0, kend + 1):
             acc += a[i, s, k]
-            buf[k] = acc
+            buf[k] = acc * f
         first = ne
-        for k in range(ne):
-            if abs(buf[k] * f) > snap:
+        for k in range(k0, kend + 1):
+            if abs(buf[k]) > snap:
                 first = k
                 break
         last = first - 1
-        for k in range(ne - 1, first - 1, -1):
-            if abs(buf[k] * f - 1.0) > snap:
-                last = k
-                break
+        if kend >= k0 and kend < ne - 1 and abs(buf[kend] - 1.0) > snap:
+            last = ne - 1  # constant tail that is not 1 (mass cancels; not for histograms)
+        else:
+            for k in range(kend, first - 1, -1):
+                if abs(buf[k] - 1.0) > snap:
+                    last = k
+                    break
         # all 0: [ne, ne); all 1: [0, 0); otherwise [first, last + 1)
         lo[i, s] = first
         hi[i, s] = last + 1
@@ -125,14 +160,14 @@ def _scan_profile(a, i, snap, lo, hi, inv):
 
 
 @njit(cache=True)
-def _fill_profile(a, i, snap, lo, hi, inv, start, pstart, vals, pabs, pone):
+def _fill_profile(a, i, snap, lo, hi, inv, k0s, start, pstart, vals, pabs, pone):
     """Window values of profile ``i`` and prefix sums of |P| and |1 - P| over them."""
     for s in range(a.shape[1]):
         f = inv[i, s]
         l = lo[i, s]
         h = hi[i, s]
         acc = 0.0
-        for k in range(l):
+        for k in range(k0s[i, s], l):  # the same additions as in _scan_profile
             acc += a[i, s, k]
         st = start[i, s]
         ps = pstart[i, s]
@@ -149,27 +184,27 @@ def _fill_profile(a, i, snap, lo, hi, inv, start, pstart, vals, pabs, pone):
 
 
 @njit(cache=True)
-def _scan_serial(a, snap, lo, hi, inv, bad):
+def _scan_serial(a, snap, lo, hi, inv, k0s, bad):
     for i in range(a.shape[0]):
-        bad[i] = _scan_profile(a, i, snap, lo, hi, inv)
+        bad[i] = _scan_profile(a, i, snap, lo, hi, inv, k0s)
 
 
 @njit(cache=True, parallel=True)
-def _scan_parallel(a, snap, lo, hi, inv, bad):
+def _scan_parallel(a, snap, lo, hi, inv, k0s, bad):
     for i in prange(a.shape[0]):
-        bad[i] = _scan_profile(a, i, snap, lo, hi, inv)
+        bad[i] = _scan_profile(a, i, snap, lo, hi, inv, k0s)
 
 
 @njit(cache=True)
-def _fill_serial(a, snap, lo, hi, inv, start, pstart, vals, pabs, pone):
+def _fill_serial(a, snap, lo, hi, inv, k0s, start, pstart, vals, pabs, pone):
     for i in range(a.shape[0]):
-        _fill_profile(a, i, snap, lo, hi, inv, start, pstart, vals, pabs, pone)
+        _fill_profile(a, i, snap, lo, hi, inv, k0s, start, pstart, vals, pabs, pone)
 
 
 @njit(cache=True, parallel=True)
-def _fill_parallel(a, snap, lo, hi, inv, start, pstart, vals, pabs, pone):
+def _fill_parallel(a, snap, lo, hi, inv, k0s, start, pstart, vals, pabs, pone):
     for i in prange(a.shape[0]):
-        _fill_profile(a, i, snap, lo, hi, inv, start, pstart, vals, pabs, pone)
+        _fill_profile(a, i, snap, lo, hi, inv, k0s, start, pstart, vals, pabs, pone)
 
 
 def _use_threads(work: float) -> bool:
@@ -196,9 +231,10 @@ class ProfileBank:
         lo = np.empty((n, shells), dtype=np.int64)
         hi = np.empty((n, shells), dtype=np.int64)
         inv = np.empty((n, shells))
+        k0s = np.empty((n, shells), dtype=np.int64)
         badrow = np.empty(n, dtype=np.int64)
         parallel = _use_threads(a.size / 50.0)
-        (_scan_parallel if parallel else _scan_serial)(a, _SNAP, lo, hi, inv, badrow)
+        (_scan_parallel if parallel else _scan_serial)(a, _SNAP, lo, hi, inv, k0s, badrow)
         if np.any(badrow >= 0):
             first = int(np.argmax(badrow >= 0))
             where = (first, int(badrow[first]))
@@ -217,7 +253,7 @@ class ProfileBank:
         vals = np.empty(total)
         pabs = np.zeros(total + n * shells)
         pone = np.zeros(total + n * shells)
-        (_fill_parallel if parallel else _fill_serial)(a, _SNAP, lo, hi, inv, start, pstart, vals, pabs, pone)
+        (_fill_parallel if parallel else _fill_serial)(a, _SNAP, lo, hi, inv, k0s, start, pstart, vals, pabs, pone)
         self.n, self.shells, self.n_edges = n, shells, nbins - 1
         self.lo, self.hi, self.start, self.pstart = lo, hi, start, pstart
         self.vals, self.pabs, self.pone = vals, pabs, pone
