@@ -373,7 +373,7 @@ def _bank(x, name: str, ndim: int) -> ProfileBank:
 
 
 def grid_emd_cdist(A, B=None, bin_width: float = 0.1, out: np.ndarray | None = None) -> np.ndarray:
-    """GRID EMD between every GRID of ``A`` and every GRID of ``B`` (in parallel).
+    """GRID EMD between every GRID of ``A`` and every GRID of ``B`` (threads for large jobs).
 
     Args:
         A: (na, n_shells, n_bins) stack of GRIDs (or a :class:`ProfileBank` from

@@ -223,6 +223,21 @@ def test_grid_emd_is_exact(monkeypatch):
     assert np.allclose(grid_emd_cdist(A, bin_width=0.1), S, rtol=0, atol=1e-14)
 
 
+@pytest.mark.parametrize("bins", [1, 2, 3, 17])
+def test_profile_emd_exact_on_edge_cases(bins):
+    """Tiny bin counts, signed entries (mass that cancels), tails that are not 1."""
+    rng = np.random.default_rng(bins)
+    A = random_profiles(rng, 6, 5, bins)
+    A[0, 0] = rng.normal(size=bins)
+    A[0, 0, 0] = abs(A[0, 0].sum()) + 1.0  # positive total, non-monotone CDF
+    if bins > 2:
+        A[1, 1] = 0.0
+        A[1, 1, [0, -1]] = [3.0, -1.0]  # CDF jumps above 1 and stays there until the end
+    D = grid_emd_cdist(A, A, bin_width=0.2)
+    ref = np.array([[numpy_emd(a, b, 0.2) for b in A] for a in A])
+    assert np.allclose(D, ref, rtol=0, atol=1e-12)
+
+
 def test_grid_emd_exact_on_real_grids_and_gridrdf_formula():
     structures = [simple_cubic(), nacl(), simple_cubic(1.1), nacl(5.9)]
     G = np.array([grid(s, **GKW) for s in structures])
