@@ -135,12 +135,13 @@ def _grid_kernel(weights, dists, n_shells, n_bins, bw, sigma, trunc, norm):
                 klo = 1
             if khi > n_bins:
                 khi = n_bins
+            # edges in [klo, khi) see part of the Gaussian, edges from khi on all of it;
+            # klo >= khi only when the Gaussian starts beyond the last interior edge, and
+            # then all of its mass is in the last bin (no edge sees any of it)
+            for k in range(klo, khi):
+                cdf[k] += w * _smeared_cdf(k * bw - d, sigma, trunc, norm)
             if klo < khi:
-                for k in range(klo, khi):
-                    cdf[k] += w * _smeared_cdf(k * bw - d, sigma, trunc, norm)
                 step[khi] += w
-            else:
-                step[max(klo, 1) if klo <= n_bins else n_bins] += w
         acc = 0.0
         for k in range(1, n_bins):
             acc += step[k]
