@@ -6,11 +6,11 @@ import math
 import typing as t
 
 import click
-from aiida.cmdline.utils import decorators, echo
+from aiida.cmdline.utils import echo
 
 from .params import DATASET, INVARIANTS, KeyValueParamType
 from .root import cmd_crystinv
-from .utils import Timer, check_process, clean_errors, run_process, table
+from .utils import Timer, check_process, clean_errors, run_process, table, with_profile
 
 #: Descriptor names (checked against ``aiida_crystinv.data.DESCRIPTORS`` in the tests;
 #: listed here so that ``--help`` does not import the numerical layer).
@@ -213,7 +213,7 @@ def _check_metric(invariants: t.Any, metric: str | None) -> None:
     help="Structures per sub-process; chunks run in parallel on daemon workers. Default: the WorkChain's.",
 )
 @click.option("--daemon", is_flag=True, help="Submit to the daemon instead of running in this process.")
-@decorators.with_dbenv()
+@with_profile
 @clean_errors
 def cmd_invariants(dataset, descriptor, params, chunk_size, daemon):
     """Compute invariants of every structure of DATASET, as one node.
@@ -250,7 +250,7 @@ def cmd_invariants(dataset, descriptor, params, chunk_size, daemon):
     help="Default: pdd_emd for PDD, amd_linf for AMD, grid_emd, rdf_emd, composition_l1.",
 )
 @click.option("-o", "--other", type=INVARIANTS, default=None, help="Distances from INVARIANTS to these (cross).")
-@decorators.with_dbenv()
+@with_profile
 @clean_errors
 def cmd_distances(invariants, metric, other):
     """Distance matrix between all structures of INVARIANTS (or to --other).
@@ -289,7 +289,7 @@ def cmd_distances(invariants, metric, other):
 @click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours per structure.")
 @click.option("-m", "--metric", type=click.Choice(METRIC_NAMES), default=None, help="Default: by descriptor.")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Rows to print (0: none).")
-@decorators.with_dbenv()
+@with_profile
 @clean_errors
 def cmd_neighbours(invariants, k, metric, limit):
     """The k nearest neighbours of every structure of INVARIANTS (exact).
@@ -343,7 +343,7 @@ def knn_table(knn: t.Any, limit: int = 20, columns: int = 3) -> str:
     show_default=True,
     help="Neighbours searched per structure (a cluster of more than k+1 copies shows partly).",
 )
-@decorators.with_dbenv()
+@with_profile
 @clean_errors
 def cmd_duplicates(invariants, threshold, metric, k):
     """Near-duplicate pairs among the structures of INVARIANTS.

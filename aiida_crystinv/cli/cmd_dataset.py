@@ -8,11 +8,11 @@ import pathlib
 import typing as t
 
 import click
-from aiida.cmdline.utils import decorators, echo
+from aiida.cmdline.utils import echo
 
 from .params import CRYSTINV_NODE, DATASET, TargetParamType
 from .root import cmd_crystinv
-from .utils import Timer, check_process, clean_errors, is_chunk, run_process, table
+from .utils import Timer, check_process, clean_errors, is_chunk, run_process, table, with_profile
 
 FORMAT_CHOICES = ("auto", "cif", "csv", "json")
 
@@ -144,7 +144,7 @@ def import_file(
 @click.option("-L", "--label", help="Label of the new dataset node.")
 @click.option("-D", "--description", help="Description of the new dataset node.")
 @click.option("-G", "--group", help="Add the dataset to this group (created if needed).")
-@decorators.with_dbenv()
+@with_profile
 @clean_errors
 def cmd_import(file, format_, id_column, cif_column, targets, on_error, label, description, group):
     """Import the structures of FILE as one dataset node.
@@ -257,7 +257,7 @@ def _source_dataset_pk(node: t.Any) -> str:
 @click.option("-G", "--group", help="Only nodes in this group.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many (newest first).")
 @click.option("-a", "--all", "show_all", is_flag=True, help="Include the per-chunk invariants of chunked runs.")
-@decorators.with_dbenv()
+@with_profile
 @clean_errors
 def cmd_list(what, group, limit, show_all):
     """List datasets (or invariants / distances nodes) with their size and date.
@@ -400,7 +400,7 @@ def _show_other(node: t.Any) -> None:
 @cmd_crystinv.command("show")
 @click.argument("node", type=CRYSTINV_NODE)
 @click.option("--max-skipped", type=click.IntRange(min=0), default=20, show_default=True, help="Skipped records to list.")
-@decorators.with_dbenv()
+@with_profile
 @clean_errors
 def cmd_show(node, max_skipped):
     """Summary of a dataset: size, targets with statistics, skipped records.
@@ -459,7 +459,7 @@ def _cif_text(structure: t.Any, name: str) -> str:
     help="File to write (.cif or .json; .json.gz is compressed).",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output file if it exists.")
-@decorators.with_dbenv()
+@with_profile
 @clean_errors
 def cmd_export(dataset, ids, format_, output, force):
     """Write the structures (and targets) of DATASET to a CIF or JSON file.

@@ -28,10 +28,10 @@ import time
 import typing as t
 
 import click
-from aiida.cmdline.utils import decorators, echo
+from aiida.cmdline.utils import echo
 
 from .root import cmd_crystinv
-from .utils import clean_errors, table
+from .utils import clean_errors, table, with_profile
 
 __all__ = ("DemoResult", "run_demo", "register_demo_step", "DEMO_STEPS")
 
@@ -259,7 +259,7 @@ def provenance_summary(result: DemoResult) -> str:
 @click.option(
     "-t", "--threshold", type=click.FloatRange(min=0), default=0.05, show_default=True, help="Near-duplicate PDD-EMD (A)."
 )
-@decorators.with_dbenv()
+@with_profile
 @clean_errors
 def cmd_demo(n, seed, output, k, threshold):
     """Run the whole pipeline on a synthetic crystal landscape (offline).

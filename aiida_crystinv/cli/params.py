@@ -45,6 +45,9 @@ class CrystinvNodeParamType(DataParamType):
         if isinstance(value, Node):
             node = value
         else:
+            from .utils import require_profile
+
+            require_profile()
             node = super().convert(value, param, ctx)
         classes = []
         for entry_point in self.entry_points:

@@ -14,6 +14,8 @@ import click
 from aiida.cmdline.utils import echo
 
 __all__ = (
+    "require_profile",
+    "with_profile",
     "clean_errors",
     "progress",
     "table",
@@ -24,6 +26,48 @@ __all__ = (
 )
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+
+def require_profile() -> None:
+    """Load the default profile if none is loaded; exit with advice when there is none."""
+    import warnings
+
+    from aiida.common.exceptions import ConfigurationError
+    from aiida.manage import get_manager
+    from aiida.manage.configuration import get_config
+
+    manager = get_manager()
+    if manager.get_profile() is not None:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            name = get_config(create=True).default_profile_name
+    except ConfigurationError as exception:
+        echo.echo_critical(f"cannot read the AiiDA configuration: {exception}")
+    if name is None:
+        echo.echo_critical(
+            "there is no AiiDA profile to store results in: run the `crystinv` command instead (it creates an "
+            "embedded SQLite profile named 'crystinv' on first use), or create one with `verdi presto`"
+        )
+    try:
+        manager.load_profile(name)
+    except Exception as exception:  # noqa: BLE001
+        echo.echo_critical(f"cannot load the default profile {name!r}: {exception}")
+
+
+def with_profile(func: F) -> F:
+    """Like ``aiida.cmdline.utils.decorators.with_dbenv`` with advice when there is no profile."""
+    from aiida.cmdline.utils.decorators import with_dbenv
+
+    inner = with_dbenv()(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        require_profile()
+        return inner(*args, **kwargs)
+
+    return t.cast(F, wrapper)
 
 
 def _debugging() -> bool:

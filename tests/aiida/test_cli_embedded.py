@@ -1,0 +1,93 @@
+"""The ``crystinv`` script on a fresh machine: embedded profile, reuse, existing profiles untouched.
+
+Each test runs the real console script in a subprocess with ``AIIDA_PATH`` pointing at a
+temporary folder, so the user's (and the test session's) configuration is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BIN = pathlib.Path(sys.executable).parent
+CRYSTINV = str(BIN / "crystinv")
+VERDI = str(BIN / "verdi")
+
+pytestmark = pytest.mark.slow
+
+
+def script(*args: str, aiida_path: pathlib.Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIIDA_")}
+    env["AIIDA_PATH"] = str(aiida_path)
+    env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(
+        list(args), env=env, capture_output=True, text=True, timeout=timeout, cwd=aiida_path, check=False
+    )
+
+
+def config_of(aiida_path: pathlib.Path) -> dict:
+    path = aiida_path / ".aiida" / "config.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_help_creates_no_profile(tmp_path):
+    result = script(CRYSTINV, "--help", aiida_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "crystinv demo" in result.stdout
+    assert not config_of(tmp_path).get("profiles")
+
+
+def test_embedded_profile_demo_and_reuse(tmp_path):
+    first = script(CRYSTINV, "demo", "--n", "30", aiida_path=tmp_path)
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output
+    assert "Traceback" not in output
+    creation = [line for line in output.splitlines() if "created profile 'crystinv'" in line]
+    assert len(creation) == 1, output
+    assert str(tmp_path) in creation[0] and "SQLite" in creation[0]
+    for needle in ("[1/5] generated 30", "[5/5] PDD-EMD", "Provenance:", "node graph generate", "demo finished"):
+        assert needle in output, output
+
+    config = config_of(tmp_path)
+    assert config["default_profile"] == "crystinv"
+    profile = config["profiles"]["crystinv"]
+    assert profile["storage"]["backend"] == "core.sqlite_dos"
+    assert pathlib.Path(profile["storage"]["config"]["filepath"]).is_relative_to(tmp_path)
+    assert profile.get("process_control", {}).get("backend") in (None, "")
+
+    second = script(CRYSTINV, "list", aiida_path=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "created profile" not in second.stdout + second.stderr
+    assert "ewald-landscape-n30-seed0" in second.stdout
+    assert list(config_of(tmp_path)["profiles"]) == ["crystinv"]
+
+    # the same profile through verdi
+    verdi = script(VERDI, "data", "crystinv", "list", aiida_path=tmp_path)
+    assert verdi.returncode == 0, verdi.stdout + verdi.stderr
+    assert "ewald-landscape-n30-seed0" in verdi.stdout
+
+
+def test_existing_default_profile_is_used_untouched(tmp_path):
+    setup = script(VERDI, "presto", "--profile-name", "mine", "--no-broker", aiida_path=tmp_path)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    before = (tmp_path / ".aiida" / "config.json").read_text()
+
+    result = script(CRYSTINV, "list", aiida_path=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "created profile" not in output
+    assert "no datasets found" in output
+    assert (tmp_path / ".aiida" / "config.json").read_text() == before
+
+
+def test_no_profile_through_verdi_is_a_clear_error(tmp_path):
+    result = script(VERDI, "data", "crystinv", "list", aiida_path=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Traceback" not in output
+    assert "verdi presto" in output and "crystinv" in output
