@@ -125,13 +125,26 @@ class _ClickBar:
         self._ctx.__exit__(None, None, None)
 
 
+def progress_wanted() -> bool:
+    """Whether to draw progress bars: on a terminal, or as ``CRYSTINV_PROGRESS`` says."""
+    import os
+
+    setting = os.environ.get("CRYSTINV_PROGRESS", "auto").lower()
+    if setting in ("always", "1", "yes", "true"):
+        return True
+    if setting in ("never", "0", "no", "false"):
+        return False
+    return sys.stderr.isatty()
+
+
 @contextlib.contextmanager
 def progress(total: int, label: str, enabled: bool = True) -> t.Iterator[t.Callable[[int], None]]:
     """A progress bar on stderr (tqdm if installed, else click's); yields ``update(n)``.
 
-    Silent when ``enabled`` is false or stderr is not a terminal (logs, CI, tests).
+    Silent when ``enabled`` is false or stderr is not a terminal (logs, CI, tests), unless
+    the environment variable ``CRYSTINV_PROGRESS`` is ``always`` (``never`` turns bars off).
     """
-    if not enabled or total <= 0 or not sys.stderr.isatty():
+    if not enabled or total <= 0 or not progress_wanted():
         yield lambda n: None
         return
     try:
@@ -221,7 +234,7 @@ def run_process(
     if engine_utils.is_process_function(process):
         return process.run_get_node(**inputs)
     runner = in_process_runner()
-    if total <= 0 or count_done is None or not sys.stderr.isatty():
+    if total <= 0 or count_done is None or not progress_wanted():
         return runner.run_get_node(process, **inputs)
 
     with engine_utils.loop_scope(runner.loop):

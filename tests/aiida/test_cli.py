@@ -141,6 +141,19 @@ def test_invariants_chunked_and_neighbours(dataset, pdd_invariants):
     assert "Neighbour 1" in result.output and "more rows" in result.output
 
 
+def test_progress_bar_while_the_chunks_run(dataset, monkeypatch):
+    """With CRYSTINV_PROGRESS=always the WorkChain is driven step by step under a progress bar."""
+    monkeypatch.setenv("CRYSTINV_PROGRESS", "always")
+    result = CliRunner().invoke(
+        cmd_crystinv, ["invariants", str(dataset.pk), "-d", "amd", "-p", "k=6", "-c", "4"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "amd invariants" in result.output and "4/4" in result.output  # the bar reached the 4 chunks
+    pk = int(result.output.split("structures: node ")[1].split()[0])
+    invariants = orm.load_node(pk)
+    assert invariants.get_amd().shape == (16, 6) and invariants.creator.caller.is_finished_ok
+
+
 def test_duplicates_finds_the_planted_pair(pdd_invariants):
     result = run("duplicates", pdd_invariants.pk, "--threshold", "0.05")
     planted = [i for i in pdd_invariants.ids if i.endswith("-dup")]
