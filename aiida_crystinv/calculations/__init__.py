@@ -1,0 +1,27 @@
+"""Calcfunctions of aiida-crystinv (see :mod:`aiida_crystinv.calculations.functions`)."""
+
+from .functions import (
+    ExitCodes,
+    collect_structures,
+    compute_distances,
+    compute_invariants,
+    extract_structures,
+    import_dataset,
+    import_materials_project,
+    merge_invariants,
+    nearest_neighbours,
+    structure_invariants,
+)
+
+__all__ = [
+    "ExitCodes",
+    "import_dataset",
+    "import_materials_project",
+    "compute_invariants",
+    "merge_invariants",
+    "compute_distances",
+    "nearest_neighbours",
+    "structure_invariants",
+    "extract_structures",
+    "collect_structures",
+]

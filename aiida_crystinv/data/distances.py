@@ -1,0 +1,218 @@
+"""``DistancesData``: a distance matrix or a k-nearest-neighbour graph, as ONE node.
+
+Three layouts (attribute ``layout``):
+
+* ``condensed`` -- all pairwise distances within one set, stored like
+  ``scipy.spatial.distance.pdist`` (n(n-1)/2,) float64; :meth:`get_matrix` expands it.
+* ``dense`` -- distances between two sets, (n_rows, n_cols) float64.
+* ``knn`` -- for each row, its k nearest columns: ``indices`` (n, k) int64 and
+  ``distances`` (n, k) float64, nearest first (a sparse graph for large sets).
+
+The metric name and parameters, the invariants' descriptor and parameters, and the row
+and column identifiers are recorded. Distances are in Angstrom for AMD/PDD metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from aiida.orm import Data
+
+from ._arrays import ArrayRepositoryMixin, as_str_array, jsonable
+
+__all__ = ["DistancesData", "METRICS", "resolve_metric", "UnknownMetricError"]
+
+#: Metric name -> descriptors whose invariants it applies to.
+METRICS: dict[str, tuple[str, ...]] = {
+    "amd_linf": ("amd", "pdd"),
+    "amd_l1": ("amd", "pdd"),
+    "amd_l2": ("amd", "pdd"),
+    "pdd_emd": ("pdd",),
+    "grid_emd": ("grid",),
+    "rdf_emd": ("rdf",),
+    "composition_l1": ("composition",),
+}
+
+#: Default metric of each descriptor.
+DEFAULT_METRIC = {"amd": "amd_linf", "pdd": "pdd_emd", "grid": "grid_emd", "rdf": "rdf_emd", "composition": "composition_l1"}
+
+
+class UnknownMetricError(ValueError):
+    """Unknown metric name or parameter."""
+
+
+def resolve_metric(spec: Mapping[str, Any] | str | None, descriptor: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Metric name and parameters from ``{'name': ..., **params}``, a name, or ``None``
+    (the default metric of ``descriptor``).
+
+    Raises:
+        UnknownMetricError: unknown name.
+    """
+    if spec is None:
+        if descriptor not in DEFAULT_METRIC:
+            raise UnknownMetricError(f"no default metric for descriptor {descriptor!r}")
+        return DEFAULT_METRIC[descriptor], {}
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = str(spec.pop("name", "")).lower()
+    if name not in METRICS:
+        raise UnknownMetricError(f"unknown metric {name!r}; use one of {', '.join(METRICS)}")
+    return name, jsonable(spec)
+
+
+class DistancesData(ArrayRepositoryMixin, Data):
+    """Distances between the rows of one set of invariants and the rows of another (or
+    the same) set: a condensed or dense matrix, or a kNN graph."""
+
+    @classmethod
+    def from_condensed(cls, condensed: np.ndarray, ids: Sequence[str], metric: str, **kwargs: Any) -> "DistancesData":
+        """Pairwise distances within one set, condensed like ``scipy``'s ``pdist``."""
+        n = len(ids)
+        condensed = np.asarray(condensed, dtype=float).ravel()
+        if condensed.size != n * (n - 1) // 2:
+            raise ValueError(f"a condensed matrix for {n} ids has {n * (n - 1) // 2} entries, got {condensed.size}")
+        node = cls._new("condensed", metric, ids, ids, **kwargs)
+        node._set_array("condensed", condensed)
+        return node
+
+    @classmethod
+    def from_matrix(
+        cls, matrix: np.ndarray, row_ids: Sequence[str], col_ids: Sequence[str], metric: str, **kwargs: Any
+    ) -> "DistancesData":
+        """A dense (n_rows, n_cols) matrix between two sets."""
+        matrix = np.asarray(matrix, dtype=float)
+        if matrix.shape != (len(row_ids), len(col_ids)):
+            raise ValueError(f"matrix shape {matrix.shape} does not match {len(row_ids)} x {len(col_ids)} ids")
+        node = cls._new("dense", metric, row_ids, col_ids, **kwargs)
+        node._set_array("matrix", matrix)
+        return node
+
+    @classmethod
+    def from_knn(
+        cls,
+        distances: np.ndarray,
+        indices: np.ndarray,
+        row_ids: Sequence[str],
+        col_ids: Sequence[str],
+        metric: str,
+        exclude_self: bool = True,
+        **kwargs: Any,
+    ) -> "DistancesData":
+        """A kNN graph: row ``i``'s ``k`` nearest columns ``indices[i]`` at ``distances[i]``."""
+        distances = np.asarray(distances, dtype=float)
+        indices = np.asarray(indices, dtype=np.int64)
+        if distances.shape != indices.shape or distances.ndim != 2 or distances.shape[0] != len(row_ids):
+            raise ValueError(f"kNN arrays of shapes {distances.shape} and {indices.shape} for {len(row_ids)} rows")
+        node = cls._new("knn", metric, row_ids, col_ids, **kwargs)
+        node._set_array("distances", distances)
+        node._set_array("indices", indices)
+        node.base.attributes.set("k", int(distances.shape[1]))
+        node.base.attributes.set("exclude_self", bool(exclude_self))
+        return node
+
+    @classmethod
+    def _new(
+        cls,
+        layout: str,
+        metric: str,
+        row_ids: Sequence[str],
+        col_ids: Sequence[str],
+        metric_parameters: Mapping[str, Any] | None = None,
+        invariants: Mapping[str, Any] | None = None,
+    ) -> "DistancesData":
+        if metric not in METRICS:
+            raise UnknownMetricError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+        node = cls()
+        node._set_array("row_ids", as_str_array(row_ids))
+        same = list(map(str, row_ids)) == list(map(str, col_ids))
+        if not same:
+            node._set_array("col_ids", as_str_array(col_ids))
+        attrs = node.base.attributes
+        attrs.set("layout", layout)
+        attrs.set("metric", metric)
+        attrs.set("metric_parameters", jsonable(dict(metric_parameters or {})))
+        attrs.set("invariants", jsonable(dict(invariants or {})))
+        attrs.set("shape", [len(row_ids), len(col_ids)])
+        attrs.set("same_set", same)
+        return node
+
+    def _validate(self) -> bool:
+        super()._validate()
+        if not self.base.attributes.get("layout"):
+            from aiida.common.exceptions import ValidationError
+
+            raise ValidationError("an empty DistancesData cannot be stored")
+        return True
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def layout(self) -> str:
+        """``'condensed'``, ``'dense'`` or ``'knn'``."""
+        return self.base.attributes.get("layout")
+
+    @property
+    def is_knn(self) -> bool:
+        return self.layout == "knn"
+
+    @property
+    def metric(self) -> str:
+        return self.base.attributes.get("metric")
+
+    @property
+    def metric_parameters(self) -> dict[str, Any]:
+        return dict(self.base.attributes.get("metric_parameters", {}))
+
+    @property
+    def invariants_parameters(self) -> dict[str, Any]:
+        """``{'descriptor': ..., 'parameters': {...}}`` of the invariants compared."""
+        return dict(self.base.attributes.get("invariants", {}))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(number of rows, number of columns) of the full matrix."""
+        s = self.base.attributes.get("shape")
+        return int(s[0]), int(s[1])
+
+    @property
+    def row_ids(self) -> list[str]:
+        return self._get_array("row_ids").tolist()
+
+    @property
+    def col_ids(self) -> list[str]:
+        return self._get_array("col_ids").tolist() if self._has_array("col_ids") else self.row_ids
+
+    # ------------------------------------------------------------------ arrays
+    def get_matrix(self) -> np.ndarray:
+        """The (n_rows, n_cols) distance matrix (not for a kNN graph)."""
+        if self.layout == "condensed":
+            from scipy.spatial.distance import squareform
+
+            return squareform(self._get_array("condensed"), checks=False)
+        if self.layout == "dense":
+            return self._get_array("matrix")
+        raise TypeError("a kNN graph has no full matrix: use get_knn() or get_sparse()")
+
+    def get_condensed(self) -> np.ndarray:
+        """The condensed vector of a pairwise (``condensed``) node."""
+        if self.layout != "condensed":
+            raise TypeError(f"a {self.layout!r} DistancesData has no condensed vector")
+        return self._get_array("condensed")
+
+    def get_knn(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances, indices)``, both (n, k), nearest first; indices are column positions."""
+        if self.layout != "knn":
+            raise TypeError(f"a {self.layout!r} DistancesData is not a kNN graph")
+        return self._get_array("distances"), self._get_array("indices")
+
+    def get_sparse(self):
+        """The kNN graph as a ``scipy.sparse.csr_matrix`` of shape :attr:`shape`."""
+        from scipy.sparse import csr_matrix
+
+        d, idx = self.get_knn()
+        n, k = d.shape
+        rows = np.repeat(np.arange(n), k)
+        return csr_matrix((d.ravel(), (rows, idx.ravel())), shape=self.shape)
+
+    def __repr__(self) -> str:  # pragma: no cover - cosmetic
+        state = f"pk={self.pk}" if self.is_stored else "unstored"
+        return f"<DistancesData: {self.layout} {self.metric} {self.shape} ({state})>"

@@ -1,0 +1,328 @@
+"""``InvariantsData``: the invariants of every record of a dataset, as ONE node.
+
+Descriptors (:data:`DESCRIPTORS`; parameters and defaults, all recorded on the node):
+
+=============  ==========================================  =========  ====================
+name           parameters (defaults)                       layout     stored as
+=============  ==========================================  =========  ====================
+``amd``        ``k=100``                                   matrix     (n, k) float64, Angstrom
+``pdd``        ``k=100, collapse=True, collapse_tol=1e-4`` ragged     packed rows (R, k+1) float64
+                                                                      + offsets (n+1,)
+``grid``       ``bin_width=0.1, cutoff=10.0, n_shells=100`` stack     (n, shells, bins) float32
+``rdf``        ``cutoff=10.0, bin_width=0.05, smearing=0.1`` stack    (n, bins) float32
+``composition`` (none)                                     matrix     (n, d) float64
+=============  ==========================================  =========  ====================
+
+GRID and RDF stacks are stored as float32 (half the space; their values are binned
+densities whose float32 rounding, ~1e-7 relative, is far below any meaningful
+difference). AMD, PDD and composition keep float64.
+
+Repository files: ``ids.npy`` and, by layout, ``matrix.npy`` / ``pdd_rows.npy`` +
+``pdd_offsets.npy`` / ``stack.npy``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from aiida.orm import Data
+
+from ._arrays import ArrayRepositoryMixin, as_str_array, jsonable
+
+__all__ = ["InvariantsData", "DESCRIPTORS", "Descriptor", "resolve_descriptor", "UnknownDescriptorError"]
+
+
+class UnknownDescriptorError(ValueError):
+    """Unknown descriptor name or parameter; the message lists what is allowed."""
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """How to compute and store one kind of invariant."""
+
+    name: str
+    function: str  # attribute of aiida_crystinv.invariants
+    defaults: Mapping[str, Any]
+    layout: str  # 'matrix' | 'ragged' | 'stack'
+    dtype: str  # storage dtype
+    units: str
+
+    def get_function(self) -> Callable:
+        from .. import invariants
+
+        return getattr(invariants, self.function)
+
+
+#: Every descriptor the processes understand.
+DESCRIPTORS: dict[str, Descriptor] = {
+    "amd": Descriptor("amd", "amd", {"k": 100}, "matrix", "float64", "Angstrom"),
+    "pdd": Descriptor("pdd", "pdd", {"k": 100, "collapse": True, "collapse_tol": 1e-4}, "ragged", "float64", "Angstrom"),
+    "grid": Descriptor("grid", "grid", {"bin_width": 0.1, "cutoff": 10.0, "n_shells": 100}, "stack", "float32", "density"),
+    "rdf": Descriptor("rdf", "rdf", {"cutoff": 10.0, "bin_width": 0.05, "smearing": 0.1}, "stack", "float32", "density"),
+    "composition": Descriptor("composition", "composition", {}, "matrix", "float64", "mixed"),
+}
+
+
+def resolve_descriptor(spec: Mapping[str, Any] | str) -> tuple[Descriptor, dict[str, Any]]:
+    """The descriptor and its complete parameters (defaults filled in).
+
+    Args:
+        spec: ``{'name': 'pdd', 'k': 50}`` or just ``'pdd'``.
+
+    Raises:
+        UnknownDescriptorError: unknown name or parameter.
+    """
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = str(spec.pop("name", "")).lower()
+    if name not in DESCRIPTORS:
+        raise UnknownDescriptorError(f"unknown descriptor {name!r}; use one of {', '.join(DESCRIPTORS)}")
+    desc = DESCRIPTORS[name]
+    params = dict(desc.defaults)
+    try:
+        sig = inspect.signature(desc.get_function())
+        for pname, p in sig.parameters.items():
+            if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD:
+                if pname not in ("structure", "label") and p.default is not p.empty:
+                    params.setdefault(pname, p.default)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without signature
+        pass
+    unknown = set(spec) - set(params)
+    if unknown:
+        raise UnknownDescriptorError(
+            f"descriptor {name!r} has no parameter(s) {', '.join(sorted(unknown))}; "
+            f"its parameters are {', '.join(sorted(params)) or '(none)'}"
+        )
+    for key, value in spec.items():
+        default = params[key]
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise UnknownDescriptorError(f"parameter {key!r} of {name!r} must be true or false, got {value!r}")
+        elif isinstance(default, int) and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
+            raise UnknownDescriptorError(f"parameter {key!r} of {name!r} must be a positive integer, got {value!r}")
+        elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise UnknownDescriptorError(f"parameter {key!r} of {name!r} must be a non-negative number, got {value!r}")
+        params[key] = value
+    return desc, jsonable(params)
+
+
+def compute_arrays(desc: Descriptor, params: Mapping[str, Any], crystals: Sequence[Any]) -> list[np.ndarray]:
+    """Apply a descriptor to each structure; errors name the structure (its label)."""
+    func = desc.get_function()
+    return [np.asarray(func(c, **params)) for c in crystals]
+
+
+class InvariantsData(ArrayRepositoryMixin, Data):
+    """Invariants of the records of a dataset: descriptor, parameters, ids and arrays.
+
+    Build with :meth:`from_arrays` (or :meth:`compute`); read with :meth:`get_amd`,
+    :meth:`get_pdds`, :meth:`get_stack` or :meth:`get_items` (the form
+    :mod:`aiida_crystinv.distances` accepts).
+    """
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_arrays(
+        cls,
+        descriptor: str,
+        parameters: Mapping[str, Any],
+        ids: Sequence[str],
+        arrays: Sequence[np.ndarray] | np.ndarray,
+        dataset_uuid: str | None = None,
+        row_range: tuple[int, int] | None = None,
+    ) -> "InvariantsData":
+        """A new (unstored) node from one array per record (or a stacked array).
+
+        Args:
+            descriptor: a name in :data:`DESCRIPTORS`.
+            parameters: the complete parameters (use :func:`resolve_descriptor`).
+            ids: record identifiers, in the order of ``arrays``.
+            arrays: AMD (k,), PDD (r, k+1), GRID (shells, bins), RDF (bins,) or
+                composition (d,) per record.
+            dataset_uuid: the dataset the rows come from.
+            row_range: ``(start, stop)`` when the rows are a chunk of that dataset.
+        """
+        if descriptor not in DESCRIPTORS:
+            raise UnknownDescriptorError(f"unknown descriptor {descriptor!r}; use one of {', '.join(DESCRIPTORS)}")
+        desc = DESCRIPTORS[descriptor]
+        ids = [str(i) for i in ids]
+        if len(arrays) != len(ids):
+            raise ValueError(f"{len(arrays)} arrays for {len(ids)} ids")
+        if not ids:
+            raise ValueError("invariants need at least one record")
+        node = cls()
+        node._set_array("ids", as_str_array(ids))
+        if desc.layout == "ragged":
+            rows = [np.asarray(a, dtype=float) for a in arrays]
+            widths = {r.shape[1] for r in rows}
+            if len(widths) != 1:
+                raise ValueError(f"PDDs of different widths {sorted(widths)}")
+            offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+            np.cumsum([len(r) for r in rows], out=offsets[1:])
+            node._set_array("pdd_rows", np.concatenate(rows, axis=0))
+            node._set_array("pdd_offsets", offsets)
+            feature_shape = [int(widths.pop())]
+        else:
+            stack = np.stack([np.asarray(a) for a in arrays]) if not isinstance(arrays, np.ndarray) else arrays
+            stack = np.ascontiguousarray(stack, dtype=desc.dtype)
+            node._set_array("matrix" if desc.layout == "matrix" else "stack", stack)
+            feature_shape = [int(s) for s in stack.shape[1:]]
+        attrs = node.base.attributes
+        attrs.set("descriptor", descriptor)
+        attrs.set("parameters", jsonable(dict(parameters)))
+        attrs.set("layout", desc.layout)
+        attrs.set("dtype", desc.dtype)
+        attrs.set("units", desc.units)
+        attrs.set("n_records", len(ids))
+        attrs.set("feature_shape", feature_shape)
+        if dataset_uuid:
+            attrs.set("dataset_uuid", str(dataset_uuid))
+        if row_range is not None:
+            attrs.set("row_range", [int(row_range[0]), int(row_range[1])])
+        return node
+
+    @classmethod
+    def compute(
+        cls, structures: Sequence[Any], descriptor: Mapping[str, Any] | str, ids: Sequence[str] | None = None
+    ) -> "InvariantsData":
+        """Compute a descriptor for structures (anything ``as_crystal`` accepts) into a node."""
+        desc, params = resolve_descriptor(descriptor)
+        if ids is None:
+            ids = [getattr(s, "label", None) or str(i) for i, s in enumerate(structures)]
+        return cls.from_arrays(desc.name, params, ids, compute_arrays(desc, params, structures))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["InvariantsData"]) -> "InvariantsData":
+        """Join compatible invariants row-wise (chunks are ordered by ``row_range`` when all
+        have one). Raises ``ValueError`` naming the incompatibility."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        for p in parts[1:]:
+            reason = parts[0].incompatibility(p)
+            if reason:
+                raise ValueError(reason)
+        ranges = [p.row_range for p in parts]
+        dataset = {p.dataset_uuid for p in parts}
+        row_range = None
+        if all(r is not None for r in ranges):
+            order = sorted(range(len(parts)), key=lambda i: ranges[i][0])
+            parts = [parts[i] for i in order]
+            ranges = [ranges[i] for i in order]
+            for (a0, a1), (b0, b1) in zip(ranges, ranges[1:]):
+                if a1 != b0:
+                    raise ValueError(f"chunks do not tile the dataset: rows {a0}:{a1} then {b0}:{b1}")
+            row_range = (ranges[0][0], ranges[-1][1])
+        ids = [i for p in parts for i in p.ids]
+        if parts[0].layout == "ragged":
+            arrays: Any = [a for p in parts for a in p.get_pdds()]
+        else:
+            arrays = np.concatenate([p.get_stack() for p in parts], axis=0)
+        return cls.from_arrays(
+            parts[0].descriptor,
+            parts[0].parameters,
+            ids,
+            arrays,
+            dataset_uuid=dataset.pop() if len(dataset) == 1 else None,
+            row_range=row_range,
+        )
+
+    def _validate(self) -> bool:
+        super()._validate()
+        if not self.base.attributes.get("descriptor"):
+            from aiida.common.exceptions import ValidationError
+
+            raise ValidationError("an empty InvariantsData cannot be stored: build it with from_arrays()")
+        return True
+
+    # ------------------------------------------------------------------ metadata
+    def __len__(self) -> int:
+        return int(self.base.attributes.get("n_records", 0))
+
+    @property
+    def descriptor(self) -> str:
+        return self.base.attributes.get("descriptor")
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """All parameters of the descriptor, defaults included."""
+        return dict(self.base.attributes.get("parameters", {}))
+
+    @property
+    def layout(self) -> str:
+        """``'matrix'`` (one vector per record), ``'ragged'`` (PDD) or ``'stack'``."""
+        return self.base.attributes.get("layout")
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return tuple(self.base.attributes.get("feature_shape", []))
+
+    @property
+    def ids(self) -> list[str]:
+        return self._get_array("ids").tolist()
+
+    @property
+    def dataset_uuid(self) -> str | None:
+        return self.base.attributes.get("dataset_uuid")
+
+    @property
+    def row_range(self) -> tuple[int, int] | None:
+        r = self.base.attributes.get("row_range")
+        return None if r is None else (int(r[0]), int(r[1]))
+
+    # ------------------------------------------------------------------ arrays
+    def get_pdds(self) -> list[np.ndarray]:
+        """PDDs, one (r_i, k+1) array per record (weights in column 0). PDD only."""
+        if self.layout != "ragged":
+            raise TypeError(f"{self.descriptor!r} invariants have no PDDs")
+        rows, offsets = self._get_array("pdd_rows"), self._get_array("pdd_offsets")
+        return [rows[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+    def get_amd(self) -> np.ndarray:
+        """(n, k) AMD matrix: stored for ``amd``, derived from the PDDs for ``pdd``."""
+        if self.descriptor == "amd":
+            return self._get_array("matrix")
+        if self.descriptor == "pdd":
+            rows, offsets = self._get_array("pdd_rows"), self._get_array("pdd_offsets")
+            weighted = rows[:, :1] * rows[:, 1:]
+            return np.add.reduceat(weighted, offsets[:-1], axis=0)
+        raise TypeError(f"{self.descriptor!r} invariants have no AMD")
+
+    def get_stack(self) -> np.ndarray:
+        """(n, ...) array of a ``matrix`` or ``stack`` layout (AMD, GRID, RDF, composition)."""
+        if self.layout == "matrix":
+            return self._get_array("matrix")
+        if self.layout == "stack":
+            return self._get_array("stack")
+        raise TypeError("PDDs are ragged: use get_pdds()")
+
+    def get_items(self) -> list[np.ndarray] | np.ndarray:
+        """The invariants in the form :mod:`aiida_crystinv.distances` accepts."""
+        return self.get_pdds() if self.layout == "ragged" else self.get_stack()
+
+    # ------------------------------------------------------------------ comparison
+    def incompatibility(self, other: Any) -> str | None:
+        """Why ``other`` cannot be compared with or merged into these invariants, or None."""
+        if not isinstance(other, InvariantsData):
+            return f"expected InvariantsData, got {type(other).__name__}"
+        if self.descriptor != other.descriptor:
+            return f"different descriptors: {self.descriptor!r} and {other.descriptor!r}"
+        if self.parameters != other.parameters:
+            diff = sorted(
+                k for k in set(self.parameters) | set(other.parameters) if self.parameters.get(k) != other.parameters.get(k)
+            )
+            details = ", ".join(f"{k}={self.parameters.get(k)!r} vs {other.parameters.get(k)!r}" for k in diff)
+            return f"different {self.descriptor} parameters: {details}"
+        if self.feature_shape != other.feature_shape:
+            return f"different feature shapes {self.feature_shape} and {other.feature_shape}"
+        return None
+
+    def compatible_with(self, other: Any) -> bool:
+        """True when both have the same descriptor, parameters and feature shape."""
+        return self.incompatibility(other) is None
+
+    def __repr__(self) -> str:  # pragma: no cover - cosmetic
+        state = f"pk={self.pk}" if self.is_stored else "unstored"
+        return f"<InvariantsData: {self.descriptor} {self.parameters} x {len(self)} ({state})>"

@@ -1,0 +1,398 @@
+"""Isometry-invariant feature vectors ("descriptors") of crystals for vector models.
+
+Every descriptor is a named, parametrised, deterministic function of a structure built
+only from interatomic distances (the exact periodic k-nearest-neighbour lists that
+AMD/PDD are made of), the volume per atom and the composition -- never from cell
+parameters or fractional coordinates -- so it is invariant under any change of unit cell
+(supercells, skewed unimodular cell changes), origin, rotation, reflection and atom order.
+
+Use :func:`describe`::
+
+    X = describe("amd", structures, k=100)                       # (n, 100), Angstrom
+    X = describe("amd+composition", structures, amd={"k": 50})   # joined, per-part params
+    describe_spec("pdd_stats", k=8)   # {'name': 'pdd_stats', 'params': {'k': 8}}
+
+:data:`DESCRIPTORS` lists every name with its defaults; a composite name joins parts
+with ``+`` and takes each part's parameters as a dict keyed by the part's name (or, for
+convenience, flat keyword arguments that exactly one part accepts).
+
+Disordered sites are weighted by their occupancy and carry the occupancy-weighted mean of
+their species' element properties.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ._elements import ELEMENT_PROPERTIES, element_property_matrix
+
+__all__ = [
+    "SiteTable",
+    "Descriptor",
+    "DESCRIPTORS",
+    "site_table",
+    "describe",
+    "describe_spec",
+    "descriptor_names",
+    "descriptor_defaults",
+    "register_descriptor",
+]
+
+_P = len(ELEMENT_PROPERTIES)
+_X = ELEMENT_PROPERTIES.index("X")
+_RADIUS = ELEMENT_PROPERTIES.index("atomic_radius")
+_MASS = ELEMENT_PROPERTIES.index("atomic_mass")
+_AVOGADRO = 6.02214076e23
+
+
+@dataclass(frozen=True)
+class SiteTable:
+    """Exact neighbour lists of every motif point of one crystal.
+
+    Attributes:
+        weights: (m,) site weights (occupancies) normalised to sum 1.
+        dists: (m, k) sorted distances to the k nearest neighbours, Angstrom.
+        nbr: (m, k) motif index of each of those neighbours.
+        props: (m, p) element properties of each site (occupancy-weighted mean over the
+            site's species), columns as ``ELEMENT_PROPERTIES``.
+        elements: length-m tuple, the majority element of each site.
+        volume_per_atom: Angstrom^3 per (occupancy-weighted) atom.
+        density: mass density, g/cm^3.
+        label: name for error messages.
+    """
+
+    weights: np.ndarray
+    dists: np.ndarray
+    nbr: np.ndarray
+    props: np.ndarray
+    elements: tuple
+    volume_per_atom: float
+    density: float
+    label: str = "structure"
+
+    @property
+    def k(self) -> int:
+        return int(self.dists.shape[1])
+
+
+def site_table(structure: Any, k: int, label: str | None = None) -> SiteTable:
+    """Neighbour lists of every site (no symmetry reduction), see :class:`SiteTable`.
+
+    Args:
+        structure: a pymatgen ``Structure`` or anything
+            :func:`aiida_crystinv.invariants.as_crystal` accepts.
+        k: number of neighbours per site (>= 1).
+    """
+    from ..invariants import as_crystal
+    from ..invariants._lattice import knn_distances, reduce_crystal
+
+    if isinstance(structure, SiteTable):
+        if structure.k < k:
+            raise ValueError(f"{structure.label}: site table has k={structure.k} < {k}")
+        return structure
+    crystal = as_crystal(structure, label=label)
+    cell, frac = reduce_crystal(crystal.cell, crystal.frac)
+    dists, nbr = knn_distances(cell, frac, int(k), return_index=True)
+    occ = crystal.occupancy
+    props = np.zeros((crystal.n_sites, _P))
+    elements = []
+    for i, site in enumerate(crystal.species):
+        symbols = [el for el, _ in site]
+        w = np.array([o for _, o in site], dtype=float)
+        props[i] = (w / w.sum()) @ element_property_matrix(symbols)
+        elements.append(symbols[int(np.argmax(w))])
+    n_atoms = float(occ.sum())
+    mass = float(occ @ props[:, _MASS])
+    return SiteTable(
+        weights=occ / n_atoms,
+        dists=np.asarray(dists, dtype=float),
+        nbr=np.asarray(nbr, dtype=np.int64),
+        props=props,
+        elements=tuple(elements),
+        volume_per_atom=crystal.volume / n_atoms,
+        density=mass / _AVOGADRO / (crystal.volume * 1e-24),
+        label=crystal.label,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def _wstats(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean, std, min, max over rows of (m, d) values -> (4 d,)."""
+    values = np.asarray(values, dtype=float).reshape(len(weights), -1)
+    w = weights / weights.sum()
+    mean = w @ values
+    std = np.sqrt(np.maximum(w @ (values - mean) ** 2, 0.0))
+    return np.concatenate([mean, std, values.min(0), values.max(0)])
+
+
+def _nearest_of(t: SiteTable, rows: np.ndarray, mask_sites: np.ndarray) -> np.ndarray:
+    """Distance from each site in ``rows`` to its nearest neighbour among ``mask_sites``.
+
+    Falls back to the k-th neighbour distance when none of the k neighbours qualifies.
+    """
+    hit = mask_sites[t.nbr[rows]]
+    d = np.where(hit, t.dists[rows], np.inf).min(1)
+    return np.where(np.isfinite(d), d, t.dists[rows, -1])
+
+
+# ---------------------------------------------------------------------------------------
+# descriptors: each takes a SiteTable and keyword parameters, returns a 1-D array
+
+
+def _amd(t: SiteTable, k: int = 100) -> np.ndarray:
+    """AMD_k: (k,) weighted mean of the sorted neighbour distances, Angstrom."""
+    return t.weights @ t.dists[:, :k]
+
+
+def _pdd_stats(t: SiteTable, k: int = 16) -> np.ndarray:
+    """Statistics of PDD rows: weighted mean, std, min, max of the first k columns -> (4k,).
+
+    Rows are per site (weights = occupancy share); the mean part equals AMD_k.
+    """
+    return _wstats(t.dists[:, :k], t.weights)
+
+
+def _composition(t: SiteTable) -> np.ndarray:
+    """Element-property statistics over atoms: weighted mean, std, min, max -> (4p,)."""
+    return _wstats(t.props, t.weights)
+
+
+def _density(t: SiteTable) -> np.ndarray:
+    """[volume per atom (A^3), mass density (g/cm^3), packing fraction of atomic radii]."""
+    r = t.props[:, _RADIUS]
+    packing = float(t.weights @ (4.0 / 3.0 * np.pi * r**3)) / t.volume_per_atom
+    return np.array([t.volume_per_atom, t.density, packing])
+
+
+def _element_roles(t: SiteTable, n_roles: int = 2, k: int = 24, n_shell: int = 12) -> np.ndarray:
+    """Per-element ("role") AMD, element properties and element-pair nearest distances.
+
+    Elements are ranked by Pauling electronegativity (ties by Z); rank r is role r, with
+    every element past ``n_roles - 1`` folded into the last role. For each role:
+    presence flag, atom fraction, mean element properties (p), the role's AMD_k (mean
+    distance rows of its sites), for every role s the mean distance from the role's
+    sites to their nearest role-s neighbour and the share of role-s atoms among the first
+    ``n_shell`` neighbours. Absent roles are zeros. Length n_roles * (2 + p + k + 2 n_roles).
+    """
+    elements = sorted(set(t.elements), key=lambda e: (float(t.props[t.elements.index(e), _X]),
+                                                      float(t.props[t.elements.index(e), 0])))
+    rank = {e: min(i, n_roles - 1) for i, e in enumerate(elements)}
+    role = np.array([rank[e] for e in t.elements])
+    n_shell = min(n_shell, t.k)
+    out = []
+    for r in range(n_roles):
+        sites = np.flatnonzero(role == r)
+        if sites.size == 0:
+            out.append(np.zeros(2 + _P + k + 2 * n_roles))
+            continue
+        w = t.weights[sites]
+        frac = float(w.sum())
+        wn = w / frac
+        parts = [np.array([1.0, frac]), wn @ t.props[sites], wn @ t.dists[sites, :k]]
+        pair, share = np.zeros(n_roles), np.zeros(n_roles)
+        for s in range(n_roles):
+            mask = role == s
+            if mask.any():
+                pair[s] = wn @ _nearest_of(t, sites, mask)
+                share[s] = wn @ mask[t.nbr[sites, :n_shell]].mean(1)
+        out.append(np.concatenate(parts + [pair, share]))
+    return np.concatenate(out)
+
+
+def _site_roles(t: SiteTable, cation_fraction: float = 0.4, n_cations: int = 2, cn: int = 6,
+                k: int = 12) -> np.ndarray:
+    """Geometric site roles for ABX3-like crystals (perovskites): A, B and X sites.
+
+    Sites are sorted by electronegativity; the least electronegative share
+    ``cation_fraction`` of atoms are cation sites, the rest anion (X) sites. Cation sites
+    are split into ``n_cations`` roles of equal atom share in order of their mean
+    distance to their ``cn`` nearest neighbours (octahedral B first, then A). Per cation
+    role: element properties (p), distances to the first k neighbours, mean and std of
+    the first ``cn`` distances, and the mean distance to the nearest X site and to the
+    nearest site of each cation role. X sites are pooled (weighted mean/std/min/max of
+    their properties, of their distances to the first k neighbours and of their distances
+    to the nearest site of each cation role). Length
+    n_cations (p + k + 3 + n_cations) + 4 (p + k + n_cations).
+    """
+    m = len(t.weights)
+    cn = min(cn, t.k)
+    x = t.props[:, _X]
+    shell = t.dists[:, :cn].mean(1)
+    order = np.lexsort((shell, x))  # by electronegativity, ties by shell size
+    cum = np.cumsum(t.weights[order]) - 0.5 * t.weights[order]
+    is_cat = np.zeros(m, bool)
+    is_cat[order[cum < cation_fraction]] = True
+    if not is_cat.any():
+        is_cat[order[0]] = True
+    if is_cat.all() and m > 1:
+        is_cat[order[-1]] = False
+    cats = np.flatnonzero(is_cat)
+    cats = cats[np.lexsort((x[cats], shell[cats]))]
+    wc = t.weights[cats]
+    cmid = (np.cumsum(wc) - 0.5 * wc) / wc.sum()
+    cat_role = np.full(m, -1)
+    cat_role[cats] = np.minimum((cmid * n_cations).astype(int), n_cations - 1)
+    anions = np.flatnonzero(~is_cat)
+    kk = min(k, t.k)
+    out = []
+    for r in range(n_cations):
+        sites = np.flatnonzero(cat_role == r)
+        if sites.size == 0:  # fewer cation sites than roles: reuse the last cation
+            sites = cats[-1:]
+        wn = t.weights[sites] / t.weights[sites].sum()
+        near = [wn @ _nearest_of(t, sites, ~is_cat)]
+        near += [wn @ _nearest_of(t, sites, cat_role == s) for s in range(n_cations)]
+        out += [wn @ t.props[sites], wn @ t.dists[sites, :kk],
+                np.array([wn @ shell[sites], wn @ t.dists[sites, :cn].std(1)]), np.array(near)]
+    if anions.size == 0:
+        anions = cats[:1]
+    near = np.stack([_nearest_of(t, anions, cat_role == s) for s in range(n_cations)], 1)
+    vals = np.concatenate([t.props[anions], t.dists[anions, :kk], near], 1)
+    out.append(_wstats(vals, t.weights[anions]))
+    return np.concatenate(out)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A registered descriptor: ``func(site_table, **params) -> (d,)``.
+
+    Attributes:
+        name: registry name.
+        func: the function of a :class:`SiteTable`.
+        defaults: default parameters (JSON-able).
+        needs_k: function of the parameters giving how many neighbours per site it reads.
+        doc: one-line description.
+    """
+
+    name: str
+    func: Callable[..., np.ndarray]
+    defaults: dict
+    needs_k: Callable[[dict], int]
+    doc: str
+
+
+DESCRIPTORS: dict[str, Descriptor] = {}
+
+
+def register_descriptor(name: str, func: Callable[..., np.ndarray], needs_k: Callable[[dict], int]) -> Descriptor:
+    """Add a descriptor to :data:`DESCRIPTORS` (defaults read from ``func``'s signature)."""
+    if "+" in name:
+        raise ValueError(f"descriptor names may not contain '+': {name!r}")
+    sig = inspect.signature(func)
+    defaults = {p.name: p.default for p in list(sig.parameters.values())[1:]}
+    doc = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
+    desc = Descriptor(name, func, defaults, needs_k, doc)
+    DESCRIPTORS[name] = desc
+    return desc
+
+
+register_descriptor("amd", _amd, lambda p: p["k"])
+register_descriptor("pdd_stats", _pdd_stats, lambda p: p["k"])
+register_descriptor("composition", _composition, lambda p: 1)
+register_descriptor("density", _density, lambda p: 1)
+register_descriptor("element_roles", _element_roles, lambda p: max(p["k"], p["n_shell"]))
+register_descriptor("site_roles", _site_roles, lambda p: max(p["k"], p["cn"]))
+
+
+def descriptor_names() -> list[str]:
+    """Names of the registered descriptors (join with '+' for a composite)."""
+    return sorted(DESCRIPTORS)
+
+
+def descriptor_defaults(name: str) -> dict:
+    """Default parameters of a descriptor; for a composite name, a dict per part."""
+    parts = _parts(name)
+    if len(parts) == 1:
+        return dict(DESCRIPTORS[parts[0]].defaults)
+    return {p: dict(DESCRIPTORS[p].defaults) for p in parts}
+
+
+def _parts(name: str) -> list[str]:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"descriptor name must be a non-empty string, got {name!r}")
+    parts = [p.strip() for p in name.split("+")]
+    for p in parts:
+        if p not in DESCRIPTORS:
+            raise ValueError(f"unknown descriptor {p!r}; known: {', '.join(descriptor_names())}")
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"descriptor {name!r} repeats a part")
+    return parts
+
+
+def _resolve(name: str, params: dict) -> list[tuple[str, dict]]:
+    """Full parameters of each part of ``name``, validated."""
+    parts = _parts(name)
+    given = {p: {} for p in parts}
+    for key, value in params.items():
+        if key in given and isinstance(value, dict):
+            given[key].update(value)
+            continue
+        owners = [p for p in parts if key in DESCRIPTORS[p].defaults]
+        if len(owners) == 1:
+            given[owners[0]][key] = value
+        elif not owners:
+            raise ValueError(f"descriptor {name!r} has no parameter {key!r}; defaults: "
+                             f"{descriptor_defaults(name)}")
+        else:
+            raise ValueError(f"parameter {key!r} is ambiguous in {name!r} (parts {owners}); "
+                             f"pass it as {owners[0]}={{{key!r}: ...}}")
+    out = []
+    for p in parts:
+        full = dict(DESCRIPTORS[p].defaults)
+        for key, value in given[p].items():
+            if key not in full:
+                raise ValueError(f"descriptor {p!r} has no parameter {key!r}; defaults: {full}")
+            full[key] = value
+        for key in ("k", "n_roles", "n_cations", "cn", "n_shell"):
+            if key in full and (isinstance(full[key], bool) or not isinstance(full[key], (int, np.integer))
+                                or full[key] < 1):
+                raise ValueError(f"descriptor {p!r}: {key} must be a positive integer, got {full[key]!r}")
+        out.append((p, full))
+    return out
+
+
+def describe_spec(name: str, **params: Any) -> dict:
+    """The normalised, JSON-able spec ``{'name': ..., 'params': ...}`` of a descriptor.
+
+    For a single part ``params`` is flat; for a composite it is a dict per part.
+    """
+    resolved = _resolve(name, params)
+    if len(resolved) == 1:
+        return {"name": resolved[0][0], "params": resolved[0][1]}
+    return {"name": "+".join(p for p, _ in resolved), "params": {p: prm for p, prm in resolved}}
+
+
+def describe(name: str, structures: Sequence[Any], **params: Any) -> np.ndarray:
+    """Feature matrix of ``structures`` for the descriptor ``name``.
+
+    Args:
+        name: a name from :data:`DESCRIPTORS` or several joined with ``+``.
+        structures: pymatgen ``Structure`` objects (or anything ``as_crystal`` accepts, or
+            precomputed :class:`SiteTable` objects with enough neighbours).
+        **params: the descriptor's parameters (see :func:`descriptor_defaults`).
+
+    Returns:
+        (n, d) float array; the same name, parameters and structures always give the same
+        array. Distances in Angstrom.
+
+    Raises:
+        ValueError: unknown name or parameter; InvalidStructureError (a ValueError) for a
+            structure no invariant can be computed for.
+    """
+    resolved = _resolve(name, params)
+    k = max(DESCRIPTORS[p].needs_k(prm) for p, prm in resolved)
+    rows = []
+    for i, s in enumerate(structures):
+        t = site_table(s, k, label=None if isinstance(s, SiteTable) else getattr(s, "label", None) or f"structure {i}")
+        rows.append(np.concatenate([np.asarray(DESCRIPTORS[p].func(t, **prm), dtype=float).ravel()
+                                    for p, prm in resolved]))
+    if not rows:
+        raise ValueError("describe: no structures given")
+    return np.vstack(rows)

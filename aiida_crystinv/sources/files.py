@@ -1,0 +1,440 @@
+"""Readers for structure files: multi-block CIF, folders of CIFs, CSV and JSON datasets.
+
+All readers take the raw bytes of a file (gzip-compressed or not) and return a
+:class:`~aiida_crystinv.sources.ReadResult`; a file that cannot be read at all (empty,
+wrong format, missing columns) raises :class:`~aiida_crystinv.sources.SourceError` with
+an actionable message. Bad *records* are not raised here: they are listed in
+``ReadResult.failed`` and the ``on_error`` policy is applied by
+:func:`~aiida_crystinv.sources.validate_records`.
+
+Formats
+-------
+``cif``
+    One or more ``data_`` blocks; each block is parsed on its own, so a malformed block
+    in the middle of a file only affects that record. Identifiers are the block names
+    (made unique with ``#2``, ``#3`` ... when repeated).
+``csv``
+    A header row, one record per row, a column of CIF text (``cif_column``, default
+    ``cif``), an identifier column (``id_column``, default ``material_id`` or ``id`` when
+    present, else the row number) and numeric target columns (``target_columns``; by
+    default every other column whose first value is a number, except an unnamed leading
+    index column). The format of ``carbon24.csv.gz`` and ``perov5.csv.gz``.
+``json``
+    A list of objects, each with a pymatgen ``Structure.as_dict()`` under
+    ``structure_key`` (default ``structure``), an identifier (``id_column``, default the
+    first of ``mp_id``, ``material_id``, ``task_id``, ``id``) and numeric targets
+    (default: every numeric top-level field). A list of bare structure dicts is accepted
+    too. The format of ``mp_elasticity_binaries.json.gz``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ._records import ReadResult, Record, SourceError
+
+__all__ = [
+    "FORMATS",
+    "KNOWN_UNITS",
+    "detect_format",
+    "read_bytes",
+    "read_path",
+    "read_cif",
+    "read_cif_folder",
+    "read_csv",
+    "read_json",
+    "parse_cif_block",
+]
+
+#: Formats understood by :func:`read_bytes`.
+FORMATS = ("cif", "csv", "json")
+
+#: Units of well-known target columns (used when the caller gives none).
+KNOWN_UNITS = {
+    "energy_per_atom": "eV/atom",
+    "formation_energy_per_atom": "eV/atom",
+    "energy_above_hull": "eV/atom",
+    "bulk_modulus_vrh": "GPa",
+    "shear_modulus_vrh": "GPa",
+    "bulk_modulus": "GPa",
+    "shear_modulus": "GPa",
+    "heat_ref": "eV",
+    "heat_all": "eV",
+    "dir_gap": "eV",
+    "ind_gap": "eV",
+    "band_gap": "eV",
+}
+
+_ID_COLUMNS = ("material_id", "mp_id", "task_id", "id")
+_DATA_LINE = re.compile(r"^[ \t]*data_(\S*)", re.IGNORECASE | re.MULTILINE)
+
+
+def _decode(content: bytes, name: str) -> str:
+    if content[:2] == b"\x1f\x8b":
+        try:
+            content = gzip.decompress(content)
+        except (OSError, EOFError) as exc:
+            raise SourceError(f"{name}: corrupt gzip file ({exc})") from None
+    if not content.strip():
+        raise SourceError(f"{name}: the file is empty")
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return content.decode("latin-1")
+
+
+def detect_format(name: str) -> str:
+    """Format from a file name: ``x.cif`` -> ``'cif'``, ``x.csv.gz`` -> ``'csv'``, ...
+
+    Raises:
+        SourceError: the suffix is not one of :data:`FORMATS`.
+    """
+    lowered = name.lower()
+    for suffix in (".gz", ".gzip"):
+        if lowered.endswith(suffix):
+            lowered = lowered[: -len(suffix)]
+    for fmt in FORMATS:
+        if lowered.endswith("." + fmt):
+            return fmt
+    raise SourceError(
+        f"{name}: cannot tell the format from the file name; give format= one of {', '.join(FORMATS)}"
+    )
+
+
+def _units_for(names: Iterable[str], units: dict[str, str] | None) -> dict[str, str]:
+    units = dict(units or {})
+    return {n: str(units.get(n, KNOWN_UNITS.get(n, ""))) for n in names}
+
+
+def parse_cif_block(text: str, label: str = "block"):
+    """Parse one CIF data block into a pymatgen ``Structure``.
+
+    Partial occupancies are kept (a disordered structure); symmetry is expanded; the
+    conventional (not primitive) cell is returned.
+
+    Raises:
+        ValueError: the block has no readable structure; the message says why.
+    """
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            parser = CifParser.from_str(text, occupancy_tolerance=1.05)
+            structures = parser.parse_structures(primitive=False, on_error="raise")
+        except Exception as exc:  # noqa: BLE001 - pymatgen raises many types
+            msg = str(exc).strip() or type(exc).__name__
+            raise ValueError(f"malformed CIF block: {msg}") from None
+    if not structures:
+        raise ValueError("malformed CIF block: no structure in it")
+    return structures[0]
+
+
+def _split_cif_blocks(text: str) -> list[tuple[str, str, int]]:
+    """(name, text, line number) of each ``data_`` block."""
+    matches = list(_DATA_LINE.finditer(text))
+    blocks = []
+    for j, m in enumerate(matches):
+        end = matches[j + 1].start() if j + 1 < len(matches) else len(text)
+        line = text.count("\n", 0, m.start()) + 1
+        blocks.append((m.group(1) or f"block{j + 1}", text[m.start() : end], line))
+    return blocks
+
+
+def read_cif(content: bytes | str, name: str = "input.cif") -> ReadResult:
+    """Read every ``data_`` block of a (multi-block) CIF file.
+
+    Raises:
+        SourceError: empty file or no ``data_`` block (not a CIF file).
+    """
+    text = content if isinstance(content, str) else _decode(content, name)
+    if not text.strip():
+        raise SourceError(f"{name}: the file is empty")
+    blocks = _split_cif_blocks(text)
+    if not blocks:
+        raise SourceError(f"{name}: no 'data_' block found; is this a CIF file?")
+    result = ReadResult(records=[], units={}, source={})
+    seen: dict[str, int] = {}
+    for number, (block_name, block, line) in enumerate(blocks, start=1):
+        count = seen.get(block_name, 0) + 1
+        seen[block_name] = count
+        rid = block_name if count == 1 else f"{block_name}#{count}"
+        position = f"{name}, block {number} at line {line}"
+        try:
+            structure = parse_cif_block(block, rid)
+        except ValueError as exc:
+            result.failed.append({"id": rid, "reason": str(exc), "position": position})
+            continue
+        result.records.append(Record(rid, structure, {}, position))
+    return result
+
+
+def read_cif_folder(path: str | Path) -> ReadResult:
+    """Read every ``*.cif`` (and ``*.cif.gz``) file of a folder, sorted by name.
+
+    Identifiers are the file stems (``stem/block`` for files with several blocks).
+
+    Raises:
+        SourceError: not a folder, or no CIF file in it.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise SourceError(f"{folder}: not a folder")
+    files = sorted(p for p in folder.iterdir() if p.name.lower().endswith((".cif", ".cif.gz")))
+    if not files:
+        raise SourceError(f"{folder}: no .cif files in this folder")
+    return _read_cif_files((f.name, f.read_bytes()) for f in files)
+
+
+def _read_cif_files(files: Iterable[tuple[str, bytes]]) -> ReadResult:
+    result = ReadResult(records=[], units={}, source={})
+    for filename, content in files:
+        stem = re.sub(r"\.cif(\.gz)?$", "", filename, flags=re.IGNORECASE)
+        try:
+            part = read_cif(content, filename)
+        except SourceError as exc:
+            result.failed.append({"id": stem, "reason": str(exc), "position": filename})
+            continue
+        single = len(part.records) + len(part.failed) == 1
+        for rec in part.records:
+            rec.id = stem if single else f"{stem}/{rec.id}"
+            result.records.append(rec)
+        for item in part.failed:
+            item["id"] = stem if single else f"{stem}/{item['id']}"
+            result.failed.append(item)
+    return result
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return value.strip() != ""
+    return False
+
+
+def read_csv(
+    content: bytes | str,
+    name: str = "input.csv",
+    id_column: str | None = None,
+    cif_column: str = "cif",
+    target_columns: Sequence[str] | None = None,
+    units: dict[str, str] | None = None,
+) -> ReadResult:
+    """Read a CSV file with one CIF per row and target columns.
+
+    Raises:
+        SourceError: empty file, no header, missing CIF / id / target column.
+    """
+    text = content if isinstance(content, str) else _decode(content, name)
+    csv.field_size_limit(1 << 30)
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        header = reader.fieldnames
+        rows = list(reader)
+    except csv.Error as exc:
+        raise SourceError(f"{name}: not a readable CSV file ({exc})") from None
+    if not header:
+        raise SourceError(f"{name}: no header row")
+    if cif_column not in header:
+        raise SourceError(
+            f"{name}: no column {cif_column!r} with CIF text; the columns are {', '.join(repr(h) for h in header)}"
+            " (give cif_column=...)"
+        )
+    if id_column is None:
+        id_column = next((c for c in _ID_COLUMNS if c in header), None)
+    elif id_column not in header:
+        raise SourceError(f"{name}: no id column {id_column!r}; the columns are {', '.join(map(repr, header))}")
+    if target_columns is None:
+        skip = {cif_column, id_column, "formula", "", "Unnamed: 0", "index"}
+        first = rows[0] if rows else {}
+        target_columns = [c for c in header if c not in skip and _is_number(first.get(c))]
+    else:
+        target_columns = list(target_columns)
+        missing = [c for c in target_columns if c not in header]
+        if missing:
+            raise SourceError(
+                f"{name}: no target column(s) {', '.join(map(repr, missing))}; the columns are {', '.join(map(repr, header))}"
+            )
+    if not rows:
+        raise SourceError(f"{name}: the file has a header but no records")
+    result = ReadResult(records=[], units=_units_for(target_columns, units), source={})
+    for number, row in enumerate(rows, start=1):
+        rid = str(row.get(id_column) or number) if id_column else str(number)
+        position = f"{name}, row {number}"
+        cif_text = row.get(cif_column) or ""
+        try:
+            if not cif_text.strip():
+                raise ValueError("the CIF cell is empty")
+            structure = parse_cif_block(cif_text, rid)
+        except ValueError as exc:
+            result.failed.append({"id": rid, "reason": str(exc), "position": position})
+            continue
+        targets = {c: _float_or_text(row.get(c)) for c in target_columns}
+        result.records.append(Record(rid, structure, targets, position))
+    return result
+
+
+def _float_or_text(value: Any) -> Any:
+    if value is None:
+        return float("nan")
+    if isinstance(value, str):
+        if not value.strip():
+            return float("nan")
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _structure_from_dict(d: dict) -> Any:
+    """A ``(cell, frac, species)`` tuple from a pymatgen ``Structure.as_dict()``.
+
+    Reads the dictionary directly (much faster than ``Structure.from_dict``); falls back
+    to pymatgen for anything unusual.
+    """
+    try:
+        cell = d["lattice"]["matrix"]
+        frac, species = [], []
+        for site in d["sites"]:
+            frac.append(site["abc"])
+            spec = site["species"]
+            if len(spec) == 1 and float(spec[0].get("occu", 1.0)) == 1.0:
+                species.append(spec[0]["element"])
+            else:
+                species.append({s["element"]: float(s.get("occu", 1.0)) for s in spec})
+        return (cell, frac, species)
+    except (KeyError, TypeError, IndexError, AttributeError):
+        from pymatgen.core import Structure
+
+        return Structure.from_dict(d)
+
+
+def read_json(
+    content: bytes | str,
+    name: str = "input.json",
+    id_column: str | None = None,
+    structure_key: str = "structure",
+    target_columns: Sequence[str] | None = None,
+    units: dict[str, str] | None = None,
+) -> ReadResult:
+    """Read a JSON list of records holding pymatgen structure dicts and targets.
+
+    Raises:
+        SourceError: empty file, invalid JSON, not a list of objects.
+    """
+    text = content if isinstance(content, str) else _decode(content, name)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"{name}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("records"), list):
+        data = data["records"]
+    if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
+        raise SourceError(f"{name}: expected a JSON list of objects (records or structure dicts)")
+    if not data:
+        raise SourceError(f"{name}: the list of records is empty")
+    bare = structure_key not in data[0] and "lattice" in data[0] and "sites" in data[0]
+    first = data[0]
+    if id_column is None and not bare:
+        id_column = next((c for c in ("mp_id",) + _ID_COLUMNS if c in first), None)
+    if target_columns is None:
+        target_columns = (
+            []
+            if bare
+            else [k for k, v in first.items() if k not in {id_column, structure_key} and _is_number(v) and not isinstance(v, str)]
+        )
+    else:
+        target_columns = list(target_columns)
+    if not bare and structure_key not in first:
+        raise SourceError(
+            f"{name}: records have no {structure_key!r} field; their fields are {', '.join(map(repr, first))}"
+        )
+    result = ReadResult(records=[], units=_units_for(target_columns, units), source={})
+    for number, item in enumerate(data, start=1):
+        rid = str(item.get(id_column) or number) if id_column else str(number)
+        position = f"{name}, record {number}"
+        sdict = item if bare else item.get(structure_key)
+        if not isinstance(sdict, dict):
+            result.failed.append({"id": rid, "reason": f"no structure dict under {structure_key!r}", "position": position})
+            continue
+        try:
+            structure = _structure_from_dict(sdict)
+        except Exception as exc:  # noqa: BLE001 - pymatgen raises many types
+            result.failed.append({"id": rid, "reason": f"unreadable structure dict ({exc})", "position": position})
+            continue
+        targets = {c: _float_or_text(item.get(c)) for c in target_columns}
+        result.records.append(Record(rid, structure, targets, position))
+    return result
+
+
+def read_bytes(content: bytes, name: str, format: str | None = None, **options: Any) -> ReadResult:
+    """Read a file's bytes in the given (or guessed) format and record where it came from.
+
+    Args:
+        content: the file content (gzip-compressed or not).
+        name: the file name, used in messages and to guess the format.
+        format: ``'cif'``, ``'csv'`` or ``'json'``; guessed from ``name`` when ``None``.
+        options: passed to the reader (``id_column``, ``cif_column``, ``target_columns``,
+            ``units``, ``structure_key``).
+
+    Raises:
+        SourceError: unknown format, unknown option, or a file that cannot be read.
+    """
+    fmt = (format or detect_format(name)).lower()
+    readers = {"cif": read_cif, "csv": read_csv, "json": read_json}
+    if fmt not in readers:
+        raise SourceError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    options = {k: v for k, v in options.items() if v is not None}
+    allowed = {
+        "cif": set(),
+        "csv": {"id_column", "cif_column", "target_columns", "units"},
+        "json": {"id_column", "structure_key", "target_columns", "units"},
+    }[fmt]
+    unknown = set(options) - allowed
+    if fmt == "cif":
+        unknown -= {"units"}  # harmless: CIF has no targets
+        options.pop("units", None)
+    if unknown:
+        raise SourceError(f"options {', '.join(sorted(unknown))} do not apply to format {fmt!r}")
+    if not content or not content.strip():
+        raise SourceError(f"{name}: the file is empty")
+    result = readers[fmt](content, name, **options)
+    result.source = {
+        "uri": name,
+        "source_md5": hashlib.md5(content).hexdigest(),  # noqa: S324 - a checksum, not security
+        "description": f"{fmt.upper()} file {name}",
+        "extras": {"format": fmt, "options": options},
+    }
+    return result
+
+
+def read_path(path: str | Path, format: str | None = None, **options: Any) -> ReadResult:
+    """Read a file or, for a folder, every CIF file in it. See :func:`read_bytes`."""
+    path = Path(path)
+    if path.is_dir():
+        result = read_cif_folder(path)
+        result.source = {
+            "uri": str(path),
+            "description": f"folder of CIF files {path.name}",
+            "extras": {"format": "cif-folder", "options": {}},
+        }
+        return result
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    return read_bytes(path.read_bytes(), path.name, format, **options)

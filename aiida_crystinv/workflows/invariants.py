@@ -1,0 +1,191 @@
+"""``InvariantsWorkChain``: invariants of a large dataset in parallel chunks.
+
+The dataset is split into row ranges of ``chunk_size`` records. Each range is computed by
+an :class:`InvariantsChunkWorkChain` (a submittable wrapper around the
+:func:`~aiida_crystinv.calculations.functions.compute_invariants` calcfunction, which
+reads only its rows of the dataset), submitted as a sub-process so that the daemon
+workers share them; :func:`~aiida_crystinv.calculations.functions.merge_invariants` then
+joins the chunks, in dataset order, into one ``InvariantsData``.
+
+Example::
+
+    from aiida.engine import run, submit
+    from aiida_crystinv.workflows import InvariantsWorkChain
+
+    results = run(InvariantsWorkChain, dataset=dataset, descriptor=orm.Dict({'name': 'pdd', 'k': 100}),
+                  chunk_size=orm.Int(500))
+    results['invariants'].get_pdds()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, append_, if_
+
+from ..calculations.functions import compute_invariants, merge_invariants
+from ..data import CrystalDatasetData, InvariantsData
+from ..data.invariants import DESCRIPTORS, UnknownDescriptorError, resolve_descriptor
+
+__all__ = ["InvariantsWorkChain", "InvariantsChunkWorkChain", "launch_invariants", "DEFAULT_CHUNK_SIZE"]
+
+#: Records per chunk when ``chunk_size`` is not given.
+DEFAULT_CHUNK_SIZE = 1000
+
+
+def _descriptor_spec(node: orm.Dict | orm.Str) -> dict[str, Any]:
+    return {"name": node.value} if isinstance(node, orm.Str) else node.get_dict()
+
+
+class InvariantsChunkWorkChain(WorkChain):
+    """Invariants of rows ``chunk['start']:chunk['stop']`` of a dataset (one sub-process)."""
+
+    @classmethod
+    def define(cls, spec):
+        """Inputs, outline, outputs and exit codes."""
+        super().define(spec)
+        spec.input("dataset", valid_type=CrystalDatasetData, help="The dataset.")
+        spec.input("descriptor", valid_type=(orm.Dict, orm.Str), help="{'name': ..., **parameters}.")
+        spec.input("chunk", valid_type=orm.Dict, help="{'start': int, 'stop': int}: the rows of this chunk.")
+        spec.outline(cls.compute)
+        spec.output("invariants", valid_type=InvariantsData, help="Invariants of the chunk's rows.")
+        spec.exit_code(401, "ERROR_CHUNK_FAILED", message="computing the chunk failed: {message}")
+
+    def compute(self):
+        """Run ``compute_invariants`` on the chunk."""
+        results, node = compute_invariants.run_get_node(
+            dataset=self.inputs.dataset,
+            descriptor=self.inputs.descriptor,
+            chunk=self.inputs.chunk,
+            metadata={"call_link_label": "compute_invariants"},
+        )
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_CHUNK_FAILED.format(message=f"[{node.exit_status}] {node.exit_message}")
+        self.out("invariants", results["invariants"])
+        return None
+
+
+class InvariantsWorkChain(WorkChain):
+    """Invariants of every record of a dataset, computed in parallel chunks and merged.
+
+    Inputs: ``dataset`` (CrystalDatasetData), ``descriptor`` (Dict ``{'name', **params}``
+    or Str name), ``chunk_size`` (Int, default 1000). Output: ``invariants``.
+
+    A dataset of at most ``chunk_size`` records runs one ``compute_invariants`` directly;
+    larger ones submit one :class:`InvariantsChunkWorkChain` per chunk (so they spread over
+    the daemon workers) and merge them with ``merge_invariants``.
+    """
+
+    @classmethod
+    def define(cls, spec):
+        """Inputs, outline, outputs and exit codes."""
+        super().define(spec)
+        spec.input("dataset", valid_type=CrystalDatasetData, help="The structures.")
+        spec.input(
+            "descriptor",
+            valid_type=(orm.Dict, orm.Str),
+            help=f"{{'name': one of {', '.join(DESCRIPTORS)}, **parameters}}; defaults fill the rest.",
+        )
+        spec.input(
+            "chunk_size",
+            valid_type=orm.Int,
+            default=lambda: orm.Int(DEFAULT_CHUNK_SIZE),
+            help="Records per parallel sub-process.",
+        )
+        spec.outline(
+            cls.setup,
+            if_(cls.is_single_chunk)(cls.run_single).else_(cls.submit_chunks, cls.inspect_chunks, cls.merge),
+        )
+        spec.output("invariants", valid_type=InvariantsData, help="Invariants of every record, in dataset order.")
+        spec.exit_code(320, "ERROR_UNKNOWN_DESCRIPTOR", message="{message}")
+        spec.exit_code(322, "ERROR_INVALID_PARAMETERS", message="invalid parameters: {message}")
+        spec.exit_code(401, "ERROR_CHUNK_FAILED", message="a chunk failed: {message}")
+        spec.exit_code(402, "ERROR_MERGE_FAILED", message="merging the chunks failed: {message}")
+
+    def setup(self):
+        """Check the descriptor and the chunk size; plan the chunks."""
+        spec = _descriptor_spec(self.inputs.descriptor)
+        name = str(spec.get("name", "")).lower()
+        if name not in DESCRIPTORS:
+            return self.exit_codes.ERROR_UNKNOWN_DESCRIPTOR.format(
+                message=f"unknown descriptor {spec.get('name')!r}; use one of {', '.join(DESCRIPTORS)}"
+            )
+        try:
+            resolve_descriptor(spec)
+        except UnknownDescriptorError as exc:
+            return self.exit_codes.ERROR_INVALID_PARAMETERS.format(message=str(exc))
+        size = self.inputs.chunk_size.value
+        if size < 1:
+            return self.exit_codes.ERROR_INVALID_PARAMETERS.format(message=f"chunk_size must be >= 1, got {size}")
+        n = len(self.inputs.dataset)
+        self.ctx.chunks = [(start, min(n, start + size)) for start in range(0, n, size)]
+        return None
+
+    def is_single_chunk(self) -> bool:
+        return len(self.ctx.chunks) == 1
+
+    def run_single(self):
+        """Small dataset: one calcfunction, no sub-process."""
+        results, node = compute_invariants.run_get_node(
+            dataset=self.inputs.dataset,
+            descriptor=self.inputs.descriptor,
+            metadata={"call_link_label": "compute_invariants"},
+        )
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_CHUNK_FAILED.format(message=f"[{node.exit_status}] {node.exit_message}")
+        self.out("invariants", results["invariants"])
+        return None
+
+    def submit_chunks(self):
+        """Submit one sub-process per chunk."""
+        for number, (start, stop) in enumerate(self.ctx.chunks):
+            future = self.submit(
+                InvariantsChunkWorkChain,
+                dataset=self.inputs.dataset,
+                descriptor=self.inputs.descriptor,
+                chunk=orm.Dict({"start": start, "stop": stop}),
+                metadata={"call_link_label": f"chunk_{number:04d}", "label": f"rows {start}:{stop}"},
+            )
+            self.to_context(chunk_processes=append_(future))
+        self.report(f"submitted {len(self.ctx.chunks)} chunks of up to {self.inputs.chunk_size.value} records")
+
+    def inspect_chunks(self):
+        """Every chunk must have finished successfully."""
+        for proc in self.ctx.chunk_processes:
+            if not proc.is_finished_ok:
+                return self.exit_codes.ERROR_CHUNK_FAILED.format(
+                    message=f"{proc.label} [{proc.exit_status}] {proc.exit_message}"
+                )
+        return None
+
+    def merge(self):
+        """Join the chunks in dataset order."""
+        chunks = {f"chunk_{i:04d}": proc.outputs.invariants for i, proc in enumerate(self.ctx.chunk_processes)}
+        results, node = merge_invariants.run_get_node(**chunks, metadata={"call_link_label": "merge_invariants"})
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_MERGE_FAILED.format(message=f"[{node.exit_status}] {node.exit_message}")
+        self.out("invariants", results["invariants"])
+        return None
+
+
+def launch_invariants(
+    dataset: CrystalDatasetData,
+    descriptor: dict[str, Any] | str,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    submit: bool = False,
+):
+    """Run (or submit to the daemon) an :class:`InvariantsWorkChain`.
+
+    Returns:
+        ``(invariants, process_node)`` when run; ``(None, process_node)`` when submitted.
+    """
+    from aiida.engine import run_get_node
+    from aiida.engine import submit as submit_process
+
+    spec = {"name": descriptor} if isinstance(descriptor, str) else dict(descriptor)
+    inputs = {"dataset": dataset, "descriptor": orm.Dict(spec), "chunk_size": orm.Int(chunk_size)}
+    if submit:
+        return None, submit_process(InvariantsWorkChain, **inputs)
+    results, node = run_get_node(InvariantsWorkChain, **inputs)
+    return results.get("invariants"), node
