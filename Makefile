@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   -- run the provenance-tracked demo study (creates an embedded SQLite
-#                  AiiDA profile when none exists)
+#   make demo   -- the main job: the demo pipeline and a provenance-tracked study on
+#                  generated data (creates an embedded SQLite AiiDA profile when none exists)
 #   make test   -- install what the tests need and run them (SQLite, PostgreSQL, daemon)
 PYTHON ?= python3
 VENV ?= .venv
@@ -26,6 +26,7 @@ venv: $(STAMP)
 
 demo: $(STAMP_RUN)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/crystinv demo
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/crystinv study run examples/study_ewald.yaml
 
 test: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash tests/run_all.sh $(PY)
