@@ -11,6 +11,7 @@ existing profile is ever modified.
 from __future__ import annotations
 
 import pathlib
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -112,6 +113,8 @@ def main(args: Sequence[str] | None = None) -> None:
     from .root import cmd_crystinv
 
     args = list(sys.argv[1:] if args is None else args)
+    if hasattr(signal, "SIGPIPE"):  # `crystinv list | head`: stop quietly when the reader goes away
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if _needs_profile(args):
         ensure_profile()
     cmd_crystinv.main(args=args, prog_name="crystinv")
