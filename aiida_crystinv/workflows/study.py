@@ -12,7 +12,7 @@ descriptors and models to try, how to evaluate them and, optionally, what to scr
       - {name: amd+composition, amd: {k: 50}}
     models:
       - {name: knn, k: [1, 3, 5, 10]}
-      - {name: krr, kernel: laplacian}
+      - {name: krr, kernel: laplacian, descriptors: [amd_composition]}   # only these
     split: {kind: kfold, n_splits: 5, seed: 0}   # or {kind: holdout, test_fraction: 0.2}
                                                  # or {kind: test, source: {file: my_csp.cif}}
     screening:
@@ -218,16 +218,26 @@ def validate_study(raw: Any, base: str | pathlib.Path = ".", where: str = "study
     models, taken = [], set()
     for i, item in enumerate(items("models")):
         label = item.pop("label", None)
+        only = item.pop("descriptors", None)
+        if only is not None:
+            only = [only] if isinstance(only, str) else list(only)
+            known = [d["label"] for d in descriptors]
+            wrong = [o for o in only if _label(o) not in known]
+            if wrong:
+                raise StudyError(f"{where}.models[{i}].descriptors: no descriptor labelled {wrong}; the labels are {known}")
+            only = [_label(o) for o in only]
         if target.get("transform") and item.get("name") in ("knn", "krr"):
             item.setdefault("target_transform", target["transform"])
         try:
             resolve_model_spec(item)
         except ModelSpecError as exc:
             raise StudyError(f"{where}.models[{i}]: {exc}") from None
-        models.append({"label": _unique(_label(label or item["name"]), taken), "spec": jsonable(item)})
+        models.append({"label": _unique(_label(label or item["name"]), taken), "spec": jsonable(item), "descriptors": only})
     pairs, skipped = [], []
     for d in descriptors:
         for m in models:
+            if m["descriptors"] is not None and d["label"] not in m["descriptors"]:
+                continue
             try:
                 resolve_model_spec(m["spec"], d["spec"])
             except ModelSpecError as exc:

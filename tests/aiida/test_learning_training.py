@@ -17,9 +17,9 @@ TARGET = "ewald_energy_per_atom"
 
 @pytest.fixture(scope="module")
 def landscapes():
-    """Two stored landscapes: training (n=40) and an explicit test set (n=15, other seed)."""
-    train, _ = synthetic_dataset.run_get_node(parameters=orm.Dict({"n": 40, "seed": 5}))
-    test, _ = synthetic_dataset.run_get_node(parameters=orm.Dict({"n": 15, "seed": 6}))
+    """Two stored landscapes: training (n=24) and an explicit test set (n=8, other seed)."""
+    train, _ = synthetic_dataset.run_get_node(parameters=orm.Dict({"n": 24, "seed": 5}))
+    test, _ = synthetic_dataset.run_get_node(parameters=orm.Dict({"n": 8, "seed": 6}))
     return train["dataset"], test["dataset"]
 
 
@@ -39,7 +39,7 @@ def test_kfold_knn_then_reuse(landscapes):
     results, node = run_get_node(TrainingWorkChain, **inputs)
     assert node.is_finished_ok, node.exit_message
     metrics = results["metrics"].get_dict()
-    assert metrics["n"] == 40 and metrics["unit"] == "eV/atom"
+    assert metrics["n"] == 24 and metrics["unit"] == "eV/atom"
     assert metrics["mae"] < metrics["baseline_mae"]
     assert isinstance(results["model"], ModelData)
     assert results["parity_plot"].get_content(mode="rb")[:4] == b"\x89PNG"
@@ -73,7 +73,7 @@ def test_holdout_krr_features(landscapes):
         split=orm.Dict({"kind": "holdout", "test_fraction": 0.25, "seed": 1}),
     )
     assert node.is_finished_ok, node.exit_message
-    assert results["metrics"]["n"] == 10
+    assert results["metrics"]["n"] == 6
     assert "features" in results and "invariants" not in results
 
 
@@ -103,7 +103,7 @@ def test_explicit_test_set(landscapes):
         ({"model": {"name": "svm"}}, 311, "unknown model 'svm'"),
         ({"model": {"name": "knn", "metric": "pdd_emd"}, "descriptor": {"name": "amd"}}, 311, "applies to pdd"),
         ({"descriptor": {"name": "soap"}}, 310, "soap"),
-        ({"split": {"kind": "kfold", "n_splits": 41}}, 302, "41 folds"),
+        ({"split": {"kind": "kfold", "n_splits": 25}}, 302, "25 folds"),
         ({"split": {"kind": "holdout", "test_fraction": 1.5}}, 312, "test_fraction"),
     ],
 )

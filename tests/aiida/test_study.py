@@ -1,0 +1,214 @@
+"""Study files: validation (load_study), the StudyWorkChain, `crystinv study run` and its report."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+import yaml
+from aiida import orm
+from aiida.engine import run_get_node
+from click.testing import CliRunner
+
+from aiida_crystinv.cli import cmd_crystinv
+from aiida_crystinv.sources.synthetic import ewald_landscape
+from aiida_crystinv.workflows.study import StudyError, StudyWorkChain, build_study_inputs, load_study, write_report
+
+import aiida.engine.daemon.client as _daemon_client
+
+# `verdi` is looked up when aiida's daemon client is imported, which happens before the
+# conftest puts this interpreter's bin/ on PATH: look again (daemon test only).
+if _daemon_client.VERDI_BIN is None:
+    import shutil
+
+    _daemon_client.VERDI_BIN = shutil.which("verdi")
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TARGET = "ewald_energy_per_atom"
+
+SMALL = {
+    "name": "small",
+    "source": {"synthetic": {"n": 30, "seed": 2}},
+    "target": TARGET,
+    "descriptors": [{"name": "amd", "k": 8}, {"name": "amd+composition", "k": 8, "label": "amd_comp"}],
+    "models": [{"name": "knn", "k": [1, 3], "cv": 3}, {"name": "krr", "alphas": [0.01], "gamma_factors": [0.3, 1.0], "cv": 3}],
+    "split": {"kind": "kfold", "n_splits": 3, "seed": 0},
+}
+
+
+def write(tmp_path: pathlib.Path, study: dict, name: str = "study.yaml") -> pathlib.Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def landscape_json(path: pathlib.Path, n: int, seed: int) -> pathlib.Path:
+    ids, structures, targets, _ = ewald_landscape(n=n, seed=seed, duplicate_fraction=0.0)
+    path.write_text(json.dumps([
+        {"id": i, "structure": s.as_dict(), TARGET: float(e)} for i, s, e in zip(ids, structures, targets[TARGET])
+    ]))
+    return path
+
+
+def run_cli(*args, ok: bool = True):
+    result = CliRunner().invoke(cmd_crystinv, [str(a) for a in args], catch_exceptions=False)
+    assert "Traceback" not in result.output, result.output
+    assert (result.exit_code == 0) == ok, result.output
+    return result
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_examples_are_valid():
+    study = load_study(ROOT / "examples" / "study_ewald.yaml")
+    assert study["sources"]["train"]["kind"] == "synthetic"
+    assert {p["label"] for p in study["pairs"]} == {"knn_on_pdd", "knn_on_amd", "krr_on_amd", "krr_on_amd_comp"}
+    assert study["screening"]["handoff"]["workflow"] == "crystinv.ewald_energy"
+    mp = ROOT / "examples" / "study_mp_bulk.yaml"
+    if (ROOT.parent / "shared" / "datasets" / "mp_elasticity_binaries.json.gz").exists():
+        assert load_study(mp)["target"] == {"name": "bulk_modulus_vrh", "transform": "log10"}
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"modles": []}, "unknown key(s) 'modles' (did you mean 'models'?)"),
+        ({"target": None}, "'target' is missing"),
+        ({"descriptors": [{"name": "soap"}]}, "descriptors[0]"),
+        ({"models": [{"name": "xgboost"}]}, "models[0]: unknown model 'xgboost'"),
+        ({"models": [{"name": "knn", "k": 0}]}, "models[0]"),
+        ({"models": [{"name": "knn", "descriptors": ["pdd"]}]}, "no descriptor labelled ['pdd']"),
+        ({"source": {"file": "nowhere.csv"}}, "does not exist"),
+        ({"source": {"file": "x.csv", "group": "g"}}, "exactly one of"),
+        ({"split": {"kind": "test"}}, "needs a 'source'"),
+        ({"split": {"kind": "kfold", "folds": 3}}, "unknown key(s) ['folds']"),
+        ({"target": {"name": TARGET, "transform": "log"}}, "transform"),
+        ({"descriptors": ["amd+composition"], "models": [{"name": "knn"}]}, "no model can be trained"),
+        ({"screening": {"top": 3}}, "'candidates'"),
+        ({"screening": {"candidates": {"synthetic": {"n": 5}}, "handoff": {"workflow": "nope.nothing"}}}, "not an installed workflow"),
+        ({"screening": {"candidates": {"synthetic": {"n": 5}}, "handoff": {"workflow": "crystinv.ewald_energy", "inputs": {"code": 1}}}}, "no input 'code'"),
+        ({"screening": {"candidates": {"synthetic": {"n": 5}}, "model": {"descriptor": "pdd", "model": "knn"}}}, "no trained pair 'knn_on_pdd'"),
+        ({"source": {"materials_project": {"query": {"elements": ["Si"]}, "api_key": "x"}}}, "unknown key(s) 'api_key'"),
+    ],
+)
+def test_invalid_study_files(tmp_path, change, words):
+    study = {**SMALL, **change}
+    with pytest.raises(StudyError) as info:
+        load_study(write(tmp_path, {k: v for k, v in study.items() if v is not None}))
+    assert words in str(info.value)
+    assert "study.yaml" in str(info.value)
+
+
+def test_cli_invalid_file_is_one_line(tmp_path):
+    result = run_cli("study", "run", write(tmp_path, {**SMALL, "modles": []}), ok=False)
+    assert "Critical" in result.output and "did you mean 'models'" in result.output
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def test_study_run_with_screening_and_report(tmp_path):
+    """YAML -> `crystinv study run` -> one StudyWorkChain -> report.md, PNGs, node table; real Ewald hand-off."""
+    study = {
+        **SMALL,
+        "models": [SMALL["models"][0], {**SMALL["models"][1], "descriptors": ["amd_comp"]}],
+        "screening": {
+            "candidates": {"synthetic": {"n": 8, "seed": 9, "duplicate_fraction": 0.0}},
+            "top": 2,
+            "group": "test-study-screening",
+            "handoff": {"workflow": "crystinv.ewald_energy"},
+        },
+    }
+    out = tmp_path / "report"
+    result = run_cli("study", "run", write(tmp_path, study), "--report", out)
+    assert "MAE" in result.output and "krr" in result.output and "Success" in result.output
+    pk = int(result.output.split("study <")[1].split(">")[0])
+    node = orm.load_node(pk)
+    assert node.is_finished_ok and node.process_class is StudyWorkChain
+    summary = node.outputs.summary.get_dict()
+    labels = {r["label"] for r in summary["rows"]}
+    assert labels == {"knn_on_amd", "krr_on_amd_comp"}  # knn on features is skipped (with a reason), krr restricted
+    assert summary["skipped"][0]["model"] == "knn"
+    assert all(row["n"] == 30 for row in summary["rows"])
+    best = summary["rows"][0]
+    assert best["label"] == summary["best"] and best["mae"] < best["baseline_mae"]
+    report = (out / "report.md").read_text()
+    assert "| krr | amd_comp |" in report and str(node.outputs.training.krr_on_amd_comp.model.pk) in report
+    assert node.uuid in report
+    pngs = sorted(p.name for p in out.glob("parity_*.png"))
+    assert pngs == ["parity_knn_on_amd.png", "parity_krr_on_amd_comp.png"]
+    # the screening used the best model and ran the real EwaldEnergyWorkChain on the 2 selected structures
+    sc = node.outputs.screening
+    assert len(sc.selected_ids) == 2 and set(sc.handoff) == set(sc.structures)
+    for key in sc.structures:
+        assert sc.handoff[key]["energy"].value < 0
+    assert "## Screening" in report and "energy = " in report
+    # the same descriptor was computed once for the study (AMD: one InvariantsWorkChain)
+    called = [c.process_label for c in node.called]
+    assert called.count("InvariantsWorkChain") == 1 and called.count("TrainingWorkChain") == 2
+    # `study report PK` rewrites the report from the database
+    again = tmp_path / "again"
+    run_cli("study", "report", pk, "--report", again)
+    assert (again / "report.md").read_text() == report
+
+
+def test_file_sources_with_an_explicit_test_set(tmp_path):
+    """Train on one file, test on another (e.g. MP data vs one's own CSP set), in-process API."""
+    train = landscape_json(tmp_path / "train.json", 16, 3)
+    test = landscape_json(tmp_path / "test.json", 6, 4)
+    study = {
+        "source": {"file": train.name, "id_column": "id"},
+        "target": {"name": TARGET},
+        "descriptors": [{"name": "amd", "k": 8}],
+        "models": [{"name": "knn", "k": 2}],
+        "split": {"kind": "test", "source": {"file": str(test), "id_column": "id"}},
+    }
+    inputs = build_study_inputs(load_study(write(tmp_path, study)))
+    assert set(inputs["files"]) == {"train", "test"}
+    results, node = run_get_node(StudyWorkChain, **inputs)
+    assert node.is_finished_ok, node.exit_message
+    row = results["summary"]["rows"][0]
+    assert row["n"] == 6 and results["summary"]["evaluation"] == "explicit test set"
+    preds = results["training"]["knn_on_amd"]["predictions"]
+    assert preds.get_array("ids").tolist() == results["datasets"]["test"].ids
+    # provenance starts at the files
+    assert results["datasets"]["train"].creator.inputs.file.filename == "train.json"
+    path = write_report(node, tmp_path / "rep")
+    assert "explicit test set" in path.read_text()
+
+
+def test_missing_target_and_nan_targets(tmp_path):
+    _, node = run_get_node(StudyWorkChain, **build_study_inputs(load_study(write(tmp_path, {**SMALL, "target": "band_gap"}))))
+    assert node.exit_status == StudyWorkChain.exit_codes.ERROR_MISSING_TARGET.status
+    assert "no target 'band_gap'" in node.exit_message
+    assert not node.called or all(c.process_label == "synthetic_dataset" for c in node.called)
+
+    data = json.loads(landscape_json(tmp_path / "nan.json", 6, 1).read_text())
+    data[2][TARGET] = float("nan")
+    (tmp_path / "nan.json").write_text(json.dumps(data))
+    study = {**SMALL, "source": {"file": "nan.json", "id_column": "id"}}
+    _, node = run_get_node(StudyWorkChain, **build_study_inputs(load_study(write(tmp_path, study))))
+    assert node.exit_status == StudyWorkChain.exit_codes.ERROR_SOURCE_FAILED.status
+    assert "NaN" in node.exit_message and "nothing was stored" in node.exit_message
+    assert "summary" not in node.outputs
+
+
+def test_fewer_records_than_folds(tmp_path):
+    study = {**SMALL, "source": {"synthetic": {"n": 4, "seed": 1}}, "split": {"kind": "kfold", "n_splits": 5},
+             "descriptors": [{"name": "amd", "k": 4}], "models": [{"name": "median"}]}
+    result = run_cli("study", "run", write(tmp_path, study), "--report", tmp_path / "r", ok=False)
+    assert "every training failed" in result.output and "cannot be split into 5 folds" in result.output
+
+
+@pytest.mark.daemon
+def test_study_on_the_daemon(tmp_path, daemon_ready, submit_and_await):
+    study = {**SMALL, "descriptors": [{"name": "amd", "k": 6}], "models": [{"name": "knn", "k": 2}]}
+    result = run_cli("study", "run", write(tmp_path, study), "--daemon")
+    assert "submitted StudyWorkChain" in result.output
+    pk = int(result.output.split("<")[1].split(">")[0])
+    node = submit_and_await(orm.load_node(pk), timeout=240)
+    assert node.is_finished_ok, node.exit_message
+    result = run_cli("study", "report", pk, "--report", tmp_path / "daemon-report")
+    assert "knn" in result.output and (tmp_path / "daemon-report" / "report.md").exists()
