@@ -10,8 +10,14 @@ Subcommands: ``import``, ``list``, ``show``, ``export``, ``invariants``, ``dista
 :func:`~aiida_crystinv.cli.cmd_demo.run_demo`.
 """
 
-from . import cmd_compute, cmd_dataset, cmd_demo, cmd_study  # noqa: F401 - register the subcommands
-from .embedded import main
-from .root import cmd_crystinv
+import warnings
+
+# Importing aiida creates its configuration folder on a fresh machine and warns; the
+# ``crystinv`` script says what it created in its own words (see ``embedded``).
+warnings.filterwarnings("ignore", message="Creating AiiDA configuration folder", category=UserWarning)
+
+from . import cmd_compute, cmd_dataset, cmd_demo, cmd_study  # noqa: E402,F401 - register the subcommands
+from .embedded import main  # noqa: E402
+from .root import cmd_crystinv  # noqa: E402
 
 __all__ = ("cmd_crystinv", "main")
