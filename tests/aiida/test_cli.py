@@ -105,6 +105,7 @@ def test_choices_match_the_data_layer():
 
 
 # ----------------------------------------------------------------------------- workflow
+@pytest.mark.postgres
 def test_import_list_show(dataset):
     assert len(dataset) == 16
     assert dataset.label == "land"
@@ -123,6 +124,7 @@ def test_import_with_group(landscape_file):
     assert "ewald_energy_per_atom" in run("list", "--group", "cli-test-group").output
 
 
+@pytest.mark.postgres
 def test_invariants_chunked_and_neighbours(dataset, pdd_invariants):
     assert pdd_invariants.descriptor == "pdd"
     assert pdd_invariants.parameters["k"] == 20
@@ -154,6 +156,7 @@ def test_progress_bar_while_the_chunks_run(dataset, monkeypatch):
     assert invariants.get_amd().shape == (16, 6) and invariants.creator.caller.is_finished_ok
 
 
+@pytest.mark.postgres
 def test_duplicates_finds_the_planted_pair(pdd_invariants):
     result = run("duplicates", pdd_invariants.pk, "--threshold", "0.05")
     planted = [i for i in pdd_invariants.ids if i.endswith("-dup")]
@@ -181,6 +184,7 @@ def test_amd_distances_and_cross(dataset):
     assert distances.get_matrix().shape == (16, 16)
 
 
+@pytest.mark.postgres
 def test_export_and_reimport(dataset, tmp_path):
     out = tmp_path / "two.json"
     wanted = dataset.ids[:2]
@@ -235,6 +239,7 @@ def test_wrong_file_format(tmp_path):
     assert "cif" in result.output.lower() and "column" in result.output
 
 
+@pytest.mark.postgres
 def test_malformed_cif_block_in_the_middle(tmp_path):
     path = tmp_path / "mixed.cif"
     path.write_text(GOOD_BLOCK.format(name="first") + BAD_BLOCK + GOOD_BLOCK.format(name="last"))
@@ -312,6 +317,7 @@ def test_invariants_on_the_daemon(dataset, daemon_ready, submit_and_await):
 
 
 # ----------------------------------------------------------------------------- demo
+@pytest.mark.postgres
 def test_run_demo_returns_the_nodes(tmp_path):
     calls = []
 
