@@ -11,7 +11,7 @@ integral of ``|CDF_p - CDF_q| dr``. Every profile is normalised to total mass 1 
 (each GRID shell separately), as ``gridrdf`` does.
 
 Speed (the matrix functions): a normalised cumulative profile is exactly 0 below and
-exactly 1 above a window (GRID shells are Gaussians truncated at 5 sigma, so a window
+exactly 1 above a window (GRID shells are Gaussians truncated at 4 sigma, so a window
 is a few tenths of an Angstrom to a few Angstrom wide). Each profile is stored once as
 its window ``[lo, hi)`` plus prefix sums of ``|P|`` and ``|1 - P|`` on it; a pair of
 shells then costs a loop over the *overlap* of the two windows only, and every other

@@ -13,9 +13,9 @@ histogram bins ``[b * bin_width, (b + 1) * bin_width)``.
 Details that make the array exactly invariant and continuous:
 
 * **Smearing kernel**: a Gaussian of standard deviation ``smearing`` (Angstrom, default
-  0.1 A as in ``gridrdf``) truncated at ``+-GAUSSIAN_TRUNCATION`` (5) standard deviations
-  and renormalised, so every point's mass lies within 0.5 A of its distance (for the
-  default). The bin masses are computed analytically from ``erf`` at the bin edges (no
+  0.1 A as in ``gridrdf``) truncated at ``+-GAUSSIAN_TRUNCATION`` (4) standard deviations,
+  where ``scipy.ndimage.gaussian_filter`` (which ``gridrdf`` uses) also cuts it, and
+  renormalised: every point's mass lies within 0.4 A of its distance (for the default). The bin masses are computed analytically from ``erf`` at the bin edges (no
   fine sampling or convolution, unlike ``gridrdf``). ``smearing=0`` gives a plain
   (discontinuous) histogram.
 * **Mass outside [0, cutoff]**: the first bin also holds any mass below 0 and the *last
@@ -43,7 +43,7 @@ from ._pdd import neighbour_distances
 __all__ = ["grid", "grid_bins", "GAUSSIAN_TRUNCATION", "DEFAULT_SMEARING"]
 
 #: The smearing Gaussian is cut at this many standard deviations (and renormalised).
-GAUSSIAN_TRUNCATION = 5.0
+GAUSSIAN_TRUNCATION = 4.0
 #: Default Gaussian standard deviation, Angstrom (the value used by gridrdf).
 DEFAULT_SMEARING = 0.1
 #: Refuse to build profiles with more bins than this (memory guard).
@@ -173,7 +173,7 @@ def grid(
         n_shells: number of neighbour shells (default 100): shell ``s`` holds the
             ``s+1``-th nearest neighbour distance of every motif point.
         smearing: standard deviation of the Gaussian smearing, Angstrom (default 0.1;
-            truncated at 5 sigma; 0 means an unsmeared histogram).
+            truncated at 4 sigma; 0 means an unsmeared histogram).
         label: name for error messages.
 
     Returns:

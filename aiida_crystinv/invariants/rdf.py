@@ -9,7 +9,7 @@ For a periodic set with motif points ``i`` of occupancy ``w_i`` (1 for an ordere
 where the inner sum runs over every other point of the infinite crystal (all motif points
 ``j`` and lattice translations ``t``, the point itself excluded) and ``K_b(d)`` is the
 mass of a Gaussian of standard deviation ``smearing`` centred at ``d`` that falls into bin
-``b = [b * bin_width, (b + 1) * bin_width)``. The Gaussian is truncated at 5 sigma and
+``b = [b * bin_width, (b + 1) * bin_width)``. The Gaussian is truncated at 4 sigma and
 renormalised (as for :func:`~aiida_crystinv.invariants.grid`), so each neighbour adds
 exactly its weight to the bins it touches.
 
@@ -23,7 +23,7 @@ number of neighbours an ideal gas of the same density would put there,
 ``g(r)``, tending to 1 at large ``r``.
 
 Mass of the Gaussians beyond the last bin edge ``ceil(cutoff / bin_width) * bin_width``
-is not counted (neighbours are searched up to that edge plus 5 sigma, so every bin is
+is not counted (neighbours are searched up to that edge plus 4 sigma, so every bin is
 complete). The profile is continuous in the atomic positions and the lattice (for
 ``smearing > 0``).
 
@@ -186,7 +186,7 @@ def rdf(
         cutoff: the bins cover ``[0, ceil(cutoff / bin_width) * bin_width)``, Angstrom
             (default 10).
         bin_width: bin width, Angstrom (default 0.05).
-        smearing: Gaussian standard deviation, Angstrom (default 0.1; truncated at 5
+        smearing: Gaussian standard deviation, Angstrom (default 0.1; truncated at 4
             sigma; 0 gives an unsmeared, discontinuous histogram).
         partial: return element-pair partial RDFs instead of the total.
         normalise: ``"counts"`` (default): mean number of neighbours per atom in each bin;

@@ -67,7 +67,7 @@ def test_grid_bcc_and_mass_beyond_cutoff():
     # distances beyond the cutoff: all mass clipped into the last bin, shells still sum to 1
     far = grid(simple_cubic(), n_shells=30, cutoff=1.2)
     assert np.allclose(far.sum(1), 1.0, atol=1e-12)
-    assert np.array_equal(far[26:, -1], np.ones(4))  # 2.0 A > 1.2 A + 5 sigma
+    assert np.array_equal(far[26:, -1], np.ones(4))  # 2.0 A > 1.2 A + 4 sigma
 
 
 def test_grid_disorder_uses_site_occupancy():
@@ -87,7 +87,7 @@ def test_grid_disorder_uses_site_occupancy():
 
 
 def test_rdf_simple_cubic_coordination():
-    # smearing 0.02 A: every Gaussian (cut at 5 sigma) stays inside its window
+    # smearing 0.02 A: every Gaussian (cut at 4 sigma) stays inside its window
     r = rdf(simple_cubic(), cutoff=2.0, smearing=0.02)
     c = rdf_bins(0.05, 2.0)
     for lo, hi, count, dist in [(0.85, 1.15, 6, 1.0), (1.3, 1.55, 12, math.sqrt(2)), (1.6, 1.85, 8, math.sqrt(3))]:
