@@ -15,9 +15,10 @@ Details that make the array exactly invariant and continuous:
 * **Smearing kernel**: a Gaussian of standard deviation ``smearing`` (Angstrom, default
   0.1 A as in ``gridrdf``) truncated at ``+-GAUSSIAN_TRUNCATION`` (4) standard deviations,
   where ``scipy.ndimage.gaussian_filter`` (which ``gridrdf`` uses) also cuts it, and
-  renormalised: every point's mass lies within 0.4 A of its distance (for the default). The bin masses are computed analytically from ``erf`` at the bin edges (no
-  fine sampling or convolution, unlike ``gridrdf``). ``smearing=0`` gives a plain
-  (discontinuous) histogram.
+  renormalised: every point's mass lies within 0.4 A of its distance (for the default).
+  The bin masses are computed analytically from ``erf`` at the bin edges (no fine
+  sampling or convolution, unlike ``gridrdf``). ``smearing=0`` gives a plain
+  (discontinuous) histogram, bin for bin the one of ``gridrdf`` without smearing.
 * **Mass outside [0, cutoff]**: the first bin also holds any mass below 0 and the *last
   bin holds all mass at or beyond its lower edge* (clipped, not dropped), so every shell
   sums to exactly 1 even when its distances exceed ``cutoff``, and the array stays
@@ -27,7 +28,13 @@ Details that make the array exactly invariant and continuous:
 
 The neighbour distances come from the exact periodic k-nearest-neighbour search on the
 LLL-reduced cell (:func:`~aiida_crystinv.invariants.neighbour_distances`), so the GRID is
-identical for any unit cell, origin, rotation or atom order of the same crystal.
+identical for any unit cell, origin, rotation or atom order of the same crystal. Ties
+between neighbours do not matter (only the sorted distances enter), and the GRID moves
+continuously when atoms or the lattice move, also when two shells swap order.
+
+Compared with ``gridrdf``: its neighbour weights also include the *neighbour's*
+occupancy; here only the centre site is weighted (geometry ignores occupancy, the rule of
+:mod:`aiida_crystinv.invariants._crystal`), which is the same for ordered structures.
 """
 
 from __future__ import annotations
