@@ -16,6 +16,17 @@ from .utils import Timer, check_process, clean_errors, is_chunk, run_process, ta
 
 FORMAT_CHOICES = ("auto", "cif", "csv", "json")
 
+#: How the importer's option names read on this command line.
+_OPTION_FLAGS = {
+    "use on_error='skip'": "use --on-error skip",
+    "on_error='skip'": "--on-error skip",
+    "give cif_column=...": "give --cif-column COLUMN",
+    "give id_column=...": "give --id-column COLUMN",
+    "cif_column=": "--cif-column ",
+    "id_column=": "--id-column ",
+    "give format=": "give --format",
+}
+
 
 def output_of_type(node: t.Any, cls: type, name: str | None = None) -> t.Any:
     """The output of a process node that is an instance of ``cls`` (by link label, else by type)."""
@@ -97,6 +108,11 @@ def import_file(
         if units:
             options["units"] = units
     _, node = run_process(import_dataset, {"file": file_node, "options": orm.Dict(options)})
+    if node.is_finished and not node.is_finished_ok:
+        message = node.exit_message or f"exit status {node.exit_status}"
+        for option, flag in _OPTION_FLAGS.items():
+            message = message.replace(option, flag)
+        echo.echo_critical(f"importing {path.name} failed: {message} [import_dataset {node.pk}; nothing was stored]")
     check_process(node, f"importing {path.name}")
     dataset = output_of_type(node, CrystalDatasetData, "dataset")
     if label is not None:

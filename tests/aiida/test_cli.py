@@ -205,6 +205,16 @@ def test_export_and_reimport(dataset, tmp_path):
     assert "imported 16 structures" in result.output
 
 
+def test_import_csv_of_the_shared_carbon24(csv_slice):
+    path = csv_slice("carbon24.csv.gz", n=8, gz=True)
+    result = run("import", path, "--id-column", "material_id", "--target", "energy_per_atom", "-L", "c24")
+    assert "imported 8 structures" in result.output and "energy_per_atom [eV/atom]" in result.output
+    dataset = orm.load_node(int(result.output.split("as dataset ")[1].split()[0]))
+    assert dataset.target_names == ["energy_per_atom"] and dataset.elements == ["C"]
+    result = run("import", path, "--cif-column", "nope", ok=False)
+    assert "--cif-column" in result.output and "nothing was stored" in result.output
+
+
 def test_import_folder_of_cifs(tmp_path):
     folder = tmp_path / "cifs"
     folder.mkdir()
