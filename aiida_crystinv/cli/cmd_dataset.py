@@ -223,42 +223,33 @@ def _dataset_row(node: t.Any) -> list[t.Any]:
 
 
 def _invariants_row(node: t.Any) -> list[t.Any]:
-    attrs = node.base.attributes
-    params = attrs.get("parameters", None) or {}
     return [
         node.pk,
-        attrs.get("descriptor", getattr(node, "descriptor", "?")),
-        ", ".join(f"{k}={v}" for k, v in params.items() if k != "name"),
-        len(getattr(node, "ids", []) or []),
+        node.descriptor,
+        ", ".join(f"{k}={v}" for k, v in node.parameters.items()),
+        len(node),
         _source_dataset_pk(node),
         node.ctime.strftime("%Y-%m-%d %H:%M"),
     ]
 
 
 def _distances_row(node: t.Any) -> list[t.Any]:
-    attrs = node.base.attributes
-    kind = attrs.get("kind", None) or ("knn" if attrs.get("k", None) else "dense")
-    shape = attrs.get("shape", None)
-    return [
-        node.pk,
-        attrs.get("metric", "?"),
-        kind,
-        "x".join(str(s) for s in shape) if shape else "",
-        node.ctime.strftime("%Y-%m-%d %H:%M"),
-    ]
+    rows, cols = node.shape
+    kind = f"knn (k={node.base.attributes.get('k')})" if node.is_knn else node.layout
+    return [node.pk, node.metric, kind, f"{rows}x{cols}", node.ctime.strftime("%Y-%m-%d %H:%M")]
 
 
 def _source_dataset_pk(node: t.Any) -> str:
-    """PK of the dataset an invariants node was computed from (through its creator)."""
-    from aiida_crystinv.data.dataset import CrystalDatasetData
+    """PK of the dataset an invariants node was computed from (recorded by UUID)."""
+    from aiida import orm
 
-    creator = node.creator
-    while creator is not None:
-        for link in creator.base.links.get_incoming().all():
-            if isinstance(link.node, CrystalDatasetData):
-                return str(link.node.pk)
-        creator = creator.caller
-    return "-"
+    uuid = node.dataset_uuid
+    if not uuid:
+        return "-"
+    try:
+        return str(orm.load_node(uuid).pk)
+    except Exception:  # noqa: BLE001 - e.g. the dataset lives in another profile
+        return "-"
 
 
 @cmd_crystinv.command("list")
