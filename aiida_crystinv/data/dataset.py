@@ -139,7 +139,13 @@ class CrystalDatasetData(ArrayRepositoryMixin, Data):
         ids = [r.id for r in result.records]
         targets = {n: [r.targets.get(n, float("nan")) for r in result.records] for n in names}
         valid = validate_records(
-            structures, ids, targets, on_error=on_error, positions=[r.position for r in result.records], failed=result.failed
+            structures,
+            ids,
+            targets,
+            on_error=on_error,
+            positions=[r.position for r in result.records],
+            failed=result.failed,
+            orders=[r.order for r in result.records],
         )
         node = cls()
         node._pack(valid.crystals, valid.ids, valid.targets, result.units, valid.skipped)

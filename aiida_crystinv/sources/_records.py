@@ -69,6 +69,7 @@ class Record:
     structure: Any
     targets: dict[str, Any] = field(default_factory=dict)
     position: str | None = None
+    order: int | None = None
 
 
 @dataclass
@@ -122,6 +123,7 @@ def validate_records(
     on_error: str = "fail",
     positions: Sequence[str | None] | None = None,
     failed: Iterable[dict] = (),
+    orders: Sequence[int | None] | None = None,
 ) -> ValidRecords:
     """Validate structures, identifiers and targets record by record.
 
@@ -133,8 +135,11 @@ def validate_records(
             ``'skip'`` drops bad records and lists them in ``skipped``.
         positions: where each record sits in its source (``'line 12'``, ``'block 3'``),
             used in messages.
-        failed: records that a reader already could not parse (``{id, reason, position}``);
-            with ``on_error='fail'`` the first of them raises.
+        failed: records that a reader already could not parse (``{id, reason, position,
+            order}``).
+        orders: position of each record in the source (an int), so that with
+            ``on_error='fail'`` the error names the *first* bad record of the source,
+            whether it failed parsing or validation.
 
     Raises:
         RecordError: with ``on_error='fail'``, for the first bad record.
@@ -150,20 +155,19 @@ def validate_records(
         if len(values) != n:
             raise ValueError(f"target {name!r} has {len(values)} values for {n} structures")
     positions = list(positions) if positions is not None else [None] * n
+    orders = list(orders) if orders is not None else list(range(n))
 
-    skipped: list[dict] = []
+    # (order, entry) of every bad record; with on_error='fail' the first one raises
+    bad_records: list[tuple[float, dict]] = []
     for item in failed:
-        if on_error == "fail":
-            raise RecordError(item.get("id", "?"), item.get("reason", "unreadable"), item.get("position"))
-        skipped.append({k: v for k, v in item.items() if v is not None})
+        entry = {k: v for k, v in item.items() if v is not None and k != "order"}
+        bad_records.append((item.get("order", -1) if item.get("order") is not None else -1, entry))
 
     def bad(i: int, reason: str) -> None:
-        if on_error == "fail":
-            raise RecordError(ids[i], reason, positions[i])
         entry = {"id": ids[i], "reason": reason}
         if positions[i]:
             entry["position"] = positions[i]
-        skipped.append(entry)
+        bad_records.append((orders[i] if orders[i] is not None else i, entry))
 
     crystals: list[Crystal] = []
     kept: list[int] = []
@@ -202,6 +206,11 @@ def validate_records(
         seen.add(ids[i])
         crystals.append(crystal)
         kept.append(i)
+    bad_records.sort(key=lambda item: item[0])
+    if on_error == "fail" and bad_records:
+        entry = bad_records[0][1]
+        raise RecordError(entry.get("id", "?"), entry.get("reason", "unreadable"), entry.get("position"))
+    skipped = [entry for _, entry in bad_records]
     out_targets = {
         name: np.array([float(targets[name][i]) for i in kept], dtype=float) for name in names
     }

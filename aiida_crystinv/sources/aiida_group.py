@@ -71,15 +71,20 @@ def read_structuredata(nodes: Sequence[Any], ids: Sequence[str] | None = None) -
         position = f"node {node.pk}" if node.is_stored else f"item {number}"
         if not isinstance(node, StructureData):
             result.failed.append(
-                {"id": str(rid), "reason": f"not a StructureData (got {type(node).__name__})", "position": position}
+                {
+                    "id": str(rid),
+                    "reason": f"not a StructureData (got {type(node).__name__})",
+                    "position": position,
+                    "order": number,
+                }
             )
             continue
         try:
             structure = structuredata_to_tuple(node)
         except (ValueError, KeyError) as exc:
-            result.failed.append({"id": str(rid), "reason": str(exc), "position": position})
+            result.failed.append({"id": str(rid), "reason": str(exc), "position": position, "order": number})
             continue
-        result.records.append(Record(str(rid), structure, {}, position))
+        result.records.append(Record(str(rid), structure, {}, position, number))
     result.source = {
         "description": f"{len(nodes)} StructureData nodes",
         "extras": {"format": "structuredata"},

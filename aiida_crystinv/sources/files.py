@@ -171,9 +171,9 @@ def read_cif(content: bytes | str, name: str = "input.cif") -> ReadResult:
         try:
             structure = parse_cif_block(block, rid)
         except ValueError as exc:
-            result.failed.append({"id": rid, "reason": str(exc), "position": position})
+            result.failed.append({"id": rid, "reason": str(exc), "position": position, "order": number})
             continue
-        result.records.append(Record(rid, structure, {}, position))
+        result.records.append(Record(rid, structure, {}, position, number))
     return result
 
 
@@ -196,20 +196,25 @@ def read_cif_folder(path: str | Path) -> ReadResult:
 
 def _read_cif_files(files: Iterable[tuple[str, bytes]]) -> ReadResult:
     result = ReadResult(records=[], units={}, source={})
+    base = 0
     for filename, content in files:
         stem = re.sub(r"\.cif(\.gz)?$", "", filename, flags=re.IGNORECASE)
         try:
             part = read_cif(content, filename)
         except SourceError as exc:
-            result.failed.append({"id": stem, "reason": str(exc), "position": filename})
+            base += 1
+            result.failed.append({"id": stem, "reason": str(exc), "position": filename, "order": base})
             continue
         single = len(part.records) + len(part.failed) == 1
         for rec in part.records:
             rec.id = stem if single else f"{stem}/{rec.id}"
+            rec.order = base + (rec.order or 0)
             result.records.append(rec)
         for item in part.failed:
             item["id"] = stem if single else f"{stem}/{item['id']}"
+            item["order"] = base + (item.get("order") or 0)
             result.failed.append(item)
+        base += len(part.records) + len(part.failed)
     return result
 
 
@@ -282,10 +287,10 @@ def read_csv(
                 raise ValueError("the CIF cell is empty")
             structure = parse_cif_block(cif_text, rid)
         except ValueError as exc:
-            result.failed.append({"id": rid, "reason": str(exc), "position": position})
+            result.failed.append({"id": rid, "reason": str(exc), "position": position, "order": number})
             continue
         targets = {c: _float_or_text(row.get(c)) for c in target_columns}
-        result.records.append(Record(rid, structure, targets, position))
+        result.records.append(Record(rid, structure, targets, position, number))
     return result
 
 
@@ -371,15 +376,19 @@ def read_json(
         position = f"{name}, record {number}"
         sdict = item if bare else item.get(structure_key)
         if not isinstance(sdict, dict):
-            result.failed.append({"id": rid, "reason": f"no structure dict under {structure_key!r}", "position": position})
+            result.failed.append(
+                {"id": rid, "reason": f"no structure dict under {structure_key!r}", "position": position, "order": number}
+            )
             continue
         try:
             structure = _structure_from_dict(sdict)
         except Exception as exc:  # noqa: BLE001 - pymatgen raises many types
-            result.failed.append({"id": rid, "reason": f"unreadable structure dict ({exc})", "position": position})
+            result.failed.append(
+                {"id": rid, "reason": f"unreadable structure dict ({exc})", "position": position, "order": number}
+            )
             continue
         targets = {c: _float_or_text(item.get(c)) for c in target_columns}
-        result.records.append(Record(rid, structure, targets, position))
+        result.records.append(Record(rid, structure, targets, position, number))
     return result
 
 

@@ -93,10 +93,10 @@ def read_materials_project(
         structure = get("structure")
         position = f"Materials Project result {number}"
         if structure is None:
-            result.failed.append({"id": rid, "reason": "no structure returned", "position": position})
+            result.failed.append({"id": rid, "reason": "no structure returned", "position": position, "order": number})
             continue
         targets = {p: (float("nan") if get(p) is None else get(p)) for p in props}
-        result.records.append(Record(rid, structure, targets, position))
+        result.records.append(Record(rid, structure, targets, position, number))
     result.source = {
         "db_name": "Materials Project",
         "db_uri": "https://api.materialsproject.org",

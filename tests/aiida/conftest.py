@@ -62,9 +62,12 @@ def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Record the storage backend in each test's report header."""
+    """Record the storage backend on each test; silence SQLAlchemy's session warnings."""
+    here = Path(__file__).parent
     for item in items:
-        item.user_properties.append(("aiida_storage", STORAGE))
+        if here in Path(str(item.fspath)).parents:
+            item.user_properties.append(("aiida_storage", STORAGE))
+            item.add_marker(pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning"))
 
 
 def pytest_report_header(config):

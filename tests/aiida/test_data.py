@@ -16,8 +16,13 @@ from aiida_crystinv.invariants import amd, pdd
 from aiida_crystinv.sources import RecordError
 
 
+_FCC = [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]
+
+
 def nacl(a: float = 5.64) -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    """Rock salt, conventional cell (8 sites)."""
+    cl = [[x + 0.5 if i == 0 else x for i, x in enumerate(p)] for p in _FCC]
+    return Structure(Lattice.cubic(a), ["Na"] * 4 + ["Cl"] * 4, _FCC + cl)
 
 
 def disordered() -> Structure:
