@@ -57,7 +57,6 @@ from ..data.model import (
     blas_limit,
     compute_values,
     descriptor_incompatibility,
-    features_node_spec,
     resolve_model_descriptor,
     resolve_model_spec,
     spec_hash,

@@ -59,15 +59,25 @@ def _finish(node: t.Any, report_dir: pathlib.Path | None, seconds: float | None 
     echo.echo_success(done)
 
 
+class _NoProcessReports(logging.Filter):
+    """Drop the log records of processes (they carry ``dbnode_id``) below WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not hasattr(record, "dbnode_id")
+
+
 def _quiet_terminal() -> None:
     """Keep process reports off the terminal but in the database (`verdi process report`).
 
-    The console handlers of the ``aiida`` logger are raised to WARNING; the logger itself
-    keeps its level, so the database log handler still records every report line.
+    A filter on the terminal handlers of the ``aiida`` logger drops records of process
+    nodes below WARNING; the database log handler still records every report line, and
+    the command's own output is untouched.
     """
+    from aiida.orm.utils.log import DBLogHandler
+
     for handler in logging.getLogger("aiida").handlers:
-        if type(handler) is logging.StreamHandler:
-            handler.setLevel(logging.WARNING)
+        if not isinstance(handler, DBLogHandler) and not any(isinstance(f, _NoProcessReports) for f in handler.filters):
+            handler.addFilter(_NoProcessReports())
 
 
 @cmd_crystinv.group("study")

@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, if_
+from aiida.engine import WorkChain, if_
 
 from ..calculations.learning import (
     compute_features,

@@ -17,7 +17,7 @@ from aiida_crystinv.calculations.learning import (
     synthetic_dataset,
     train_model,
 )
-from aiida_crystinv.data import CrystalDatasetData, InvariantsData
+from aiida_crystinv.data import CrystalDatasetData
 from aiida_crystinv.data.model import ModelData
 
 TARGET = "ewald_energy_per_atom"
@@ -113,10 +113,6 @@ def test_holdout_split(landscape, pdd):
     )
     assert node.is_finished_ok, node.exit_message
     assert results["metrics"]["n"] == 10
-
-
-def _outputs(node):
-    return node.base.links.get_outgoing(link_type=None).all()
 
 
 @pytest.mark.parametrize(
