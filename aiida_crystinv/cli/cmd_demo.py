@@ -120,7 +120,8 @@ def run_demo(
 
     :param n: number of structures of the synthetic landscape.
     :param seed: its random seed.
-    :param output: folder to keep the generated JSON file and a ``demo.json`` summary in
+    :param output: folder to keep the generated JSON file, a ``demo.json`` summary (PKs,
+        timings, duplicates) and ``provenance.dot`` (the graph in Graphviz DOT text) in
         (default: a temporary folder, deleted afterwards).
     :param k: neighbours per structure in the kNN graph.
     :param threshold: PDD-EMD (Angstrom) under which two structures are near-duplicates.
@@ -207,6 +208,9 @@ def run_demo(
 
         result.wall_time = time.perf_counter() - start
         if result.output is not None:
+            dot = folder / "provenance.dot"
+            dot.write_text(provenance_dot(result.nodes["file"]))
+            result.extra["provenance_dot"] = dot
             summary = {
                 "n": n,
                 "seed": seed,
@@ -217,6 +221,18 @@ def run_demo(
             }
             (folder / "demo.json").write_text(json.dumps(summary, indent=2))
     return result
+
+
+def provenance_dot(root: t.Any) -> str:
+    """The provenance graph downstream of ``root`` in Graphviz DOT text (no Graphviz needed to write it).
+
+    Render it with ``dot -Tpdf provenance.dot -o provenance.pdf`` or any DOT viewer.
+    """
+    from aiida.tools.visualization import Graph
+
+    graph = Graph(graph_attr={"rankdir": "TB"})
+    graph.recurse_descendants(root, include_process_inputs=True)
+    return graph.graphviz.source
 
 
 def provenance_summary(result: DemoResult) -> str:
@@ -253,7 +269,7 @@ def provenance_summary(result: DemoResult) -> str:
     "--output",
     type=click.Path(file_okay=False, path_type=pathlib.Path),
     default=None,
-    help="Folder to keep the generated dataset file and a demo.json summary (default: not kept).",
+    help="Folder to keep the generated dataset file, a demo.json summary and provenance.dot (default: not kept).",
 )
 @click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours per structure.")
 @click.option(
@@ -305,5 +321,5 @@ def cmd_demo(n, seed, output, k, threshold):
     )
     echo.echo(f"Inspect:  crystinv show {result.nodes['dataset'].pk}   |   verdi -p {profile.name} process list -a -p 1")
     if result.output is not None:
-        echo.echo(f"Files:    {result.output}")
+        echo.echo(f"Files:    {result.output} (the dataset file, demo.json, provenance.dot: `dot -Tpdf` renders it)")
     echo.echo_success(f"demo finished in {result.wall_time:.1f} s")

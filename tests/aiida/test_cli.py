@@ -352,6 +352,8 @@ def test_run_demo_returns_the_nodes(tmp_path):
     summary = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert summary["nodes"]["dataset"]["pk"] == result.nodes["dataset"].pk
     assert (tmp_path / "demo" / "ewald_landscape_n20_seed2.json").exists()
+    dot = (tmp_path / "demo" / "provenance.dot").read_text()
+    assert dot.startswith("digraph") and "InvariantsWorkChain" in dot and "DistancesData" in dot
     # the provenance: file -> import_dataset -> dataset -> workflows -> invariants -> knn
     assert result.nodes["dataset"].creator.inputs.file.uuid == result.nodes["file"].uuid
     assert result.nodes["knn"].creator.inputs.invariants.uuid == result.nodes["pdd"].uuid
