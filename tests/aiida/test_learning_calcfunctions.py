@@ -177,3 +177,19 @@ def test_model_refuses_other_invariants(landscape, pdd):
         target=orm.Str(TARGET), model=orm.Dict({"name": "knn", "k": 1}), invariants=pdd,
     )
     assert node.exit_status == 320 and "not the records of" in node.exit_message
+
+
+def test_import_group(landscape):
+    """A group of StructureData becomes one dataset (labels are the ids; the group is recorded)."""
+    from aiida_crystinv.calculations.learning import import_group
+
+    group = orm.Group(label="crystinv-test-import-group").store()
+    nodes = [n.store() for n in landscape.to_structuredata(range(3))]
+    group.add_nodes(nodes)
+    results, node = import_group.run_get_node(group=orm.Str(group.label))
+    assert node.is_finished_ok, node.exit_message
+    dataset = results["dataset"]
+    assert sorted(dataset.ids) == sorted(landscape.ids[:3])
+    assert set(dataset.get_node_uuids()) == {n.uuid for n in nodes}
+    _, node = import_group.run_get_node(group=orm.Str("no-such-group-label"))
+    assert node.exit_status == 350 and "no-such-group-label" in node.exit_message

@@ -195,6 +195,17 @@ def test_missing_target_and_nan_targets(tmp_path):
     assert "summary" not in node.outputs
 
 
+def test_materials_project_without_key(tmp_path, monkeypatch):
+    """No mp-api or no MP_API_KEY: the import says so, nothing else runs."""
+    monkeypatch.delenv("MP_API_KEY", raising=False)
+    study = {**SMALL, "source": {"materials_project": {"query": {"material_ids": ["mp-149"]}}}, "target": "band_gap"}
+    loaded = load_study(write(tmp_path, study))
+    assert loaded["sources"]["train"]["options"] == {"properties": ["band_gap"]}
+    _, node = run_get_node(StudyWorkChain, **build_study_inputs(loaded))
+    assert node.exit_status == StudyWorkChain.exit_codes.ERROR_SOURCE_FAILED.status
+    assert "Materials Project" in node.exit_message and ("MP_API_KEY" in node.exit_message or "mp-api" in node.exit_message)
+
+
 def test_fewer_records_than_folds(tmp_path):
     study = {**SMALL, "source": {"synthetic": {"n": 4, "seed": 1}}, "split": {"kind": "kfold", "n_splits": 5},
              "descriptors": [{"name": "amd", "k": 4}], "models": [{"name": "median"}]}
