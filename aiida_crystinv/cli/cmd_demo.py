@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import pathlib
 import tempfile
 import time
@@ -31,7 +30,7 @@ import click
 from aiida.cmdline.utils import echo
 
 from .root import cmd_crystinv
-from .utils import clean_errors, table, with_profile
+from .utils import clean_errors, quiet_process_reports, table, with_profile
 
 __all__ = ("DemoResult", "run_demo", "register_demo_step", "DEMO_STEPS")
 
@@ -297,7 +296,7 @@ def cmd_demo(n, seed, output, k, threshold):
     from aiida.manage import get_manager
 
     if log.CLI_LOG_LEVEL is None:  # keep process reports in the database, off the terminal
-        logging.getLogger("aiida").setLevel(logging.WARNING)
+        quiet_process_reports()
     profile = get_manager().get_profile()
     echo.echo(f"crystinv demo: Ewald polymorph landscape, n={n}, seed={seed}, profile '{profile.name}'")
     result = run_demo(n=n, seed=seed, output=output, k=k, threshold=threshold, report=echo.echo)

@@ -270,6 +270,21 @@ class Timer:
         self.seconds = time.perf_counter() - self._start
 
 
+class _NoProcessReports(logging.Filter):
+    """Drop log records of processes (they carry ``dbnode_id``) below WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not hasattr(record, "dbnode_id")
+
+
 def quiet_process_reports() -> None:
-    """Silence process report lines on the terminal (they stay in the database)."""
-    logging.getLogger("aiida").setLevel(logging.WARNING)
+    """Keep process report lines off the terminal, but in the database (``verdi process report``).
+
+    A filter on the terminal handlers of the ``aiida`` logger; the database log handler
+    still receives every record (lowering the logger's level would drop them there too).
+    """
+    from aiida.orm.utils.log import DBLogHandler
+
+    for handler in logging.getLogger("aiida").handlers:
+        if not isinstance(handler, DBLogHandler) and not any(isinstance(f, _NoProcessReports) for f in handler.filters):
+            handler.addFilter(_NoProcessReports())

@@ -365,3 +365,8 @@ def test_demo_command():
     for needle in ("[1/5] generated 20", "[5/5] PDD-EMD", "Provenance:", "CrystalDatasetData", "node graph generate"):
         assert needle in text, text
     assert "demo finished" in text
+    assert "submitted 4 chunks" not in text  # process reports: off the terminal ...
+    workflow = orm.QueryBuilder().append(orm.WorkChainNode, filters={"attributes.process_label": "InvariantsWorkChain"})
+    workflow = workflow.order_by({orm.WorkChainNode: {"id": "desc"}}).first()[0]
+    logs = orm.Log.collection.get_logs_for(workflow)
+    assert any("submitted 4 chunks" in entry.message for entry in logs)  # ... but in the database
