@@ -14,8 +14,9 @@ model + candidate dataset ->
 
 The inputs template is a JSON dict keyed by the child's input ports: plain values are
 turned into nodes (``orm.to_aiida_type``: dict -> Dict, int -> Int, ...), nested
-namespaces are dicts, a string ``'@<pk or uuid>'`` loads an existing node (a code, a
-pseudo family...), and ``metadata`` is passed through unchanged. The structure goes into
+namespaces are dicts, a string ``'@<pk, uuid or label>'`` loads an existing node (e.g.
+``'@pw@cluster'`` a code by ``LABEL@COMPUTER``), and ``metadata`` is passed through
+unchanged. The structure goes into
 the port named by ``handoff.structure_input`` (default ``structure``; ``'pw.structure'``
 for a nested port).
 
@@ -134,10 +135,16 @@ def build_handoff_inputs(process_class: type, template: dict[str, Any], structur
         if isinstance(value, orm.Node):
             return value
         if isinstance(value, str) and value.startswith("@"):
+            identifier = value[1:]
             try:
-                return orm.load_node(value[1:])
+                return orm.load_node(identifier)
             except (NotExistent, MultipleObjectsError, ValueError) as exc:
-                raise ValueError(f"input {where!r}: cannot load node {value[1:]!r} ({exc})") from None
+                if "@" in identifier:  # a code as LABEL@COMPUTER
+                    try:
+                        return orm.load_code(identifier)
+                    except (NotExistent, MultipleObjectsError, ValueError):
+                        pass
+                raise ValueError(f"input {where!r}: cannot load node {identifier!r} ({exc})") from None
         return orm.to_aiida_type(value)
 
     inputs = process_class.spec().inputs

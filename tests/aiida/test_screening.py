@@ -113,5 +113,11 @@ def test_bad_template_and_selection(trained):
 def test_handoff_template_conversion():
     inputs = build_handoff_inputs(EwaldEnergyWorkChain, {"oxidation_states": {"Na": 1, "Cl": -1}}, "structure")
     assert isinstance(inputs["oxidation_states"], orm.Dict)
+    stored = orm.Dict({"Na": 1, "Cl": -1}).store()
+    assert build_handoff_inputs(EwaldEnergyWorkChain, {"oxidation_states": f"@{stored.uuid}"}, "structure")[
+        "oxidation_states"
+    ].uuid == stored.uuid
+    with pytest.raises(ValueError, match="cannot load node"):
+        build_handoff_inputs(EwaldEnergyWorkChain, {"oxidation_states": "@no-such-node"}, "structure")
     with pytest.raises(ValueError, match="no input 'pw.structure'"):
         build_handoff_inputs(EwaldEnergyWorkChain, {}, "pw.structure")
