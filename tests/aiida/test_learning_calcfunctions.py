@@ -69,6 +69,8 @@ def test_knn_train_predict_round_trip(landscape, pdd):
     loaded = orm.load_node(model.pk)
     direct = loaded.predict_from(pdd)
     assert np.allclose(direct, landscape.get_target(TARGET))
+    # plain pymatgen structures: the descriptor is computed with the model's parameters
+    assert np.allclose(loaded.predict_from(landscape.get_structures(range(3))), direct[:3])
 
     out, pnode = predict.run_get_node(model=loaded, invariants=pdd, dataset=landscape, reference=pdd)
     assert pnode.is_finished_ok, pnode.exit_message

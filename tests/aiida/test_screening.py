@@ -102,6 +102,10 @@ def test_bad_template_and_selection(trained):
     )
     assert node.exit_status == 331 and "kpoints_distance" in node.exit_message and "oxidation_states" in node.exit_message
     assert not node.called
+    other, _ = compute_invariants.run_get_node(dataset=candidates, descriptor=orm.Dict({"name": "amd", "k": 12}))
+    _, node = run_get_node(ScreeningWorkChain, model=model, candidates=candidates, candidate_values=other["invariants"])
+    assert node.exit_status == 320 and "k=12 (trained with 10)" in node.exit_message
+    assert not node.called
     _, node = run_get_node(ScreeningWorkChain, model=model, candidates=candidates, selection=orm.Dict({"order": "best"}))
     assert node.exit_status == 310 and not node.called
     _, node = run_get_node(
