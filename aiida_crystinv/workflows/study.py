@@ -109,6 +109,21 @@ def _unique(label: str, taken: set[str]) -> str:
     return out
 
 
+def _tabular(path: pathlib.Path, options: Mapping[str, Any]) -> bool:
+    """True for a CSV or JSON file (which have target columns), False for CIF files and folders."""
+    from ..sources import SourceError, detect_format
+
+    if path.is_dir():
+        return False
+    fmt = options.get("format")
+    if fmt is None:
+        try:
+            fmt = detect_format(path.name)
+        except SourceError:
+            return False
+    return str(fmt).lower() in ("csv", "json")
+
+
 def _source(raw: Any, where: str, base: pathlib.Path, target: str | None, check_files: bool) -> dict[str, Any]:
     """A normalised source ``{'kind': ..., ...}``."""
     if isinstance(raw, str):
@@ -132,8 +147,8 @@ def _source(raw: Any, where: str, base: pathlib.Path, target: str | None, check_
         if check_files and not path.exists():
             raise StudyError(f"{where}.file: {path} does not exist (relative paths are relative to the study file)")
         options = dict(raw)
-        if target is not None and "target_columns" not in options and not path.is_dir():
-            options["target_columns"] = [target]
+        if _tabular(path, options) and "target_columns" not in options:
+            options["target_columns"] = [target] if target is not None else []
         if "on_error" in options and options["on_error"] not in ("fail", "skip"):
             raise StudyError(f"{where}.on_error must be 'fail' or 'skip', got {options['on_error']!r}")
         return {"kind": "file", "path": str(path), "options": jsonable(options)}
@@ -276,10 +291,7 @@ def validate_study(raw: Any, base: str | pathlib.Path = ".", where: str = "study
         _unknown(sc, SCREENING_KEYS, f"{where}.screening")
         if "candidates" not in sc:
             raise StudyError(f"{where}.screening: 'candidates' (a source of candidate structures) is missing")
-        candidates = _source(sc["candidates"], f"{where}.screening.candidates", base, None, check_files)
-        if candidates["kind"] == "file" and "target_columns" not in candidates["options"] and not pathlib.Path(candidates["path"]).is_dir():
-            candidates["options"]["target_columns"] = []
-        sources["candidates"] = candidates
+        sources["candidates"] = _source(sc["candidates"], f"{where}.screening.candidates", base, None, check_files)
         try:
             selection = resolve_selection({k: sc[k] for k in ("top", "threshold", "order") if k in sc} or {"top": 10})
         except ValueError as exc:

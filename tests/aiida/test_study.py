@@ -195,6 +195,21 @@ def test_missing_target_and_nan_targets(tmp_path):
     assert "summary" not in node.outputs
 
 
+def test_cif_candidates(tmp_path):
+    """Candidates from a CIF file (one's own CSP structures): no target columns are asked for."""
+    from aiida_crystinv.calculations.functions import import_dataset
+
+    _, structures, _, _ = ewald_landscape(n=3, seed=8, duplicate_fraction=0.0)
+    (tmp_path / "mine.cif").write_text("".join(s.to(fmt="cif").replace("data_", f"data_c{i}_", 1) for i, s in enumerate(structures)))
+    study = {**SMALL, "screening": {"candidates": {"file": "mine.cif"}, "top": 1}}
+    source = load_study(write(tmp_path, study))["sources"]["candidates"]
+    assert source["kind"] == "file" and source["options"] == {}
+    inputs = build_study_inputs(load_study(write(tmp_path, study)))
+    results, node = import_dataset.run_get_node(file=inputs["files"]["candidates"], options=orm.Dict(source["options"]))
+    assert node.is_finished_ok, node.exit_message
+    assert len(results["dataset"]) == 3
+
+
 def test_materials_project_without_key(tmp_path, monkeypatch):
     """No mp-api or no MP_API_KEY: the import says so, nothing else runs."""
     monkeypatch.delenv("MP_API_KEY", raising=False)
