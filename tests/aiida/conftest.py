@@ -27,10 +27,28 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
-from aiida.tools.pytest_fixtures import *  # noqa: F401,F403 - the AiiDA fixtures
+# The daemon starts `verdi` from PATH: make it the one of this interpreter (before aiida
+# looks it up at import time).
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
-from ..conftest import IN_CI, dataset_path  # noqa: F401 - re-exported for the tests
+import pytest  # noqa: E402
+from aiida.tools.pytest_fixtures import *  # noqa: E402,F401,F403 - the AiiDA fixtures
+
+from ..conftest import IN_CI, dataset_path  # noqa: E402,F401 - re-exported for the tests
+
+
+def _fix_verdi_bin() -> None:
+    import shutil
+
+    import aiida.engine.daemon.client as client
+
+    if client.VERDI_BIN is None:
+        client.VERDI_BIN = shutil.which("verdi")
+
+
+_fix_verdi_bin()
 
 STORAGE = os.environ.get("CRYSTINV_TEST_STORAGE", "sqlite").lower()
 BROKER = os.environ.get("CRYSTINV_TEST_BROKER", "zeromq").lower()
@@ -39,11 +57,6 @@ PG_PORT = int(os.environ.get("CRYSTINV_PG_PORT", "5432"))
 PG_USER = os.environ.get("CRYSTINV_PG_USER", "postgres")
 RMQ_HOST = os.environ.get("CRYSTINV_RMQ_HOST", "127.0.0.1")
 RMQ_PORT = int(os.environ.get("CRYSTINV_RMQ_PORT", "5672"))
-
-# The daemon starts `verdi` from PATH: make it the one of this interpreter.
-_BIN = str(Path(sys.executable).parent)
-if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
-    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 
 def service_missing(what: str) -> None:
@@ -155,6 +168,42 @@ def aiida_profile(request, aiida_config, aiida_profile_factory):
         pytest.exit(f"CRYSTINV_TEST_BROKER must be 'zeromq', 'rabbitmq' or 'none', got {BROKER!r}", returncode=4)
     with aiida_profile_factory(aiida_config, **kwargs) as profile:
         yield profile
+
+
+@pytest.fixture(scope="session")
+def daemon_client(aiida_profile):
+    """The test profile's daemon client (overrides aiida's: a longer circus timeout, since
+    the machine may be busy, and a stop at the end of the session that cannot hang)."""
+    import time
+
+    from aiida.engine.daemon import get_daemon_client
+    from aiida.engine.daemon.client import DaemonException
+    from aiida.manage import get_config
+
+    config = get_config()
+    config.set_option("daemon.timeout", 60, scope=aiida_profile.name)
+    config.store()
+    client = get_daemon_client(aiida_profile.name)
+    try:
+        yield client
+    finally:
+        try:
+            if client.is_daemon_running:
+                client.stop_daemon(wait=True)
+        except DaemonException:
+            pass
+        deadline = time.monotonic() + 30
+        while client.is_daemon_running and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if client.is_daemon_running:  # last resort: the daemon this session started
+            import signal
+
+            pid = client.get_circus_pid()
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError:
+                    pass
 
 
 @pytest.fixture

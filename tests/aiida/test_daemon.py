@@ -1,0 +1,66 @@
+"""The chunked WorkChain submitted to a real daemon (ZeroMQ broker or RabbitMQ).
+
+The broker is chosen by ``CRYSTINV_TEST_BROKER`` (see ``conftest.py``); the daemon is
+started with two workers so that the chunk sub-processes are shared between them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.common.links import LinkType
+from aiida.engine import ProcessState
+
+from aiida_crystinv.calculations.functions import import_dataset
+from aiida_crystinv.invariants import amd
+from aiida_crystinv.workflows import InvariantsWorkChain
+
+pytestmark = [pytest.mark.daemon, pytest.mark.postgres]
+
+
+@pytest.fixture
+def two_worker_daemon(daemon_ready, daemon_client):
+    """A running daemon with two workers for the test profile (kept for the session)."""
+    if not daemon_client.is_daemon_running:
+        daemon_client.start_daemon(number_workers=2)
+    assert daemon_client.is_daemon_running
+    yield daemon_client
+
+
+def test_workchain_on_daemon(two_worker_daemon, submit_and_await, mp_records):
+    file = orm.SinglefileData(io.BytesIO(gzip.compress(json.dumps(mp_records).encode())), filename="mp.json.gz")
+    # the import runs in the daemon too (a calcfunction cannot be submitted: run it here)
+    dataset = import_dataset(file=file)["dataset"]
+    builder = InvariantsWorkChain.get_builder()
+    builder.dataset = dataset
+    builder.descriptor = orm.Dict({"name": "amd", "k": 8})
+    builder.chunk_size = orm.Int(8)
+    node = submit_and_await(builder, timeout=180)
+    assert node.process_state is ProcessState.FINISHED
+    assert node.is_finished_ok, f"[{node.exit_status}] {node.exit_message}"
+    inv = node.outputs.invariants
+    assert inv.ids == dataset.ids
+    expected = np.stack([amd(dataset.get_structure(i), 8) for i in range(len(dataset))])
+    np.testing.assert_allclose(inv.get_stack(), expected, atol=1e-12)
+    chunks = [c for c in node.called if c.process_label == "InvariantsChunkWorkChain"]
+    assert len(chunks) == 4 and all(c.is_finished_ok for c in chunks)
+    # every chunk's invariants feed the merge: full provenance from dataset to result
+    merge = inv.creator
+    merged_from = merge.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all_nodes()
+    assert {n.uuid for n in merged_from} == {c.outputs.invariants.uuid for c in chunks}
+    assert all(c.inputs.dataset.uuid == dataset.uuid for c in chunks)
+
+
+def test_failing_chunk_on_daemon(two_worker_daemon, submit_and_await, mp_records):
+    file = orm.SinglefileData(io.BytesIO(json.dumps(mp_records[:6]).encode()), filename="mp.json")
+    dataset = import_dataset(file=file)["dataset"]
+    node = submit_and_await(
+        InvariantsWorkChain, dataset=dataset, descriptor=orm.Dict({"name": "amd", "k": 0}), timeout=120
+    )
+    assert node.exit_status == InvariantsWorkChain.exit_codes.ERROR_INVALID_PARAMETERS.status
+    assert "invariants" not in node.outputs
