@@ -86,60 +86,44 @@ def _snap(c, snap):
 
 
 @njit(cache=True)
-def _row_total(a, i, s):
-    """Sum of a[i, s, :] with four accumulators (no serial dependency chain)."""
-    n = a.shape[2]
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    k = 0
-    while k + 4 <= n:
-        s0 += a[i, s, k]
-        s1 += a[i, s, k + 1]
-        s2 += a[i, s, k + 2]
-        s3 += a[i, s, k + 3]
-        k += 4
-    while k < n:
-        s0 += a[i, s, k]
-        k += 1
-    return (s0 + s1) + (s2 + s3)
-
-
-@njit(cache=True)
 def _scan_profile(a, i, snap, lo, hi, inv, k0s):
     """Windows of the normalised cumulative rows of profile ``i``.
 
     Row ``s`` has cumulative values ``C_k = f * sum_{b <= k} a[i, s, b]`` on the edges
     ``k < n_bins - 1``, ``f = 1 / total``, snapped to 0 / 1 within ``snap``; its window is
     ``[first k with C_k != 0, last k with C_k != 1] + 1``. Only the stretch between the
-    first and last non-zero bin is summed (C is constant outside it). Returns the first
-    row whose total is not a positive finite number, or -1.
+    first and last non-zero bin is summed (C is constant outside it); the total is the
+    sum over that stretch. Returns the first row whose total is not a positive finite
+    number, or -1.
     """
     shells, nbins = a.shape[1], a.shape[2]
     ne = nbins - 1
     buf = np.empty(nbins)
     bad = -1
     for s in range(shells):
-        tot = _row_total(a, i, s)
+        row = a[i, s]
+        # row[k] == 0 outside [k0, k1] (NaN and inf count as non-zero)
+        k0 = 0
+        while k0 < nbins - 1 and row[k0] == 0.0:
+            k0 += 1
+        k1 = nbins - 1
+        while k1 > k0 and row[k1] == 0.0:
+            k1 -= 1
+        acc = 0.0
+        for k in range(k0, k1 + 1):
+            acc += row[k]
+            buf[k] = acc
+        tot = acc
         if not (tot > 0.0 and tot < np.inf):
             if bad < 0:
                 bad = s
             tot = 1.0
         f = 1.0 / tot
         inv[i, s] = f
-        k0 = 0
-        while k0 < ne and a[i, s, k0] == 0.0:
-            k0 += 1
-        k1 = nbins - 1
-        while k1 > k0 and a[i, s, k1] == 0.0:
-            k1 -= 1
         kend = min(k1, ne - 1)  # C_k is constant (C_kend) for k > kend
         k0s[i, s] = k0
-        acc = 0.0
         for k in range(k0, kend + 1):
-            acc += a[i, s, k]
-            buf[k] = acc * f
+            buf[k] *= f
         first = ne
         for k in range(k0, kend + 1):
             if abs(buf[k]) > snap:
