@@ -124,7 +124,7 @@ def run_demo(
         (default: a temporary folder, deleted afterwards).
     :param k: neighbours per structure in the kNN graph.
     :param threshold: PDD-EMD (Angstrom) under which two structures are near-duplicates.
-    :param chunk_size: structures per invariants chunk (default: 4 chunks).
+    :param chunk_size: structures per invariants chunk (default: n/4, at least 50).
     :param report: called with one line per finished step (default: nothing).
     """
     from .cmd_compute import compute_invariants, near_duplicate_pairs, nearest_neighbours
@@ -135,7 +135,7 @@ def run_demo(
     result = DemoResult(n=n, seed=seed, output=pathlib.Path(output) if output else None)
     result.first_pk = _max_pk() + 1
     steps_total = 5 + len(DEMO_STEPS)
-    chunk = chunk_size or max(1, -(-n // 4))
+    chunk = chunk_size or max(50, -(-n // 4))  # 4 chunks for n >= 200, one below 50
 
     def step(i: int, key: str, func: t.Callable[[], str | None]) -> None:
         t0 = time.perf_counter()
@@ -181,7 +181,8 @@ def run_demo(
                 )
                 result.nodes.update({name: inv, f"{name}_workflow": node})
                 n_chunks = -(-n // chunk)
-                return f"{name.upper()} invariants (k={k_}): node {inv.pk}, by InvariantsWorkChain {node.pk} in {n_chunks} chunk(s)"
+                how = f"in {n_chunks} chunks" if n_chunks > 1 else "in one chunk"
+                return f"{name.upper()} invariants (k={k_}): node {inv.pk}, by InvariantsWorkChain {node.pk} {how}"
 
             return run
 
@@ -274,9 +275,12 @@ def provenance_summary(result: DemoResult) -> str:
 @click.option(
     "-t", "--threshold", type=click.FloatRange(min=0), default=0.05, show_default=True, help="Near-duplicate PDD-EMD (A)."
 )
+@click.option(
+    "-c", "--chunk-size", type=click.IntRange(min=1), default=None, help="Structures per invariants chunk [default: n/4, at least 50]."
+)
 @with_profile
 @clean_errors
-def cmd_demo(n, seed, output, k, threshold):
+def cmd_demo(n, seed, output, k, threshold, chunk_size):
     """Run the whole pipeline on a synthetic crystal landscape (offline).
 
     Generates N ionic structures from prototypes (rocksalt, CsCl, zincblende,
@@ -299,7 +303,7 @@ def cmd_demo(n, seed, output, k, threshold):
         quiet_process_reports()
     profile = get_manager().get_profile()
     echo.echo(f"crystinv demo: Ewald polymorph landscape, n={n}, seed={seed}, profile '{profile.name}'")
-    result = run_demo(n=n, seed=seed, output=output, k=k, threshold=threshold, report=echo.echo)
+    result = run_demo(n=n, seed=seed, output=output, k=k, threshold=threshold, chunk_size=chunk_size, report=echo.echo)
 
     if result.duplicates:
         echo.echo(f"\nNear-duplicates (PDD-EMD <= {threshold} A)")

@@ -360,7 +360,7 @@ def test_run_demo_returns_the_nodes(tmp_path):
 
 
 def test_demo_command():
-    result = run("demo", "--n", "20", "--seed", "3")
+    result = run("demo", "--n", "20", "--seed", "3", "--chunk-size", "5")
     text = result.output
     for needle in ("[1/5] generated 20", "[5/5] PDD-EMD", "Provenance:", "CrystalDatasetData", "node graph generate"):
         assert needle in text, text
