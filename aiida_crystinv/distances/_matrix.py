@@ -279,8 +279,10 @@ def cdist(
         na, nb = len(A), len(B)
         per_row = nb * A.shape[1] * 8
     else:
-        A, B = np.asarray(items_a, dtype=float), np.asarray(items_b, dtype=float)
-        na, nb = len(A), len(B)
+        A = np.asarray(items_a, dtype=float)
+        # windowed cumulative profiles of B are prepared once, not once per block
+        B = _profiles().prepare_profiles(items_b, "items_b", 2 if metric == "grid_emd" else 1)
+        na, nb = len(A), B.n
         per_row = nb * 8 + A[0].size * 8
     if out is None:
         out = np.empty((na, nb))
