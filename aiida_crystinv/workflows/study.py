@@ -62,6 +62,7 @@ __all__ = [
     "build_study_inputs",
     "run_study",
     "summarize_study",
+    "find_imported_dataset",
     "write_report",
     "metrics_table",
     "STUDY_KEYS",
@@ -455,6 +456,42 @@ def summarize_study(study: orm.Dict, **metrics: orm.Dict):
     }
 
 
+# ------------------------------------------------------------------------------- reuse
+
+
+def find_imported_dataset(source: Mapping[str, Any], file: Any = None) -> CrystalDatasetData | None:
+    """A dataset made earlier from the same source, found by query (or None).
+
+    * ``synthetic``: made by ``synthetic_dataset`` with the same parameters (deterministic);
+    * ``file``: made by ``import_dataset`` from a file with the same content (MD5 recorded
+      in the dataset's ``source``) and the same options.
+
+    Groups and Materials Project queries can change between runs: they are always
+    imported again.
+    """
+    import hashlib
+
+    kind = source["kind"]
+    if kind == "synthetic":
+        label, wanted, extra = "synthetic_dataset", {"parameters": source["parameters"]}, {}
+    elif kind == "file" and isinstance(file, orm.SinglefileData):
+        md5 = hashlib.md5(file.get_content(mode="rb")).hexdigest()  # noqa: S324 - a checksum
+        label, wanted = "import_dataset", {"options": source["options"]}
+        extra = {"attributes.source.source_md5": md5}
+    else:
+        return None
+    (port, params), = wanted.items()
+    qb = orm.QueryBuilder()
+    qb.append(orm.CalcFunctionNode, filters={"attributes.process_label": label, "attributes.exit_status": 0}, tag="calc")
+    qb.append(orm.Dict, with_outgoing="calc", edge_filters={"label": port}, project="attributes")
+    qb.append(CrystalDatasetData, with_incoming="calc", filters=extra, project="*", tag="dataset")
+    qb.order_by({"dataset": {"id": "desc"}})
+    for attributes, dataset in qb.iterall():
+        if jsonable(attributes) == jsonable(params):
+            return dataset
+    return None
+
+
 # ------------------------------------------------------------------------------- workchain
 
 
@@ -534,6 +571,11 @@ class StudyWorkChain(WorkChain):
                 continue
             meta = {"call_link_label": f"import_{role}"}
             kind = source["kind"]
+            found = find_imported_dataset(source, self.inputs.files.get(role) if "files" in self.inputs else None)
+            if found is not None:
+                datasets[role] = found
+                self.report(f"{role} source ({kind}): reusing dataset <{found.pk}> imported earlier from the same source")
+                continue
             if kind == "file":
                 results, node = import_dataset.run_get_node(file=self.inputs.files[role], options=orm.Dict(source["options"]), metadata=meta)
             elif kind == "group":

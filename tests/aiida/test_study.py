@@ -178,6 +178,14 @@ def test_file_sources_with_an_explicit_test_set(tmp_path):
     path = write_report(node, tmp_path / "rep")
     assert "explicit test set" in path.read_text()
 
+    # a rerun of the same files finds the datasets, invariants and distances by query
+    again, node2 = run_get_node(StudyWorkChain, **build_study_inputs(load_study(write(tmp_path, study))))
+    assert node2.is_finished_ok, node2.exit_message
+    assert again["datasets"]["train"].uuid == results["datasets"]["train"].uuid
+    assert again["datasets"]["test"].uuid == results["datasets"]["test"].uuid
+    assert not [c for c in node2.called if c.process_label in ("import_dataset", "InvariantsWorkChain")]
+    assert again["summary"]["rows"] == results["summary"]["rows"]
+
 
 def test_missing_target_and_nan_targets(tmp_path):
     _, node = run_get_node(StudyWorkChain, **build_study_inputs(load_study(write(tmp_path, {**SMALL, "target": "band_gap"}))))
