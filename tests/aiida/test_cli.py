@@ -360,6 +360,13 @@ def test_run_demo_returns_the_nodes(tmp_path):
 
 
 def test_demo_command():
+    from aiida.common.log import configure_logging
+
+    # A real command configures the CLI logging first and the database log handler when it
+    # loads the storage; in this test session the storage is loaded already, so restore the
+    # database handler after the CLI logging has been set up once.
+    run("list")
+    configure_logging(with_orm=True)
     result = run("demo", "--n", "20", "--seed", "3", "--chunk-size", "5")
     text = result.output
     for needle in ("[1/5] generated 20", "[5/5] PDD-EMD", "Provenance:", "CrystalDatasetData", "node graph generate"):
