@@ -49,6 +49,9 @@ def create_embedded_profile(config, name: str = EMBEDDED_PROFILE_NAME):
         broker_backend=None,
         broker_config=None,
     )
+    # like `verdi presto`: processes run with `aiida.engine.run` wait for their sub-processes
+    # by polling, every 60 s by default
+    config.set_option("runner.poll.interval", 1, scope=profile.name)
     config.set_default_profile(profile.name, overwrite=False)
     config.store()
     return profile, pathlib.Path(filepath)

@@ -59,6 +59,7 @@ def test_embedded_profile_demo_and_reuse(tmp_path):
     assert profile["storage"]["backend"] == "core.sqlite_dos"
     assert pathlib.Path(profile["storage"]["config"]["filepath"]).is_relative_to(tmp_path)
     assert profile.get("process_control", {}).get("backend") in (None, "")
+    assert profile["options"]["runner.poll.interval"] == 1
 
     second = script(CRYSTINV, "list", aiida_path=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
