@@ -34,6 +34,37 @@ def _to_npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+class _NpyReader(io.RawIOBase):
+    """A read-only stream of the ``.npy`` encoding of an array, without copying the data."""
+
+    def __init__(self, array: np.ndarray):
+        super().__init__()
+        if array.dtype.hasobject:
+            raise TypeError("object arrays cannot be stored (they would need pickle)")
+        array = np.ascontiguousarray(array)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+        self._chunks = [memoryview(header.getvalue()), memoryview(array.reshape(-1)).cast("B")]
+        self._index = 0
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        target = memoryview(buffer).cast("B")
+        while self._index < len(self._chunks):
+            chunk = self._chunks[self._index]
+            if self._offset < len(chunk):
+                n = min(len(target), len(chunk) - self._offset)
+                target[:n] = chunk[self._offset : self._offset + n]
+                self._offset += n
+                return n
+            self._index += 1
+            self._offset = 0
+        return 0
+
+
 def read_rows(handle: BinaryIO, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` (along axis 0) of the ``.npy`` file open in ``handle``.
 
@@ -82,7 +113,11 @@ class ArrayRepositoryMixin:
 
     def _set_array(self, name: str, array: np.ndarray) -> None:
         array = np.asarray(array)
-        self.base.repository.put_object_from_bytes(_to_npy_bytes(array), f"{name}.npy")  # type: ignore[attr-defined]
+        if array.size == 0 or array.dtype.kind == "U":
+            self.base.repository.put_object_from_bytes(_to_npy_bytes(array), f"{name}.npy")  # type: ignore[attr-defined]
+        else:
+            stream = io.BufferedReader(_NpyReader(array), buffer_size=1 << 22)
+            self.base.repository.put_object_from_filelike(stream, f"{name}.npy")  # type: ignore[attr-defined]
         shapes = dict(self.base.attributes.get(self._ARRAYS_ATTRIBUTE, {}))  # type: ignore[attr-defined]
         shapes[name] = [int(s) for s in array.shape]
         self.base.attributes.set(self._ARRAYS_ATTRIBUTE, shapes)  # type: ignore[attr-defined]

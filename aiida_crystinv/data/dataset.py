@@ -436,20 +436,24 @@ class CrystalDatasetData(ArrayRepositoryMixin, Data):
         if isinstance(indices, slice):
             indices = range(*indices.indices(n))
         if indices is None:
-            self._load_all()
-            return self._crystals_from_block(self._read_block(0, n))
+            return list(self._all_crystals())
         if isinstance(indices, range) and indices.step == 1:
             if len(indices) == 0:
                 return []
             return self._crystals_from_block(self._read_block(indices.start, indices.stop))
         idx = [self.index_of(i) for i in indices]
-        self._load_all()
-        crystals = self._crystals_from_block(self._read_block(0, n))
+        crystals = self._all_crystals()
         return [crystals[i] for i in idx]
 
-    def _load_all(self) -> None:
-        for name in ("cells", "site_offsets", "frac", "species_offsets", "species", "occupancies", "ids"):
-            self._get_array(name)
+    def _all_crystals(self) -> tuple[Crystal, ...]:
+        """Every record as a Crystal, built once per node instance (Crystals are immutable)."""
+        cached = getattr(self, "_crystinv_crystals", None)
+        if cached is None or len(cached) != len(self):
+            for name in ("cells", "site_offsets", "frac", "species_offsets", "species", "occupancies", "ids"):
+                self._get_array(name)
+            cached = tuple(self._crystals_from_block(self._read_block(0, len(self))))
+            object.__setattr__(self, "_crystinv_crystals", cached)
+        return cached
 
     # ------------------------------------------------------------------ conversions
     def to_structuredata(self, indices: Sequence[int | str] | None = None) -> list:

@@ -8,17 +8,24 @@ name           parameters (defaults)                       layout     stored as
 ``amd``        ``k=100``                                   matrix     (n, k) float64, Angstrom
 ``pdd``        ``k=100, collapse=True, collapse_tol=1e-4`` ragged     packed rows (R, k+1) float64
                                                                       + offsets (n+1,)
-``grid``       ``bin_width=0.1, cutoff=10.0, n_shells=100`` stack     (n, shells, bins) float32
-``rdf``        ``cutoff=10.0, bin_width=0.05, smearing=0.1`` stack    (n, bins) float32
-``composition`` (none)                                     matrix     (n, d) float64
+``grid``       ``bin_width=0.1, cutoff=10.0, n_shells=100, stack     (n, shells, bins) float32,
+               smearing=0.1``                                         windowed (lossless)
+``rdf``        ``cutoff=10.0, bin_width=0.05, smearing=0.1, stack     (n, bins) float32
+               normalise='counts'``
+``composition`` ``properties``, ``stats`` (element-property  matrix     (n, d) float64
+               statistics; defaults of the pure function)
 =============  ==========================================  =========  ====================
 
 GRID and RDF stacks are stored as float32 (half the space; their values are binned
 densities whose float32 rounding, ~1e-7 relative, is far below any meaningful
-difference). AMD, PDD and composition keep float64.
+difference). AMD, PDD and composition keep float64. A GRID stack is moreover stored
+windowed: only the non-zero stretch of each shell's histogram (~10% of the bins) is kept,
+with its start and length, which is lossless; :meth:`InvariantsData.get_stack` returns
+the dense (n, shells, bins) float32 array.
 
 Repository files: ``ids.npy`` and, by layout, ``matrix.npy`` / ``pdd_rows.npy`` +
-``pdd_offsets.npy`` / ``stack.npy``.
+``pdd_offsets.npy`` / ``stack.npy`` (RDF) / ``window_starts.npy`` +
+``window_lengths.npy`` + ``window_values.npy`` (GRID).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ class Descriptor:
     layout: str  # 'matrix' | 'ragged' | 'stack'
     dtype: str  # storage dtype
     units: str
+    fixed: Mapping[str, Any] = None  # parameters of the function that cannot be changed here
 
     def get_function(self) -> Callable:
         from .. import invariants
@@ -61,7 +69,9 @@ DESCRIPTORS: dict[str, Descriptor] = {
     "amd": Descriptor("amd", "amd", {"k": 100}, "matrix", "float64", "Angstrom"),
     "pdd": Descriptor("pdd", "pdd", {"k": 100, "collapse": True, "collapse_tol": 1e-4}, "ragged", "float64", "Angstrom"),
     "grid": Descriptor("grid", "grid", {"bin_width": 0.1, "cutoff": 10.0, "n_shells": 100}, "stack", "float32", "density"),
-    "rdf": Descriptor("rdf", "rdf", {"cutoff": 10.0, "bin_width": 0.05, "smearing": 0.1}, "stack", "float32", "density"),
+    "rdf": Descriptor(
+        "rdf", "rdf", {"cutoff": 10.0, "bin_width": 0.05, "smearing": 0.1}, "stack", "float32", "density", {"partial": False}
+    ),
     "composition": Descriptor("composition", "composition", {}, "matrix", "float64", "mixed"),
 }
 
@@ -89,6 +99,8 @@ def resolve_descriptor(spec: Mapping[str, Any] | str) -> tuple[Descriptor, dict[
                     params.setdefault(pname, p.default)
     except (TypeError, ValueError):  # pragma: no cover - builtins without signature
         pass
+    for key in desc.fixed or {}:
+        params.pop(key, None)
     unknown = set(spec) - set(params)
     if unknown:
         raise UnknownDescriptorError(
@@ -105,13 +117,31 @@ def resolve_descriptor(spec: Mapping[str, Any] | str) -> tuple[Descriptor, dict[
         elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise UnknownDescriptorError(f"parameter {key!r} of {name!r} must be a non-negative number, got {value!r}")
         params[key] = value
-    return desc, jsonable(params)
+    params = jsonable(params)
+    _probe(desc, params)
+    return desc, params
+
+
+def _probe(desc: Descriptor, params: Mapping[str, Any]) -> None:
+    """Run the descriptor on a one-atom cubic crystal so that bad parameter values fail
+    here, as parameter errors, not later as errors of some structure."""
+    probe = (np.eye(3) * 3.0, np.zeros((1, 3)), ["Po"])
+    try:
+        out = desc.get_function()(probe, **{**params, **(desc.fixed or {})})
+    except NotImplementedError:
+        return
+    except (TypeError, ValueError, KeyError) as exc:
+        raise UnknownDescriptorError(f"invalid parameters for {desc.name!r} {dict(params)}: {exc}") from None
+    arr = np.asarray(out)
+    if arr.dtype.kind not in "fiu":
+        raise UnknownDescriptorError(f"descriptor {desc.name!r} with {dict(params)} does not give a numeric array")
 
 
 def compute_arrays(desc: Descriptor, params: Mapping[str, Any], crystals: Sequence[Any]) -> list[np.ndarray]:
     """Apply a descriptor to each structure; errors name the structure (its label)."""
     func = desc.get_function()
-    return [np.asarray(func(c, **params)) for c in crystals]
+    kwargs = {**params, **(desc.fixed or {})}
+    return [np.asarray(func(c, **kwargs)) for c in crystals]
 
 
 class InvariantsData(ArrayRepositoryMixin, Data):
@@ -165,9 +195,20 @@ class InvariantsData(ArrayRepositoryMixin, Data):
             node._set_array("pdd_offsets", offsets)
             feature_shape = [int(widths.pop())]
         else:
-            stack = np.stack([np.asarray(a) for a in arrays]) if not isinstance(arrays, np.ndarray) else arrays
-            stack = np.ascontiguousarray(stack, dtype=desc.dtype)
-            node._set_array("matrix" if desc.layout == "matrix" else "stack", stack)
+            if isinstance(arrays, np.ndarray):
+                stack = np.ascontiguousarray(arrays, dtype=desc.dtype)
+            else:
+                first = np.asarray(arrays[0])
+                stack = np.empty((len(arrays),) + first.shape, dtype=desc.dtype)
+                for i, a in enumerate(arrays):
+                    a = np.asarray(a)
+                    if a.shape != first.shape:
+                        raise ValueError(f"record {ids[i]!r}: shape {a.shape} differs from {first.shape}")
+                    stack[i] = a
+            if desc.layout == "stack" and stack.ndim == 3:
+                node._set_windowed(stack)
+            else:
+                node._set_array("matrix" if desc.layout == "matrix" else "stack", stack)
             feature_shape = [int(s) for s in stack.shape[1:]]
         attrs = node.base.attributes
         attrs.set("descriptor", descriptor)
@@ -228,6 +269,42 @@ class InvariantsData(ArrayRepositoryMixin, Data):
             dataset_uuid=dataset.pop() if len(dataset) == 1 else None,
             row_range=row_range,
         )
+
+    def _set_windowed(self, stack: np.ndarray) -> None:
+        """Store a (n, rows, bins) stack as the non-zero window of each row (lossless).
+
+        GRID rows are Gaussian-smeared shells: ~90% of the bins are exactly zero, so only
+        ``values[starts[i, j] : starts[i, j] + lengths[i, j]]`` of each row is kept.
+        """
+        n, rows, bins = stack.shape
+        nonzero = stack != 0
+        has = nonzero.any(axis=-1)
+        first = np.where(has, nonzero.argmax(axis=-1), 0)
+        last = np.where(has, bins - 1 - nonzero[..., ::-1].argmax(axis=-1), -1)
+        lengths = (last - first + 1).clip(min=0)
+        cols = np.arange(bins)
+        mask = (cols >= first[..., None]) & (cols <= last[..., None])
+        self._set_array("window_starts", first.astype(np.int32))
+        self._set_array("window_lengths", lengths.astype(np.int32))
+        self._set_array("window_values", stack[mask])
+        self.base.attributes.set("stack_shape", [int(n), int(rows), int(bins)])
+        self._array_cache()["stack"] = stack
+
+    def _get_windowed(self) -> np.ndarray:
+        cache = self._array_cache()
+        if "stack" in cache:
+            return cache["stack"]
+        n, rows, bins = self.base.attributes.get("stack_shape")
+        starts = self._get_array("window_starts", cache=False).ravel().astype(np.int64)
+        lengths = self._get_array("window_lengths", cache=False).ravel().astype(np.int64)
+        values = self._get_array("window_values", cache=False)
+        out = np.zeros(n * rows * bins, dtype=values.dtype)
+        row_base = np.arange(n * rows, dtype=np.int64) * bins + starts
+        offsets = np.repeat(row_base - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+        out[offsets + np.arange(len(values))] = values
+        stack = out.reshape(n, rows, bins)
+        cache["stack"] = stack
+        return stack
 
     def _validate(self) -> bool:
         super()._validate()
@@ -295,7 +372,7 @@ class InvariantsData(ArrayRepositoryMixin, Data):
         if self.layout == "matrix":
             return self._get_array("matrix")
         if self.layout == "stack":
-            return self._get_array("stack")
+            return self._get_windowed() if self._has_array("window_values") else self._get_array("stack")
         raise TypeError("PDDs are ragged: use get_pdds()")
 
     def get_items(self) -> list[np.ndarray] | np.ndarray:

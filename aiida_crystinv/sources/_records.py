@@ -16,6 +16,7 @@ the import or are skipped, they are never stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -217,6 +218,7 @@ def validate_records(
     return ValidRecords(crystals, [ids[i] for i in kept], out_targets, skipped)
 
 
+@functools.lru_cache(maxsize=65536)
 def species_key(site: tuple) -> str:
     """Canonical text of one site's species, e.g. ``'Fe'`` or ``'Fe:0.5000,Ni:0.5000'``."""
     if len(site) == 1 and abs(site[0][1] - 1.0) < 1e-12:
@@ -237,21 +239,39 @@ def record_hash(crystal: Crystal) -> str:
     cell = np.round(np.asarray(crystal.cell, dtype=float), HASH_DECIMALS["cell"]) + 0.0
     scale = 10 ** HASH_DECIMALS["frac"]
     frac = np.rint(np.asarray(crystal.frac, dtype=float) * scale).astype(np.int64) % scale
-    sites = sorted(
-        (species_key(s), int(f[0]), int(f[1]), int(f[2])) for s, f in zip(crystal.species, frac)
-    )
+    keys = [species_key(s) for s in crystal.species]
     digest = hashlib.sha256()
-    digest.update(" ".join(f"{x:.4f}" for x in cell.ravel()).encode())
-    for key, a, b, c in sites:
-        digest.update(f"|{key} {a} {b} {c}".encode())
+    digest.update(np.ascontiguousarray(cell, dtype="<f8").tobytes())
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    for key in sorted(groups):
+        rows = frac[groups[key]]
+        rows = rows[np.lexsort(rows.T[::-1])]
+        digest.update(f"|{key}:".encode())
+        digest.update(np.ascontiguousarray(rows, dtype="<i8").tobytes())
     return digest.hexdigest()
 
 
 def reduced_formula(crystal: Crystal) -> str:
-    """Reduced chemical formula (pymatgen's), occupancy-weighted for disordered sites."""
-    from pymatgen.core import Composition
+    """Reduced chemical formula, as pymatgen's ``Composition.reduced_formula`` writes it
+    (occupancy-weighted amounts for disordered sites)."""
+    amounts = crystal.element_fractions()
+    values = list(amounts.values())
+    if all(abs(v - round(v)) < 1e-8 for v in values):
+        ints = [int(round(v)) for v in values]
+        g = math.gcd(*ints) or 1
+        key = tuple(sorted((el, n // g) for el, n in zip(amounts, ints)))
+    else:
+        key = tuple(sorted((el, round(v, 8)) for el, v in amounts.items()))
+    return _formula(key)
+
+
+@functools.lru_cache(maxsize=16384)
+def _formula(amounts: tuple) -> str:
+    from pymatgen.core.composition import Composition
 
     try:
-        return Composition(crystal.element_fractions()).reduced_formula
+        return Composition(dict(amounts)).reduced_formula
     except Exception:  # noqa: BLE001 - a formula is a label, never fatal
-        return "".join(sorted(crystal.element_fractions()))
+        return "".join(el for el, _ in amounts)

@@ -246,6 +246,24 @@ def test_invariants_data():
         loaded.get_stack()
 
 
+@pytest.mark.postgres
+def test_grid_and_rdf_stacks_float32():
+    """GRID is stored windowed (only non-zero stretches) and comes back exactly as float32."""
+    from aiida_crystinv.invariants import grid, rdf
+
+    dataset = make_dataset()
+    node = InvariantsData.compute(dataset.get_crystals(), {"name": "grid", "cutoff": 6.0}, ids=dataset.ids).store()
+    loaded = orm.load_node(node.pk)
+    assert "window_values" in loaded.get_array_names() and "stack" not in loaded.get_array_names()
+    expected = np.stack([grid(c, cutoff=6.0) for c in dataset.get_crystals()]).astype(np.float32)
+    np.testing.assert_array_equal(loaded.get_stack(), expected)
+    stored = loaded.base.repository.get_object_size("window_values.npy")
+    assert stored < expected.nbytes / 2
+    rdfs = InvariantsData.compute(dataset.get_crystals(), {"name": "rdf"}, ids=dataset.ids).store()
+    assert orm.load_node(rdfs.pk).get_stack().dtype == np.float32
+    np.testing.assert_allclose(orm.load_node(rdfs.pk).get_stack()[0], rdf(structures()[0]), rtol=1e-6, atol=1e-6)
+
+
 def test_distances_data():
     ids = ["a", "b", "c"]
     condensed = np.array([1.0, 2.0, 3.0])

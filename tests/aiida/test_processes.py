@@ -17,6 +17,7 @@ from aiida_crystinv.calculations.functions import (
     ExitCodes,
     collect_structures,
     compute_distances,
+    compute_invariant_set,
     compute_invariants,
     extract_structures,
     import_dataset,
@@ -140,6 +141,23 @@ def test_compute_invariants_matches_pure_layer(mp_dataset):
     np.testing.assert_allclose(chunk.get_stack()[0], amd(mp_dataset.get_structure(3), 5))
 
 
+@pytest.mark.postgres
+def test_compute_invariant_set(mp_dataset):
+    results, node = compute_invariant_set.run_get_node(
+        dataset=mp_dataset, descriptors=orm.List([{"name": "amd", "k": 5}, "pdd", {"name": "pdd", "k": 7}])
+    )
+    assert node.is_finished_ok, node.exit_message
+    assert set(results) == {"amd", "pdd", "pdd_2"}
+    assert results["pdd"].parameters["k"] == 100 and results["pdd_2"].parameters["k"] == 7
+    single = compute_invariants(dataset=mp_dataset, descriptor=orm.Dict({"name": "amd", "k": 5}))["invariants"]
+    np.testing.assert_array_equal(results["amd"].get_stack(), single.get_stack())
+    assert all(r.creator.uuid == node.uuid for r in results.values())
+    _, node = compute_invariant_set.run_get_node(dataset=mp_dataset, descriptors=orm.List(["amd", "nope"]))
+    assert_failed_without_outputs(node, ExitCodes.ERROR_UNKNOWN_DESCRIPTOR)
+    _, node = compute_invariant_set.run_get_node(dataset=mp_dataset, descriptors=orm.List([]))
+    assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_PARAMETERS)
+
+
 def test_unknown_descriptor_and_parameters(mp_dataset):
     _, node = compute_invariants.run_get_node(dataset=mp_dataset, descriptor=orm.Dict({"name": "sine_matrix"}))
     assert_failed_without_outputs(node, ExitCodes.ERROR_UNKNOWN_DESCRIPTOR)
@@ -148,6 +166,11 @@ def test_unknown_descriptor_and_parameters(mp_dataset):
     assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_PARAMETERS)
     _, node = compute_invariants.run_get_node(dataset=mp_dataset, descriptor=orm.Dict({"name": "amd", "k": -3}))
     assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_PARAMETERS)
+    _, node = compute_invariants.run_get_node(
+        dataset=mp_dataset, descriptor=orm.Dict({"name": "rdf", "normalise": "bogus"})
+    )
+    assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_PARAMETERS)
+    assert "normalise" in node.exit_message
     _, node = compute_invariants.run_get_node(
         dataset=mp_dataset, descriptor=orm.Str("amd"), chunk=orm.Dict({"start": 5, "stop": 500})
     )
