@@ -81,6 +81,7 @@ def pytest_collection_modifyitems(config, items):
         if here in Path(str(item.fspath)).parents:
             item.user_properties.append(("aiida_storage", STORAGE))
             item.add_marker(pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning"))
+            item.add_marker(pytest.mark.filterwarnings("ignore:Creating AiiDA configuration folder:UserWarning"))
 
 
 def pytest_report_header(config):
