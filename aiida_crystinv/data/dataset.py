@@ -262,6 +262,9 @@ class CrystalDatasetData(ArrayRepositoryMixin, Data):
         attrs.set("skipped", [jsonable(dict(s)) for s in skipped])
         attrs.set("ordered", bool(np.all(counts == 1) and np.all(occupancies == 1.0)))
         attrs.set("content_hash", digest.hexdigest())
+        # the validated crystals are exactly what get_crystals() would rebuild from the arrays
+        if all(c.label == rid for c, rid in zip(crystals, ids)):
+            object.__setattr__(self, "_crystinv_crystals", tuple(crystals))
 
     def _validate(self) -> bool:
         super()._validate()
