@@ -1,2 +1,55 @@
-"""Learning on crystal invariants. Pure numerics: no AiiDA import."""
-from .descriptors import DESCRIPTORS, SiteTable, describe, describe_spec, descriptor_defaults, descriptor_names, site_table
+"""Learning on crystal invariants. Pure numerics: no AiiDA import.
+
+* descriptors -- :func:`describe` (name + parameters -> (n, d) isometry-invariant
+  features), :data:`DESCRIPTORS` registry, :func:`describe_spec`.
+* models -- :class:`KNNRegressor` (precomputed distances), :class:`KernelRidgeRegressor`
+  (Laplacian / RBF), :class:`EnsembleRegressor`, :class:`MedianRegressor`;
+  :func:`build_model` (JSON-able spec -> model), :func:`model_from_arrays`
+  (pickle-free export via ``model.to_arrays()``).
+* validation -- :func:`cross_validate`, :func:`cross_val_predict`.
+* splits -- :func:`kfold_indices`, :func:`holdout_split` (seeded).
+* metrics -- :func:`mae`, :func:`median_ae`, :func:`rmse`, :func:`r2`,
+  :func:`regression_metrics`.
+* plots -- :func:`parity_plot` (PNG bytes, Agg backend).
+"""
+
+from .descriptors import (
+    DESCRIPTORS,
+    Descriptor,
+    SiteTable,
+    describe,
+    describe_spec,
+    descriptor_defaults,
+    descriptor_names,
+    register_descriptor,
+    site_table,
+)
+from .metrics import mae, median_ae, r2, regression_metrics, rmse
+from .models import (
+    MODELS,
+    TARGET_TRANSFORMS,
+    EnsembleRegressor,
+    KernelRidgeRegressor,
+    KNNRegressor,
+    MedianRegressor,
+    build_model,
+    check_target,
+    inverse_transform_target,
+    is_precomputed,
+    model_from_arrays,
+    transform_target,
+)
+from .plots import parity_plot
+from .splits import fold_labels, holdout_split, kfold_indices
+from .validation import cross_val_predict, cross_validate, fit_predict_split
+
+__all__ = [
+    "DESCRIPTORS", "Descriptor", "SiteTable", "describe", "describe_spec", "descriptor_defaults",
+    "descriptor_names", "register_descriptor", "site_table",
+    "mae", "median_ae", "r2", "regression_metrics", "rmse",
+    "MODELS", "TARGET_TRANSFORMS", "EnsembleRegressor", "KernelRidgeRegressor", "KNNRegressor",
+    "MedianRegressor", "build_model", "check_target", "inverse_transform_target", "is_precomputed",
+    "model_from_arrays", "transform_target",
+    "parity_plot", "fold_labels", "holdout_split", "kfold_indices",
+    "cross_val_predict", "cross_validate", "fit_predict_split",
+]

@@ -32,6 +32,7 @@ ELEMENT_PROPERTIES: tuple[str, ...] = (
     "block",  # s=0, p=1, d=2, f=3
     "max_oxidation_state",
     "min_oxidation_state",
+    "n_valence",  # valence electrons: s/p block from the group, d block = group, f block = 3
 )
 
 _BLOCK = {"s": 0.0, "p": 1.0, "d": 2.0, "f": 3.0}
@@ -57,6 +58,9 @@ def _raw(symbol: str) -> np.ndarray:
                 out[j] = float(value)
             except (TypeError, ValueError):
                 continue
+    g, b = out[ELEMENT_PROPERTIES.index("group")], out[ELEMENT_PROPERTIES.index("block")]
+    if np.isfinite(g) and np.isfinite(b):
+        out[-1] = (g if g <= 2 else g - 10) if b <= 1 else (g if b == 2 else 3.0)
     return out
 
 

@@ -46,6 +46,9 @@ _P = len(ELEMENT_PROPERTIES)
 _X = ELEMENT_PROPERTIES.index("X")
 _RADIUS = ELEMENT_PROPERTIES.index("atomic_radius")
 _MASS = ELEMENT_PROPERTIES.index("atomic_mass")
+_NVAL = ELEMENT_PROPERTIES.index("n_valence")
+_MOLVOL = ELEMENT_PROPERTIES.index("molar_volume")
+_BULK = ELEMENT_PROPERTIES.index("bulk_modulus")
 _AVOGADRO = 6.02214076e23
 
 
@@ -142,6 +145,47 @@ def _nearest_of(t: SiteTable, rows: np.ndarray, mask_sites: np.ndarray) -> np.nd
     return np.where(np.isfinite(d), d, t.dists[rows, -1])
 
 
+def _scaled(t: SiteTable) -> SiteTable:
+    """The same table with distances in units of (volume per atom)^(1/3)."""
+    from dataclasses import replace
+
+    return replace(t, dists=t.dists / t.volume_per_atom ** (1.0 / 3.0))
+
+
+def _first_of(t: SiteTable, rows: np.ndarray, mask_sites: np.ndarray, n: int) -> np.ndarray:
+    """(len(rows), n) distances from each site in ``rows`` to its first n neighbours among
+    ``mask_sites``; missing ones (beyond the table's k) repeat the last available distance
+    (or the table's k-th distance when there is none)."""
+    out = np.empty((len(rows), n))
+    for j, i in enumerate(rows):
+        d = t.dists[i][mask_sites[t.nbr[i]]]
+        if d.size == 0:
+            d = t.dists[i, -1:]
+        out[j] = d[np.minimum(np.arange(n), d.size - 1)]
+    return out
+
+
+def _group_start(weights: np.ndarray, keys: tuple) -> np.ndarray:
+    """For each item, the weight share of all items sorted strictly before its group.
+
+    Items are sorted lexicographically by ``keys`` (last key most significant, as in
+    ``np.lexsort``); items with equal keys form a group and share its start.
+    """
+    if len(weights) == 0:
+        return np.zeros(0)
+    order = np.lexsort(keys)
+    w = weights[order] / weights.sum()
+    stacked = np.stack([np.asarray(k)[order] for k in keys], 1)
+    new_group = np.ones(len(order), bool)
+    new_group[1:] = np.any(stacked[1:] != stacked[:-1], axis=1)
+    before = np.concatenate([[0.0], np.cumsum(w)[:-1]])
+    gid = np.cumsum(new_group) - 1
+    first = before[new_group]
+    out = np.empty(len(order))
+    out[order] = first[gid]
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # descriptors: each takes a SiteTable and keyword parameters, returns a 1-D array
 
@@ -151,11 +195,14 @@ def _amd(t: SiteTable, k: int = 100) -> np.ndarray:
     return t.weights @ t.dists[:, :k]
 
 
-def _pdd_stats(t: SiteTable, k: int = 16) -> np.ndarray:
+def _pdd_stats(t: SiteTable, k: int = 16, scale_free: bool = False) -> np.ndarray:
     """Statistics of PDD rows: weighted mean, std, min, max of the first k columns -> (4k,).
 
-    Rows are per site (weights = occupancy share); the mean part equals AMD_k.
+    Rows are per site (weights = occupancy share); the mean part equals AMD_k. With
+    ``scale_free`` distances are divided by the cube root of the volume per atom.
     """
+    if scale_free:
+        t = _scaled(t)
     return _wstats(t.dists[:, :k], t.weights)
 
 
@@ -165,13 +212,24 @@ def _composition(t: SiteTable) -> np.ndarray:
 
 
 def _density(t: SiteTable) -> np.ndarray:
-    """[volume per atom (A^3), mass density (g/cm^3), packing fraction of atomic radii]."""
+    """Volume-based features -> (7,).
+
+    [volume per atom (A^3), its log, mass density (g/cm^3), packing fraction of atomic
+    radii, valence electrons per A^3, volume per atom over the atom-weighted volume of the
+    elemental solids, log10 of the atom-weighted elemental bulk modulus (GPa)]. Column 0
+    (volume per atom) is what ``scale_column=0`` of a model multiplies the target by.
+    """
     r = t.props[:, _RADIUS]
     packing = float(t.weights @ (4.0 / 3.0 * np.pi * r**3)) / t.volume_per_atom
-    return np.array([t.volume_per_atom, t.density, packing])
+    n_val = float(t.weights @ t.props[:, _NVAL])
+    v_elem = float(t.weights @ t.props[:, _MOLVOL]) / 0.602214076  # cm^3/mol -> A^3/atom
+    k_elem = float(t.weights @ t.props[:, _BULK])
+    return np.array([t.volume_per_atom, np.log(t.volume_per_atom), t.density, packing,
+                     n_val / t.volume_per_atom, t.volume_per_atom / v_elem, np.log10(max(k_elem, 1e-3))])
 
 
-def _element_roles(t: SiteTable, n_roles: int = 2, k: int = 24, n_shell: int = 12) -> np.ndarray:
+def _element_roles(t: SiteTable, n_roles: int = 2, k: int = 24, n_shell: int = 12,
+                   k_pair: int = 1, scale_free: bool = False) -> np.ndarray:
     """Per-element ("role") AMD, element properties and element-pair nearest distances.
 
     Elements are ranked by Pauling electronegativity (ties by Z); rank r is role r, with
@@ -179,8 +237,14 @@ def _element_roles(t: SiteTable, n_roles: int = 2, k: int = 24, n_shell: int = 1
     presence flag, atom fraction, mean element properties (p), the role's AMD_k (mean
     distance rows of its sites), for every role s the mean distance from the role's
     sites to their nearest role-s neighbour and the share of role-s atoms among the first
-    ``n_shell`` neighbours. Absent roles are zeros. Length n_roles * (2 + p + k + 2 n_roles).
+    ``n_shell`` neighbours. Absent roles are zeros. ``k_pair`` > 1 extends the pair
+    distance to the mean distances to the first ``k_pair`` role-s neighbours (a partial
+    AMD per element pair; neighbours beyond the table repeat its last distance). Length
+    n_roles * (2 + p + k + (k_pair + 1) n_roles).
+    With ``scale_free`` distances are divided by the cube root of the volume per atom.
     """
+    if scale_free:
+        t = _scaled(t)
     elements = sorted(set(t.elements), key=lambda e: (float(t.props[t.elements.index(e), _X]),
                                                       float(t.props[t.elements.index(e), 0])))
     rank = {e: min(i, n_roles - 1) for i, e in enumerate(elements)}
@@ -190,18 +254,19 @@ def _element_roles(t: SiteTable, n_roles: int = 2, k: int = 24, n_shell: int = 1
     for r in range(n_roles):
         sites = np.flatnonzero(role == r)
         if sites.size == 0:
-            out.append(np.zeros(2 + _P + k + 2 * n_roles))
+            out.append(np.zeros(2 + _P + k + (k_pair + 1) * n_roles))
             continue
         w = t.weights[sites]
         frac = float(w.sum())
         wn = w / frac
         parts = [np.array([1.0, frac]), wn @ t.props[sites], wn @ t.dists[sites, :k]]
-        pair, share = np.zeros(n_roles), np.zeros(n_roles)
+        pair, share = np.zeros((n_roles, k_pair)), np.zeros(n_roles)
         for s in range(n_roles):
             mask = role == s
             if mask.any():
-                pair[s] = wn @ _nearest_of(t, sites, mask)
+                pair[s] = wn @ _first_of(t, sites, mask, k_pair)
                 share[s] = wn @ mask[t.nbr[sites, :n_shell]].mean(1)
+        pair = pair.ravel()
         out.append(np.concatenate(parts + [pair, share]))
     return np.concatenate(out)
 
@@ -225,34 +290,30 @@ def _site_roles(t: SiteTable, cation_fraction: float = 0.4, n_cations: int = 2, 
     cn = min(cn, t.k)
     x = t.props[:, _X]
     shell = t.dists[:, :cn].mean(1)
-    order = np.lexsort((shell, x))  # by electronegativity, ties by shell size
-    cum = np.cumsum(t.weights[order]) - 0.5 * t.weights[order]
-    is_cat = np.zeros(m, bool)
-    is_cat[order[cum < cation_fraction]] = True
-    if not is_cat.any():
-        is_cat[order[0]] = True
-    if is_cat.all() and m > 1:
-        is_cat[order[-1]] = False
+    # sites with equal (electronegativity, shell) form one group, assigned as a whole, so
+    # that symmetry-equivalent sites (and the copies in a supercell) share their role
+    xr, sr = np.round(x, 6), np.round(shell, 6)
+    start = _group_start(t.weights, (sr, xr))
+    is_cat = start < cation_fraction - 1e-9
     cats = np.flatnonzero(is_cat)
-    cats = cats[np.lexsort((x[cats], shell[cats]))]
-    wc = t.weights[cats]
-    cmid = (np.cumsum(wc) - 0.5 * wc) / wc.sum()
+    cstart = _group_start(t.weights[cats], (xr[cats], sr[cats]))
     cat_role = np.full(m, -1)
-    cat_role[cats] = np.minimum((cmid * n_cations).astype(int), n_cations - 1)
+    cat_role[cats] = np.minimum((cstart * n_cations + 1e-9).astype(int), n_cations - 1)
     anions = np.flatnonzero(~is_cat)
     kk = min(k, t.k)
     out = []
+    sites = cats
     for r in range(n_cations):
-        sites = np.flatnonzero(cat_role == r)
-        if sites.size == 0:  # fewer cation sites than roles: reuse the last cation
-            sites = cats[-1:]
+        if (cat_role == r).any():
+            sites = np.flatnonzero(cat_role == r)
+        # else: fewer cation groups than roles -- repeat the previous role
         wn = t.weights[sites] / t.weights[sites].sum()
         near = [wn @ _nearest_of(t, sites, ~is_cat)]
         near += [wn @ _nearest_of(t, sites, cat_role == s) for s in range(n_cations)]
         out += [wn @ t.props[sites], wn @ t.dists[sites, :kk],
                 np.array([wn @ shell[sites], wn @ t.dists[sites, :cn].std(1)]), np.array(near)]
     if anions.size == 0:
-        anions = cats[:1]
+        anions = cats
     near = np.stack([_nearest_of(t, anions, cat_role == s) for s in range(n_cations)], 1)
     vals = np.concatenate([t.props[anions], t.dists[anions, :kk], near], 1)
     out.append(_wstats(vals, t.weights[anions]))
@@ -297,7 +358,7 @@ register_descriptor("amd", _amd, lambda p: p["k"])
 register_descriptor("pdd_stats", _pdd_stats, lambda p: p["k"])
 register_descriptor("composition", _composition, lambda p: 1)
 register_descriptor("density", _density, lambda p: 1)
-register_descriptor("element_roles", _element_roles, lambda p: max(p["k"], p["n_shell"]))
+register_descriptor("element_roles", _element_roles, lambda p: max(p["k"], p["n_shell"], 4 * p["k_pair"]))
 register_descriptor("site_roles", _site_roles, lambda p: max(p["k"], p["cn"]))
 
 

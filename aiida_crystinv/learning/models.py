@@ -36,7 +36,9 @@ __all__ = [
     "KNNRegressor",
     "KernelRidgeRegressor",
     "MedianRegressor",
+    "EnsembleRegressor",
     "MODELS",
+    "is_precomputed",
     "build_model",
     "model_from_arrays",
     "check_target",
@@ -118,7 +120,7 @@ def _check_cv(cv: int | str, n: int, what: str) -> None:
     if cv == "loo":
         return
     if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
-        raise ValueError(f"cv must be an integer >= 2 (or 'loo' for kernel ridge), got {cv!r}")
+        raise ValueError(f"cv must be an integer >= 2 or 'loo', got {cv!r}")
     if n < cv:
         raise ValueError(f"{what}: {n} training records are fewer than the cv={cv} inner "
                          "folds; give more records or fewer folds")
@@ -371,6 +373,10 @@ class KernelRidgeRegressor(_Model):
             much faster than K folds).
         random_state: seed of the inner folds.
         target_transform: ``None`` or ``'log10'``.
+        scale_column: optional feature column ``c`` (e.g. volume per atom, column 0 of the
+            ``density`` descriptor): the model learns ``y * X[:, c]`` (e.g. bulk modulus
+            times volume, an energy per atom) and divides its prediction by ``X[:, c]``.
+            Column ``c`` must be positive.
 
     Fitted attributes: ``X_fit_`` (n, d) standardised training features, ``dual_coef_``
     (n,), ``mean_``/``scale_`` (d,), ``y_mean_``, ``alpha_``, ``gamma_``, ``n_features_``,
@@ -386,7 +392,7 @@ class KernelRidgeRegressor(_Model):
                  gammas: float | Sequence[float] | None = None,
                  gamma_factors: Sequence[float] = (0.03, 0.1, 0.3, 1.0, 3.0),
                  standardize: bool = True, center: bool = True, cv: int | str = "loo", random_state: int = 0,
-                 target_transform: str | None = None) -> None:
+                 target_transform: str | None = None, scale_column: int | None = None) -> None:
         self.kernel = kernel
         self.alphas = alphas
         self.gammas = gammas
@@ -396,12 +402,25 @@ class KernelRidgeRegressor(_Model):
         self.cv = cv
         self.random_state = random_state
         self.target_transform = target_transform
+        self.scale_column = scale_column
 
     def get_params(self) -> dict:
-        return _jsonable({"kernel": self.kernel, "alphas": self.alphas, "gammas": self.gammas,
+        return _jsonable({"scale_column": self.scale_column, "kernel": self.kernel, "alphas": self.alphas, "gammas": self.gammas,
                           "gamma_factors": self.gamma_factors, "standardize": self.standardize,
                           "center": self.center, "cv": self.cv, "random_state": self.random_state,
                           "target_transform": self.target_transform})
+
+    def _scale(self, X: np.ndarray) -> np.ndarray:
+        """(n,) the per-record target scale (ones without ``scale_column``)."""
+        c = self.scale_column
+        if c is None:
+            return np.ones(X.shape[0])
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not -X.shape[1] <= c < X.shape[1]:
+            raise ValueError(f"scale_column {c!r} is not a column of features of width {X.shape[1]}")
+        col = X[:, int(c)]
+        if np.any(col <= 0):
+            raise ValueError(f"scale_column {c} must hold positive values (e.g. volume per atom)")
+        return col
 
     def _grids(self, n_features: int) -> tuple[list[float], list[float]]:
         if self.kernel not in _KERNELS:
@@ -427,11 +446,12 @@ class KernelRidgeRegressor(_Model):
         else:
             mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
         Z = (X - mean) / scale
-        yt = transform_target(y, self.target_transform)
+        tscale = self._scale(X)
+        yt = transform_target(y * tscale, self.target_transform)
         dist = _pair_dist(Z, Z, self.kernel)
         grid = np.zeros((len(gammas), len(alphas)))
         if len(alphas) * len(gammas) > 1:
-            grid = self._search(dist, y, yt, alphas, gammas)
+            grid = self._search(dist, y, yt, alphas, gammas, tscale)
             gi, ai = np.unravel_index(int(np.argmin(grid)), grid.shape)
         else:
             gi, ai = 0, 0
@@ -456,7 +476,7 @@ class KernelRidgeRegressor(_Model):
         return self
 
     def _search(self, dist: np.ndarray, y: np.ndarray, yt: np.ndarray, alphas: list[float],
-                gammas: list[float]) -> np.ndarray:
+                gammas: list[float], tscale: np.ndarray) -> np.ndarray:
         """(n_gammas, n_alphas) inner-CV mean absolute error, in target units."""
         grid = np.zeros((len(gammas), len(alphas)))
         n = len(y)
@@ -475,7 +495,7 @@ class KernelRidgeRegressor(_Model):
                     c = V @ (proj * inv)  # dual coefficients
                     h = V2 @ inv  # diagonal of (K + a I)^-1
                     pred = yt - c / h  # closed-form leave-one-out predictions
-                    grid[gi, ai] = _mae(inverse_transform_target(pred, self.target_transform), y)
+                    grid[gi, ai] = _mae(inverse_transform_target(pred, self.target_transform) / tscale, y)
             return grid
         _check_cv(self.cv, n, "KernelRidgeRegressor")
         folds = kfold_indices(n, self.cv, self.random_state)
@@ -488,7 +508,8 @@ class KernelRidgeRegressor(_Model):
                 Kte = K[np.ix_(te, tr)] @ V
                 for ai, a in enumerate(alphas):
                     pred = Kte @ (proj / (np.maximum(s, 0.0) + a)) + ym
-                    grid[gi, ai] += np.abs(inverse_transform_target(pred, self.target_transform) - y[te]).sum()
+                    grid[gi, ai] += np.abs(inverse_transform_target(pred, self.target_transform) / tscale[te]
+                                           - y[te]).sum()
         return grid / n
 
     def predict(self, X: Any) -> np.ndarray:
@@ -502,14 +523,88 @@ class KernelRidgeRegressor(_Model):
                              "parameters")
         Z = (X - self.mean_) / self.scale_
         K = np.exp(-float(self.gamma_) * _pair_dist(Z, np.asarray(self.X_fit_, float), self.kernel))
-        return inverse_transform_target(K @ self.dual_coef_ + float(self.y_mean_), self.target_transform)
+        pred = inverse_transform_target(K @ self.dual_coef_ + float(self.y_mean_), self.target_transform)
+        return pred / self._scale(X)
+
+
+# ---------------------------------------------------------------------------------------
+# ensemble
+
+
+class EnsembleRegressor(_Model):
+    """Mean of the predictions of several feature-vector models (e.g. Laplacian and RBF
+    kernel ridge), each tuning its own hyperparameters by inner CV.
+
+    Args:
+        members: model specs (dicts for :func:`build_model`), at least one; kNN members
+            are not allowed (they take distance matrices, not features).
+    """
+
+    name = "ensemble"
+    _array_names = ()
+
+    def __init__(self, members: Sequence[dict] = ({"name": "krr", "kernel": "laplacian"},
+                                                  {"name": "krr", "kernel": "rbf"})) -> None:
+        self.members = members
+
+    def get_params(self) -> dict:
+        return {"members": _jsonable(list(self.members))}
+
+    def _validate(self) -> list:
+        specs = list(self.members)
+        if not specs:
+            raise ValueError("an ensemble needs at least one member model")
+        models = [build_model(dict(m)) for m in specs]
+        for m in models:
+            if isinstance(m, (KNNRegressor, EnsembleRegressor)):
+                raise ValueError(f"ensemble members must be feature models (krr, median), not {m.name!r}")
+        return models
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "models_"):
+            raise ValueError("this EnsembleRegressor is not fitted yet; call fit first")
+
+    def fit(self, X: Any, y: Any) -> "EnsembleRegressor":
+        """Fit every member on (n, d) features and (n,) targets."""
+        self.models_ = [m.fit(X, y) for m in self._validate()]
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(m,) mean of the members' predictions."""
+        self._check_fitted()
+        return np.mean([m.predict(X) for m in self.models_], axis=0)
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Arrays of member ``i`` are stored under ``'i/<name>'``."""
+        self._check_fitted()
+        arrays, fitted = {}, []
+        for i, m in enumerate(self.models_):
+            a, p = m.to_arrays()
+            arrays.update({f"{i}/{k}": v for k, v in a.items()})
+            fitted.append(p)
+        return arrays, {"name": self.name, "init": self.get_params(), "fitted": {"members": fitted}}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict) -> "EnsembleRegressor":
+        if params.get("name") != cls.name:
+            raise ValueError(f"params describe a {params.get('name')!r} model, not {cls.name!r}")
+        model = cls(**params.get("init", {}))
+        members = params.get("fitted", {}).get("members")
+        if not members:
+            raise ValueError("ensemble params are missing the fitted members")
+        model.models_ = []
+        for i, p in enumerate(members):
+            sub = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{i}/")}
+            model.models_.append(model_from_arrays(sub, p))
+        return model
 
 
 # ---------------------------------------------------------------------------------------
 # factory
 
 
-MODELS: dict[str, type] = {"knn": KNNRegressor, "krr": KernelRidgeRegressor, "median": MedianRegressor}
+MODELS: dict[str, type] = {"knn": KNNRegressor, "krr": KernelRidgeRegressor, "median": MedianRegressor,
+                           "ensemble": EnsembleRegressor}
 
 
 def build_model(spec: dict) -> _Model:

@@ -1,0 +1,208 @@
+"""Benchmark: energy and modulus models on invariants against the notebook baseline.
+
+For each dataset the same seeded 5-fold split is used by every model. Each model picks
+its hyperparameters by inner cross-validation on the outer training folds only.
+
+Columns: our descriptor + model (MAE, median AE), the median predictor (MAE), and the
+"notebook" a user would otherwise write: AMD_100 from the ``average-minimum-distance``
+package + a few pymatgen composition statistics, standardised, scikit-learn
+``KernelRidge`` (RBF) and ``KNeighborsRegressor`` tuned with ``GridSearchCV``.
+
+Usage::
+
+    python benchmarks/bench_learning.py            # all records (about 10-15 min, 2 cores)
+    python benchmarks/bench_learning.py --n 300    # quick run on a subsample
+    python benchmarks/bench_learning.py --only carbon24
+
+Needs the shared datasets in ../shared/datasets (or CRYSTINV_DATASETS); skips a dataset
+whose file is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import DatasetMissing, load_carbon24, load_mp, load_perov5  # noqa: E402
+
+from aiida_crystinv.learning import (  # noqa: E402
+    build_model,
+    cross_val_predict,
+    describe,
+    kfold_indices,
+    regression_metrics,
+)
+
+SEED = 0
+N_SPLITS = 5
+
+#: the two KRR kernels averaged; gamma grid relative to the feature count
+_KRR = {"name": "krr", "gamma_factors": [0.3, 1.0, 3.0], "alphas": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]}
+_ENSEMBLE = {"name": "ensemble", "members": [dict(_KRR, kernel="laplacian"), dict(_KRR, kernel="rbf")]}
+_KRR_MP = dict(_KRR, alphas=[3e-3, 1e-2, 3e-2, 1e-1], target_transform="log10", scale_column=0)
+
+#: dataset -> (loader, target, unit, [(descriptor, descriptor params, model label, model spec, kind)])
+STUDIES = {
+    "carbon24": (load_carbon24, "energy_per_atom", "eV/atom", [
+        ("pdd_stats+amd", {"pdd_stats": {"k": 16}, "amd": {"k": 100}}, "KRR lap+rbf", _ENSEMBLE, "features"),
+        ("amd", {"k": 100}, "kNN AMD L-inf", {"name": "knn", "k": [1, 3, 5, 10, 20], "weights": "distance"},
+         "amd_linf"),
+    ]),
+    "perov5": (load_perov5, "heat_ref", "eV", [
+        ("site_roles+composition+density", {}, "KRR lap+rbf", _ENSEMBLE, "features"),
+    ]),
+    "mp_binaries": (load_mp, "bulk_modulus_vrh", "GPa", [
+        ("density+element_roles+composition", {"element_roles": {"k": 48}},
+         "KRR lap+rbf on log10(K V)",
+         {"name": "ensemble", "members": [dict(_KRR_MP, kernel="laplacian"), dict(_KRR_MP, kernel="rbf")]},
+         "features"),
+    ]),
+}
+
+
+def _amd_linf(X: np.ndarray) -> np.ndarray:
+    """(n, n) Chebyshev distances between AMD vectors (the project's 'amd_linf' metric)."""
+    try:
+        from aiida_crystinv.distances import pdist
+
+        from scipy.spatial.distance import squareform
+
+        return squareform(pdist(list(X), metric="amd_linf"))
+    except Exception:  # the distances package is optional here
+        from scipy.spatial.distance import cdist
+
+        return cdist(X, X, metric="chebyshev")
+
+
+def notebook_features(structures) -> np.ndarray:
+    """What a user would write: amd.AMD (k=100) + a few pymatgen composition statistics."""
+    import amd
+
+    rows = []
+    for s in structures:
+        a = amd.AMD(amd.periodicset_from_pymatgen_structure(s), 100)
+        comp = s.composition.fractional_composition
+        els = list(comp.elements)
+        w = np.array([comp[e] for e in els])
+        props = np.array([[e.Z, e.X if e.X == e.X else 0.0, float(e.atomic_mass), e.row, e.group,
+                           float(e.atomic_radius or 1.5)] for e in els])
+        mean = w @ props
+        rows.append(np.concatenate([a, mean, props.max(0) - props.min(0), [s.volume / s.num_sites]]))
+    return np.array(rows)
+
+
+def notebook_scores(Xn: np.ndarray, y: np.ndarray, folds, log_target: bool) -> tuple[float, float]:
+    """(KRR MAE, kNN MAE) of the scikit-learn notebook under the same outer folds."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.kernel_ridge import KernelRidge
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.neighbors import KNeighborsRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def wrap(est):
+        # a careful notebook standardises the target (absolute DFT energies are ~ -154 eV)
+        # and fits moduli in log10
+        inner = TransformedTargetRegressor(est, transformer=StandardScaler())
+        if log_target:
+            return TransformedTargetRegressor(inner, func=np.log10, inverse_func=lambda v: 10.0**v)
+        return inner
+
+    krr = GridSearchCV(make_pipeline(StandardScaler(), KernelRidge(kernel="rbf")),
+                       {"kernelridge__alpha": [1e-3, 1e-2, 1e-1], "kernelridge__gamma": [1e-3, 1e-2, 1e-1]},
+                       cv=5, scoring="neg_mean_absolute_error")
+    knn = GridSearchCV(make_pipeline(StandardScaler(), KNeighborsRegressor(weights="distance")),
+                       {"kneighborsregressor__n_neighbors": [1, 3, 5, 10, 20]},
+                       cv=5, scoring="neg_mean_absolute_error")
+    out = []
+    for est in (krr, knn):
+        pred = np.zeros_like(y)
+        for tr, te in folds:
+            pred[te] = wrap(est).fit(Xn[tr], y[tr]).predict(Xn[te])
+        out.append(regression_metrics(y, pred)["mae"])
+    return out[0], out[1]
+
+
+def run(only: list[str] | None, n: int | None, plots: Path | None) -> list[dict]:
+    rows = []
+    for dataset, (loader, target, unit, studies) in STUDIES.items():
+        if only and dataset not in only:
+            continue
+        t0 = time.perf_counter()
+        try:
+            ids, structures, targets = loader(n)
+        except DatasetMissing as exc:
+            print(f"# skipping {dataset}: {exc}", file=sys.stderr)
+            continue
+        y = targets[target]
+        keep = np.isfinite(y)
+        structures = [s for s, k in zip(structures, keep) if k]
+        y = y[keep]
+        t_load = time.perf_counter() - t0
+        folds = kfold_indices(len(y), N_SPLITS, SEED)
+        base = np.zeros_like(y)
+        for tr, te in folds:
+            base[te] = np.median(y[tr])
+        base_mae = regression_metrics(y, base)["mae"]
+        t0 = time.perf_counter()
+        Xn = notebook_features(structures)
+        nb_krr, nb_knn = notebook_scores(Xn, y, folds, log_target=(dataset == "mp_binaries"))
+        t_notebook = time.perf_counter() - t0
+        print(f"# {dataset}: {len(y)} records, loaded in {t_load:.0f} s; notebook {t_notebook:.0f} s",
+              file=sys.stderr, flush=True)
+        for desc, params, label, spec, kind in studies:
+            t0 = time.perf_counter()
+            X = describe(desc, structures, **params)
+            if kind == "amd_linf":
+                X = _amd_linf(X)
+            pred = cross_val_predict(spec, X, y, folds=folds)
+            m = regression_metrics(y, pred)
+            elapsed = time.perf_counter() - t0
+            rows.append({"dataset": dataset, "target": f"{target} ({unit})", "descriptor": desc, "model": label,
+                         "mae": m["mae"], "median_ae": m["median_ae"], "baseline": base_mae,
+                         "nb_krr": nb_krr, "nb_knn": nb_knn, "time": elapsed, "n": len(y)})
+            print(f"# {dataset} {desc} {label}: MAE {m['mae']:.4g} in {elapsed:.0f} s", file=sys.stderr, flush=True)
+            if plots is not None:
+                from aiida_crystinv.learning import parity_plot
+
+                plots.mkdir(parents=True, exist_ok=True)
+                parity_plot(y, pred, plots / f"{dataset}_{desc.replace('+', '_')}_{kind}.png",
+                            title=f"{dataset} {desc} {label}", unit=unit)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    head = ["dataset", "n", "target", "descriptor", "model", "MAE", "median AE", "median-predictor MAE",
+            "notebook KRR MAE", "notebook kNN MAE", "time (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["dataset"], str(r["n"]), r["target"], r["descriptor"], r["model"], f"{r['mae']:.4g}",
+            f"{r['median_ae']:.4g}", f"{r['baseline']:.4g}", f"{r['nb_krr']:.4g}", f"{r['nb_knn']:.4g}",
+            f"{r['time']:.0f}"]) + " |")
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=None, help="seeded subsample of each dataset")
+    parser.add_argument("--only", nargs="*", choices=list(STUDIES), help="datasets to run")
+    parser.add_argument("--plots", type=Path, default=None, help="write parity plots (PNG) here")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    t0 = time.perf_counter()
+    rows = run(args.only, args.n, args.plots)
+    print_table(rows)
+    print(f"\nwall time {time.perf_counter() - t0:.0f} s; {N_SPLITS}-fold CV, seed {SEED}, "
+          f"same folds for every model; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+
+
+if __name__ == "__main__":
+    main()
