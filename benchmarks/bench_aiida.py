@@ -309,7 +309,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--storage", choices=["sqlite", "psql", "both"], default="sqlite")
     parser.add_argument("--n", type=int, default=None, help="a seeded subset of this many structures")
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs; the fastest of each step counts")
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved runs; the fastest of each step counts")
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON")
     args = parser.parse_args()
     try:
