@@ -144,6 +144,52 @@ def compute_arrays(desc: Descriptor, params: Mapping[str, Any], crystals: Sequen
     return [np.asarray(func(c, **kwargs)) for c in crystals]
 
 
+def _windows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start, length and packed values of the non-zero stretch of each row of a 2-D array."""
+    from numba import njit
+
+    global _windows_kernel
+    if _windows_kernel is None:
+
+        @njit(cache=True)
+        def kernel(m, first, lengths):
+            total = 0
+            for r in range(m.shape[0]):
+                lo, hi = -1, -1
+                for c in range(m.shape[1]):
+                    if m[r, c] != 0:
+                        if lo < 0:
+                            lo = c
+                        hi = c
+                if lo < 0:
+                    first[r], lengths[r] = 0, 0
+                else:
+                    first[r], lengths[r] = lo, hi - lo + 1
+                total += lengths[r]
+            return total
+
+        @njit(cache=True)
+        def gather(m, first, lengths, out):
+            k = 0
+            for r in range(m.shape[0]):
+                for c in range(first[r], first[r] + lengths[r]):
+                    out[k] = m[r, c]
+                    k += 1
+
+        _windows_kernel = (kernel, gather)
+    kernel, gather = _windows_kernel
+    matrix = np.ascontiguousarray(matrix)
+    first = np.zeros(matrix.shape[0], dtype=np.int32)
+    lengths = np.zeros(matrix.shape[0], dtype=np.int32)
+    total = kernel(matrix, first, lengths)
+    values = np.empty(total, dtype=matrix.dtype)
+    gather(matrix, first, lengths, values)
+    return first, lengths, values
+
+
+_windows_kernel = None
+
+
 class InvariantsData(ArrayRepositoryMixin, Data):
     """Invariants of the records of a dataset: descriptor, parameters, ids and arrays.
 
@@ -277,16 +323,10 @@ class InvariantsData(ArrayRepositoryMixin, Data):
         ``values[starts[i, j] : starts[i, j] + lengths[i, j]]`` of each row is kept.
         """
         n, rows, bins = stack.shape
-        nonzero = stack != 0
-        has = nonzero.any(axis=-1)
-        first = np.where(has, nonzero.argmax(axis=-1), 0)
-        last = np.where(has, bins - 1 - nonzero[..., ::-1].argmax(axis=-1), -1)
-        lengths = (last - first + 1).clip(min=0)
-        cols = np.arange(bins)
-        mask = (cols >= first[..., None]) & (cols <= last[..., None])
-        self._set_array("window_starts", first.astype(np.int32))
-        self._set_array("window_lengths", lengths.astype(np.int32))
-        self._set_array("window_values", stack[mask])
+        first, lengths, values = _windows(stack.reshape(n * rows, bins))
+        self._set_array("window_starts", first.reshape(n, rows))
+        self._set_array("window_lengths", lengths.reshape(n, rows))
+        self._set_array("window_values", values)
         self.base.attributes.set("stack_shape", [int(n), int(rows), int(bins)])
         self._array_cache()["stack"] = stack
 
