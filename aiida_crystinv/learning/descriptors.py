@@ -228,7 +228,7 @@ def _density(t: SiteTable) -> np.ndarray:
                      n_val / t.volume_per_atom, t.volume_per_atom / v_elem, np.log10(max(k_elem, 1e-3))])
 
 
-def _element_roles(t: SiteTable, n_roles: int = 2, k: int = 24, n_shell: int = 12,
+def _element_roles(t: SiteTable, n_roles: int = 2, k: int = 48, n_shell: int = 12,
                    k_pair: int = 1, scale_free: bool = False) -> np.ndarray:
     """Per-element ("role") AMD, element properties and element-pair nearest distances.
 
