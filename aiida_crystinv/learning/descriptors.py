@@ -16,6 +16,23 @@ Use :func:`describe`::
 with ``+`` and takes each part's parameters as a dict keyed by the part's name (or, for
 convenience, flat keyword arguments that exactly one part accepts).
 
+Registered descriptors (defaults in brackets; p = 18 element properties, see
+``_elements.ELEMENT_PROPERTIES``):
+
+* ``amd`` (k=100) -- AMD_k, (k,) Angstrom.
+* ``pdd_stats`` (k=16, scale_free=False) -- weighted mean/std/min/max of the PDD rows'
+  first k distances, (4k,).
+* ``composition`` -- atom-fraction-weighted mean/std/min/max of element properties, (4p,).
+* ``density`` -- volume per atom and its log, mass density, packing fraction, valence
+  electron density, volume relative to the elemental solids, log10 mean elemental bulk
+  modulus, (7,); column 0 is the volume per atom (for ``scale_column=0`` models).
+* ``element_roles`` (n_roles=2, k=48, n_shell=12, k_pair=1, scale_free=False) -- per
+  element ranked by electronegativity: element properties, the element's AMD_k,
+  element-pair nearest distances and neighbour shares (binary compounds).
+* ``site_roles`` (cation_fraction=0.4, n_cations=2, cn=6, k=12) -- geometric A / B / X
+  roles of ABX3 perovskites (octahedral B found from distances), element properties and
+  distances per role.
+
 Disordered sites are weighted by their occupancy and carry the occupancy-weighted mean of
 their species' element properties.
 """
