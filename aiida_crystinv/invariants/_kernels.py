@@ -107,6 +107,33 @@ def translations_kernel(cell, radius):
 
 
 @njit(cache=True)
+def wrapped_offsets(cell, frac, i, off):
+    """Cartesian offsets from motif point i to every motif point, wrapped into the cell.
+
+    Fills ``off`` (m, 3) with ``(f_j - f_i - round(f_j - f_i)) @ cell`` and returns the
+    largest offset length ``R_i``.
+    """
+    ri = 0.0
+    for j in range(frac.shape[0]):
+        f0 = frac[j, 0] - frac[i, 0]
+        f1 = frac[j, 1] - frac[i, 1]
+        f2 = frac[j, 2] - frac[i, 2]
+        f0 -= math.floor(f0 + 0.5)
+        f1 -= math.floor(f1 + 0.5)
+        f2 -= math.floor(f2 + 0.5)
+        o0 = f0 * cell[0, 0] + f1 * cell[1, 0] + f2 * cell[2, 0]
+        o1 = f0 * cell[0, 1] + f1 * cell[1, 1] + f2 * cell[2, 1]
+        o2 = f0 * cell[0, 2] + f1 * cell[1, 2] + f2 * cell[2, 2]
+        off[j, 0] = o0
+        off[j, 1] = o1
+        off[j, 2] = o2
+        length = math.sqrt(o0 * o0 + o1 * o1 + o2 * o2)
+        if length > ri:
+            ri = length
+    return ri
+
+
+@njit(cache=True)
 def knn_kernel(cell, frac, rows, k, tvec, tlen, radius, tau0):
     """k nearest neighbour distances of motif points ``rows``.
 
@@ -130,23 +157,7 @@ def knn_kernel(cell, frac, rows, k, tvec, tlen, radius, tau0):
     bufj = np.empty(cap, dtype=np.int64)
     for r in range(nr):
         i = rows[r]
-        ri = 0.0
-        for j in range(m):
-            f0 = frac[j, 0] - frac[i, 0]
-            f1 = frac[j, 1] - frac[i, 1]
-            f2 = frac[j, 2] - frac[i, 2]
-            f0 -= math.floor(f0 + 0.5)
-            f1 -= math.floor(f1 + 0.5)
-            f2 -= math.floor(f2 + 0.5)
-            o0 = f0 * cell[0, 0] + f1 * cell[1, 0] + f2 * cell[2, 0]
-            o1 = f0 * cell[0, 1] + f1 * cell[1, 1] + f2 * cell[2, 1]
-            o2 = f0 * cell[0, 2] + f1 * cell[1, 2] + f2 * cell[2, 2]
-            off[j, 0] = o0
-            off[j, 1] = o1
-            off[j, 2] = o2
-            l = math.sqrt(o0 * o0 + o1 * o1 + o2 * o2)
-            if l > ri:
-                ri = l
+        ri = wrapped_offsets(cell, frac, i, off)
         tau = tau0
         while True:
             limit = tau + ri

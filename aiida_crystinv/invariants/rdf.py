@@ -42,6 +42,7 @@ import numpy as np
 from numba import njit
 
 from ._crystal import MIN_SEPARATION, InvalidStructureError, as_crystal
+from ._kernels import translations_kernel, wrapped_offsets
 from ._lattice import reduce_crystal
 from .grid import (
     DEFAULT_SMEARING,
@@ -64,19 +65,6 @@ def rdf_bins(bin_width: float = 0.05, cutoff: float = 10.0) -> np.ndarray:
     return grid_bins(bin_width, cutoff)
 
 
-def _translations(cell: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Cartesian lattice vectors of length <= radius, sorted by length: (T, 3), (T,)."""
-    recip = np.linalg.norm(np.linalg.inv(cell), axis=0)
-    nmax = [int(math.ceil(radius * r)) for r in recip]
-    axes = [np.arange(-n, n + 1) for n in nmax]
-    ints = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    vec = ints @ cell
-    length = np.sqrt(np.einsum("tc,tc->t", vec, vec))
-    keep = length <= radius
-    order = np.argsort(length[keep], kind="stable")
-    return np.ascontiguousarray(vec[keep][order]), np.ascontiguousarray(length[keep][order])
-
-
 @njit(cache=True)
 def _rdf_kernel(cell, frac, tvec, tlen, radius, site_w, X, pair_index, n_pairs, n_bins, bw, sigma, trunc, norm):
     """Smeared, weighted neighbour counts of every motif point: (n_pairs, n_bins).
@@ -96,17 +84,13 @@ def _rdf_kernel(cell, frac, tvec, tlen, radius, site_w, X, pair_index, n_pairs, 
     half = trunc * sigma
     n_el = X.shape[1]
     dmin = np.inf
+    off = np.empty((m, 3))
     for i in range(m):
+        wrapped_offsets(cell, frac, i, off)
         for j in range(m):
-            f0 = frac[j, 0] - frac[i, 0]
-            f1 = frac[j, 1] - frac[i, 1]
-            f2 = frac[j, 2] - frac[i, 2]
-            f0 -= math.floor(f0 + 0.5)
-            f1 -= math.floor(f1 + 0.5)
-            f2 -= math.floor(f2 + 0.5)
-            o0 = f0 * cell[0, 0] + f1 * cell[1, 0] + f2 * cell[2, 0]
-            o1 = f0 * cell[0, 1] + f1 * cell[1, 1] + f2 * cell[2, 1]
-            o2 = f0 * cell[0, 2] + f1 * cell[1, 2] + f2 * cell[2, 2]
+            o0 = off[j, 0]
+            o1 = off[j, 1]
+            o2 = off[j, 2]
             reach = radius + math.sqrt(o0 * o0 + o1 * o1 + o2 * o2)
             for t in range(tvec.shape[0]):
                 if tlen[t] > reach:
@@ -212,7 +196,7 @@ def rdf(
     reach = radius + 0.5 * max(np.linalg.norm(v) for v in (
         cell[0] + cell[1] + cell[2], cell[0] + cell[1] - cell[2],
         cell[0] - cell[1] + cell[2], -cell[0] + cell[1] + cell[2]))
-    tvec, tlen = _translations(cell, reach)
+    tvec, tlen = translations_kernel(np.ascontiguousarray(cell), float(reach))
     occ = crystal.occupancy
     total_w = float(occ.sum())
     if partial:
