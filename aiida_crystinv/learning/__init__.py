@@ -3,7 +3,9 @@
 * descriptors -- :func:`describe` (name + parameters -> (n, d) isometry-invariant
   features), :data:`DESCRIPTORS` registry, :func:`describe_spec`.
 * models -- :class:`KNNRegressor` (precomputed distances), :class:`KernelRidgeRegressor`
-  (Laplacian / RBF), :class:`EnsembleRegressor`, :class:`MedianRegressor`;
+  (Laplacian / RBF), :class:`FeatureKNNRegressor`, :class:`EnsembleRegressor`,
+  :class:`StackRegressor` (blend weights learned on the training records),
+  :class:`MedianRegressor`;
   :func:`build_model` (JSON-able spec -> model), :func:`model_from_arrays`
   (pickle-free export via ``model.to_arrays()``).
 * validation -- :func:`cross_validate`, :func:`cross_val_predict`.
@@ -29,9 +31,11 @@ from .models import (
     MODELS,
     TARGET_TRANSFORMS,
     EnsembleRegressor,
+    FeatureKNNRegressor,
     KernelRidgeRegressor,
     KNNRegressor,
     MedianRegressor,
+    StackRegressor,
     build_model,
     check_target,
     inverse_transform_target,
@@ -47,8 +51,8 @@ __all__ = [
     "DESCRIPTORS", "Descriptor", "SiteTable", "describe", "describe_spec", "descriptor_defaults",
     "descriptor_names", "register_descriptor", "site_table",
     "mae", "median_ae", "r2", "regression_metrics", "rmse",
-    "MODELS", "TARGET_TRANSFORMS", "EnsembleRegressor", "KernelRidgeRegressor", "KNNRegressor",
-    "MedianRegressor", "build_model", "check_target", "inverse_transform_target", "is_precomputed",
+    "MODELS", "TARGET_TRANSFORMS", "EnsembleRegressor", "FeatureKNNRegressor", "KernelRidgeRegressor",
+    "KNNRegressor", "MedianRegressor", "StackRegressor", "build_model", "check_target", "inverse_transform_target", "is_precomputed",
     "model_from_arrays", "transform_target",
     "parity_plot", "fold_labels", "holdout_split", "kfold_indices",
     "cross_val_predict", "cross_validate", "fit_predict_split",

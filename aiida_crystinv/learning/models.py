@@ -1,6 +1,6 @@
 """Regression models on invariants, with hyperparameters chosen by inner cross-validation.
 
-Three estimators following scikit-learn conventions (``fit``/``predict``, constructor
+Estimators following scikit-learn conventions (``fit``/``predict``, constructor
 arguments stored unchanged, fitted state in attributes ending in ``_``, a seed in
 ``random_state``, no global state):
 
@@ -8,6 +8,11 @@ arguments stored unchanged, fitted state in attributes ending in ``_``, a seed i
   (PDD-EMD, GRID-EMD, AMD L-inf, ...): ``fit(D_train_train, y)``, ``predict(D_test_train)``.
 * :class:`KernelRidgeRegressor` -- kernel ridge regression (Laplacian or RBF kernel) on
   standardised feature vectors: ``fit(X, y)``, ``predict(X)``.
+* :class:`FeatureKNNRegressor` -- k nearest neighbours on standardised feature vectors.
+* :class:`EnsembleRegressor` -- the mean of several feature models.
+* :class:`StackRegressor` -- a non-negative blend of feature models (optionally each on
+  its own columns) whose weights minimise the MAE of the members' inner-CV predictions of
+  the training records, so they never see test records.
 * :class:`MedianRegressor` -- predicts the training median (the baseline).
 
 Every fitted model exports itself without pickle: ``arrays, params = model.to_arrays()``
@@ -15,7 +20,8 @@ gives a dict of numpy arrays and a JSON-able dict, and
 ``model_from_arrays(arrays, params)`` (or ``Class.from_arrays``) rebuilds a model that
 predicts exactly the same numbers. :func:`build_model` makes an unfitted model from a
 JSON-able spec such as ``{"name": "krr", "kernel": "laplacian"}`` or
-``{"name": "knn", "k": [1, 3, 5, 10], "weights": "distance"}``.
+``{"name": "knn", "k": [1, 3, 5, 10], "weights": "distance"}`` or ``{"name": "stack",
+"members": [{"name": "krr", "kernel": "rbf", "weight_power": 1, "columns": [[0, 50]]}, ...]}``.
 
 Targets may be modelled through ``target_transform="log10"`` (usual for elastic moduli);
 predictions are always returned in the original units, and inner cross-validation scores
@@ -37,6 +43,8 @@ __all__ = [
     "KernelRidgeRegressor",
     "MedianRegressor",
     "EnsembleRegressor",
+    "FeatureKNNRegressor",
+    "StackRegressor",
     "MODELS",
     "is_precomputed",
     "build_model",
@@ -377,10 +385,15 @@ class KernelRidgeRegressor(_Model):
             ``density`` descriptor): the model learns ``y * X[:, c]`` (e.g. bulk modulus
             times volume, an energy per atom) and divides its prediction by ``X[:, c]``.
             Column ``c`` must be positive.
+        weight_power: weight each training record by ``(y / mean(y)) ** weight_power`` in
+            the least-squares fit (0: unweighted). With a log10 target, 1 makes the fit
+            weigh relative errors of large targets like the absolute errors an MAE counts.
 
     Fitted attributes: ``X_fit_`` (n, d) standardised training features, ``dual_coef_``
     (n,), ``mean_``/``scale_`` (d,), ``y_mean_``, ``alpha_``, ``gamma_``, ``n_features_``,
-    ``cv_mae_`` (grid of inner-CV MAE, rows gammas, columns alphas).
+    ``cv_mae_`` (grid of inner-CV MAE, rows gammas, columns alphas), and (not exported)
+    ``oof_pred_`` (n,) the inner-CV (leave-one-out or K-fold) predictions of the training
+    records at the chosen hyperparameters, in target units -- what a stack blends.
     """
 
     name = "krr"
@@ -392,7 +405,8 @@ class KernelRidgeRegressor(_Model):
                  gammas: float | Sequence[float] | None = None,
                  gamma_factors: Sequence[float] = (0.03, 0.1, 0.3, 1.0, 3.0),
                  standardize: bool = True, center: bool = True, cv: int | str = "loo", random_state: int = 0,
-                 target_transform: str | None = None, scale_column: int | None = None) -> None:
+                 target_transform: str | None = None, scale_column: int | None = None,
+                 weight_power: float = 0.0) -> None:
         self.kernel = kernel
         self.alphas = alphas
         self.gammas = gammas
@@ -403,12 +417,13 @@ class KernelRidgeRegressor(_Model):
         self.random_state = random_state
         self.target_transform = target_transform
         self.scale_column = scale_column
+        self.weight_power = weight_power
 
     def get_params(self) -> dict:
         return _jsonable({"scale_column": self.scale_column, "kernel": self.kernel, "alphas": self.alphas, "gammas": self.gammas,
                           "gamma_factors": self.gamma_factors, "standardize": self.standardize,
                           "center": self.center, "cv": self.cv, "random_state": self.random_state,
-                          "target_transform": self.target_transform})
+                          "target_transform": self.target_transform, "weight_power": self.weight_power})
 
     def _scale(self, X: np.ndarray) -> np.ndarray:
         """(n,) the per-record target scale (ones without ``scale_column``)."""
@@ -433,7 +448,19 @@ class KernelRidgeRegressor(_Model):
             gammas = [float(g) for g in _as_list(self.gammas, "gammas")]
         if min(alphas) <= 0 or min(gammas) <= 0:
             raise ValueError(f"alphas and gammas must be positive, got {alphas}, {gammas}")
+        wp = self.weight_power
+        if isinstance(wp, bool) or not isinstance(wp, (int, float, np.integer, np.floating)) or not np.isfinite(wp):
+            raise ValueError(f"weight_power must be a finite number, got {wp!r}")
         return alphas, gammas
+
+    def _sqrt_weights(self, y: np.ndarray) -> np.ndarray:
+        """(n,) square roots of the record weights ``(y / mean(y)) ** weight_power``."""
+        p = float(self.weight_power)
+        if p == 0.0:
+            return np.ones(len(y))
+        if np.any(y <= 0):
+            raise ValueError("weight_power needs positive targets")
+        return np.sqrt((y / y.mean()) ** p)
 
     def fit(self, X: Any, y: Any) -> "KernelRidgeRegressor":
         """Fit on (n, d) features and (n,) targets."""
@@ -449,20 +476,24 @@ class KernelRidgeRegressor(_Model):
         tscale = self._scale(X)
         yt = transform_target(y * tscale, self.target_transform)
         dist = _pair_dist(Z, Z, self.kernel)
-        grid = np.zeros((len(gammas), len(alphas)))
+        sw = self._sqrt_weights(y)
         if len(alphas) * len(gammas) > 1:
-            grid = self._search(dist, y, yt, alphas, gammas, tscale)
-            gi, ai = np.unravel_index(int(np.argmin(grid)), grid.shape)
-        else:
-            gi, ai = 0, 0
+            grid, preds = self._search(dist, y, yt, alphas, gammas, tscale, sw)
+        else:  # nothing to choose: inner-CV predictions only where the records allow them
+            try:
+                grid, preds = self._search(dist, y, yt, alphas, gammas, tscale, sw)
+            except ValueError:
+                grid, preds = np.zeros((1, 1)), np.full((1, 1, len(y)), np.nan)
+        gi, ai = np.unravel_index(int(np.argmin(grid)), grid.shape)
         gamma, alpha = gammas[gi], alphas[ai]
-        K = np.exp(-gamma * dist)
+        # weighted ridge: (K + alpha W^-1) c = y  <=>  (S K S + alpha I) u = S y, c = S u
+        K = np.exp(-gamma * dist) * sw[:, None] * sw[None, :]
         y_mean = float(yt.mean()) if self.center else 0.0
         K[np.diag_indices_from(K)] += alpha
         try:
-            dual = scipy.linalg.solve(K, yt - y_mean, assume_a="pos", check_finite=False)
+            dual = sw * scipy.linalg.solve(K, sw * (yt - y_mean), assume_a="pos", check_finite=False)
         except np.linalg.LinAlgError:  # pragma: no cover - numerically singular
-            dual = scipy.linalg.lstsq(K, yt - y_mean)[0]
+            dual = sw * scipy.linalg.lstsq(K, sw * (yt - y_mean))[0]
         self.X_fit_ = Z
         self.dual_coef_ = dual
         self.mean_ = mean
@@ -473,44 +504,54 @@ class KernelRidgeRegressor(_Model):
         self.n_features_ = int(X.shape[1])
         self.gamma_grid_ = gammas
         self.cv_mae_ = grid.tolist()
+        self.oof_pred_ = preds[gi, ai]
         return self
 
     def _search(self, dist: np.ndarray, y: np.ndarray, yt: np.ndarray, alphas: list[float],
-                gammas: list[float], tscale: np.ndarray) -> np.ndarray:
-        """(n_gammas, n_alphas) inner-CV mean absolute error, in target units."""
+                gammas: list[float], tscale: np.ndarray,
+                sw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(n_gammas, n_alphas) inner-CV mean absolute error, in target units, and the
+        (n_gammas, n_alphas, n) inner-CV predictions (target units). ``sw``: square roots
+        of the record weights."""
         grid = np.zeros((len(gammas), len(alphas)))
         n = len(y)
+        sw = np.ones(n) if sw is None else sw
+        preds = np.zeros((len(gammas), len(alphas), n))
         if self.cv == "loo":
             if n < 3:
                 raise ValueError(f"KernelRidgeRegressor: {n} training records are too few for "
                                  "leave-one-out hyperparameter search (need 3)")
             ym = yt.mean() if self.center else 0.0
             for gi, g in enumerate(gammas):
-                s, V = scipy.linalg.eigh(np.exp(-g * dist), check_finite=False)
+                s, V = scipy.linalg.eigh(np.exp(-g * dist) * sw[:, None] * sw[None, :], check_finite=False)
                 s = np.maximum(s, 0.0)
-                proj = V.T @ (yt - ym)
+                proj = V.T @ (sw * (yt - ym))
                 V2 = V**2
                 for ai, a in enumerate(alphas):
-                    inv = 1.0 / (s + a)
-                    c = V @ (proj * inv)  # dual coefficients
-                    h = V2 @ inv  # diagonal of (K + a I)^-1
-                    pred = yt - c / h  # closed-form leave-one-out predictions
-                    grid[gi, ai] = _mae(inverse_transform_target(pred, self.target_transform) / tscale, y)
-            return grid
+                    shrink = s / (s + a)
+                    fit = (V @ (proj * shrink)) / sw  # fitted values (centred)
+                    h = V2 @ shrink  # diagonal of the hat matrix
+                    # closed-form leave-one-out predictions of the (weighted) linear smoother
+                    pred = yt - (yt - ym - fit) / np.maximum(1.0 - h, 1e-12)
+                    preds[gi, ai] = inverse_transform_target(pred, self.target_transform) / tscale
+                    grid[gi, ai] = _mae(preds[gi, ai], y)
+            return grid, preds
         _check_cv(self.cv, n, "KernelRidgeRegressor")
         folds = kfold_indices(n, self.cv, self.random_state)
         for gi, g in enumerate(gammas):
             K = np.exp(-g * dist)
             for tr, te in folds:
                 ym = yt[tr].mean() if self.center else 0.0
-                s, V = scipy.linalg.eigh(K[np.ix_(tr, tr)], check_finite=False)
-                proj = V.T @ (yt[tr] - ym)
-                Kte = K[np.ix_(te, tr)] @ V
+                st = sw[tr]
+                s, V = scipy.linalg.eigh(K[np.ix_(tr, tr)] * st[:, None] * st[None, :], check_finite=False)
+                proj = V.T @ (st * (yt[tr] - ym))
+                Kte = (K[np.ix_(te, tr)] * st[None, :]) @ V
                 for ai, a in enumerate(alphas):
-                    pred = Kte @ (proj / (np.maximum(s, 0.0) + a)) + ym
-                    grid[gi, ai] += np.abs(inverse_transform_target(pred, self.target_transform) / tscale[te]
-                                           - y[te]).sum()
-        return grid / n
+                    pred = inverse_transform_target(Kte @ (proj / (np.maximum(s, 0.0) + a)) + ym,
+                                                    self.target_transform) / tscale[te]
+                    preds[gi, ai, te] = pred
+                    grid[gi, ai] += np.abs(pred - y[te]).sum()
+        return grid / n, preds
 
     def predict(self, X: Any) -> np.ndarray:
         """Predict (m,) targets from (m, d) features built exactly as in training."""
@@ -556,7 +597,7 @@ class EnsembleRegressor(_Model):
             raise ValueError("an ensemble needs at least one member model")
         models = [build_model(dict(m)) for m in specs]
         for m in models:
-            if isinstance(m, (KNNRegressor, EnsembleRegressor)):
+            if m.name in ("knn", "ensemble", "stack"):
                 raise ValueError(f"ensemble members must be feature models (krr, median), not {m.name!r}")
         return models
 
@@ -600,11 +641,280 @@ class EnsembleRegressor(_Model):
 
 
 # ---------------------------------------------------------------------------------------
+# kNN on feature vectors
+
+
+class FeatureKNNRegressor(_Model):
+    """k-nearest-neighbour regression on standardised feature vectors (L1 or L2).
+
+    The feature-vector counterpart of :class:`KNNRegressor` (which takes precomputed
+    distances), mainly a diverse member for :class:`StackRegressor`. ``k`` is chosen by
+    exact leave-one-out on the training records (MAE in target units).
+
+    Args:
+        k: number of neighbours or a list of candidates.
+        weights: ``'distance'`` or ``'uniform'``.
+        metric: ``'l1'`` (cityblock) or ``'l2'`` on standardised features.
+        target_transform: ``None`` or ``'log10'``.
+        scale_column: as in :class:`KernelRidgeRegressor` (average ``y * X[:, c]``).
+
+    Fitted attributes: ``X_fit_`` (n, d) standardised features, ``y_train_`` (n,)
+    transformed (scaled) targets, ``mean_``/``scale_`` (d,), ``k_``, ``n_features_``,
+    ``cv_mae_`` dict k -> leave-one-out MAE, ``oof_pred_`` (n,) leave-one-out predictions
+    (not exported).
+    """
+
+    name = "knn_features"
+    _array_names = ("X_fit", "y_train", "mean", "scale")
+    _fitted_params = ("k", "n_features", "cv_mae")
+
+    def __init__(self, k: int | Sequence[int] = (1, 3, 5, 10, 20), weights: str = "distance", metric: str = "l1",
+                 target_transform: str | None = None, scale_column: int | None = None) -> None:
+        self.k = k
+        self.weights = weights
+        self.metric = metric
+        self.target_transform = target_transform
+        self.scale_column = scale_column
+
+    def get_params(self) -> dict:
+        return {"k": _jsonable(self.k), "weights": self.weights, "metric": self.metric,
+                "target_transform": self.target_transform, "scale_column": self.scale_column}
+
+    def _validate(self) -> list[int]:
+        if self.metric not in ("l1", "l2"):
+            raise ValueError(f"metric must be 'l1' or 'l2', got {self.metric!r}")
+        return KNNRegressor(k=self.k, weights=self.weights, target_transform=self.target_transform)._validate()
+
+    _scale = KernelRidgeRegressor._scale
+
+    def _dist(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        return _cdist(A, B, metric="cityblock" if self.metric == "l1" else "euclidean")
+
+    def fit(self, X: Any, y: Any) -> "FeatureKNNRegressor":
+        """Fit on (n, d) features and (n,) targets."""
+        ks = self._validate()
+        X, y = _check_xy(X, y, "feature matrix")
+        if len(y) < 2:
+            raise ValueError("FeatureKNNRegressor needs at least 2 training records")
+        mean, scale = X.mean(0), X.std(0)
+        scale[scale <= 1e-12 * np.maximum(1.0, np.abs(mean))] = 1.0
+        Z = (X - mean) / scale
+        tscale = self._scale(X)
+        yt = transform_target(y * tscale, self.target_transform)
+        D = self._dist(Z, Z)
+        np.fill_diagonal(D, np.inf)
+        preds = [inverse_transform_target(_knn_predict(D, yt, min(k, len(y) - 1), self.weights),
+                                          self.target_transform) / tscale for k in ks]
+        errs = [_mae(p, y) for p in preds]
+        best = int(np.argmin(errs))
+        self.X_fit_, self.y_train_, self.mean_, self.scale_ = Z, yt, mean, scale
+        self.k_ = int(ks[best])
+        self.n_features_ = int(X.shape[1])
+        self.cv_mae_ = {str(k): float(e) for k, e in zip(ks, errs)} if len(ks) > 1 else {}
+        self.oof_pred_ = preds[best]
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(m,) predictions from (m, d) features built exactly as in training."""
+        self._check_fitted()
+        X = _check_matrix(X, "feature matrix")
+        if X.shape[1] != int(self.n_features_):
+            raise ValueError(f"features have width {X.shape[1]} but the model was trained on "
+                             f"{self.n_features_} features: they come from another descriptor or "
+                             "other descriptor parameters")
+        D = self._dist((X - self.mean_) / self.scale_, np.asarray(self.X_fit_, float))
+        pred = _knn_predict(D, np.asarray(self.y_train_, float), int(self.k_), self.weights)
+        return inverse_transform_target(pred, self.target_transform) / self._scale(X)
+
+
+# ---------------------------------------------------------------------------------------
+# stacking
+
+
+def _lad_simplex(P: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise ``sum |P w - y|`` (a linear program)."""
+    from scipy.optimize import linprog
+
+    n, m = P.shape
+    if m == 1:
+        return np.ones(1)
+    cost = np.concatenate([np.zeros(m), np.ones(2 * n)])
+    A = np.vstack([np.hstack([P, -np.eye(n), np.eye(n)]), np.concatenate([np.ones(m), np.zeros(2 * n)])])
+    res = linprog(cost, A_eq=A, b_eq=np.concatenate([y, [1.0]]), bounds=(0, None), method="highs")
+    if not res.success:  # pragma: no cover - the LP is always feasible
+        return np.full(m, 1.0 / m)
+    w = np.maximum(res.x[:m], 0.0)
+    return w / w.sum()
+
+
+def _columns(spec: Any, what: str) -> list[tuple[int, int]] | None:
+    if spec is None:
+        return None
+    try:
+        ranges = [(int(a), int(b)) for a, b in spec]
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: columns must be a list of [start, stop] pairs, got {spec!r}") from None
+    if not ranges or any(a < 0 or b <= a for a, b in ranges):
+        raise ValueError(f"{what}: columns must be non-empty [start, stop) ranges with 0 <= start < stop, "
+                         f"got {spec!r}")
+    return ranges
+
+
+class StackRegressor(_Model):
+    """A weighted blend of feature-vector models, the weights learned on the training
+    records only (stacking).
+
+    Each member is fitted on the training records (tuning its own hyperparameters by inner
+    CV) and also gives inner-CV predictions of those same records (closed-form leave-one-out
+    for kernel ridge and feature kNN, else ``cv``-fold refits). The blend weights are the
+    non-negative weights summing to one that minimise the mean absolute error of the
+    blended inner-CV predictions (a linear program). Test records are never seen: under an
+    outer cross-validation the weights are learned inside each outer training fold.
+
+    Args:
+        members: model specs (dicts for :func:`build_model`: ``krr``, ``knn_features``,
+            ``ensemble``, ``median``), each optionally with ``"columns": [[start, stop], ...]``,
+            the feature columns (half-open ranges, in order) that member sees -- e.g. one
+            descriptor's part of a joined descriptor.
+        cv: inner folds for members without closed-form inner-CV predictions.
+        random_state: seed of those folds.
+
+    Fitted attributes: ``models_`` (fitted members), ``weights_`` (m,), ``n_features_``,
+    ``cv_mae_`` dict with the inner-CV MAE of every member and of the blend.
+    """
+
+    name = "stack"
+    _array_names = ()
+
+    def __init__(self, members: Sequence[dict] = ({"name": "krr", "kernel": "laplacian"},
+                                                  {"name": "krr", "kernel": "rbf"}),
+                 cv: int = 5, random_state: int = 0) -> None:
+        self.members = members
+        self.cv = cv
+        self.random_state = random_state
+
+    def get_params(self) -> dict:
+        return {"members": _jsonable(list(self.members)), "cv": self.cv, "random_state": self.random_state}
+
+    def _validate(self) -> list[tuple[Any, list[tuple[int, int]] | None]]:
+        specs = list(self.members)
+        if not specs:
+            raise ValueError("a stack needs at least one member model")
+        _check_cv(self.cv, self.cv, "StackRegressor")
+        out = []
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, dict):
+                raise ValueError(f"stack member {i} must be a model spec dict, got {spec!r}")
+            spec = dict(spec)
+            cols = _columns(spec.pop("columns", None), f"stack member {i}")
+            model = build_model(spec)
+            if isinstance(model, (KNNRegressor, StackRegressor)):
+                raise ValueError(f"stack members must be feature models (krr, knn_features, ensemble, "
+                                 f"median), not {model.name!r}")
+            out.append((model, cols))
+        return out
+
+    @staticmethod
+    def _select(X: np.ndarray, cols: list[tuple[int, int]] | None, i: int) -> np.ndarray:
+        if cols is None:
+            return X
+        if max(b for _, b in cols) > X.shape[1]:
+            raise ValueError(f"stack member {i} reads columns up to {max(b for _, b in cols)} but the "
+                             f"features have width {X.shape[1]}")
+        return np.hstack([X[:, a:b] for a, b in cols])
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "models_"):
+            raise ValueError("this StackRegressor is not fitted yet; call fit first")
+
+    def _inner_predictions(self, spec: dict, model: Any, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        oof = getattr(model, "oof_pred_", None)
+        if isinstance(model, EnsembleRegressor):
+            parts = [getattr(m, "oof_pred_", None) for m in model.models_]
+            oof = None if any(p is None for p in parts) else np.mean(parts, axis=0)
+        if oof is not None and np.all(np.isfinite(oof)):
+            return np.asarray(oof, float)
+        _check_cv(self.cv, len(y), "StackRegressor")
+        pred = np.zeros(len(y))
+        for tr, te in kfold_indices(len(y), self.cv, self.random_state):
+            pred[te] = build_model(spec).fit(X[tr], y[tr]).predict(X[te])
+        return pred
+
+    def fit(self, X: Any, y: Any) -> "StackRegressor":
+        """Fit every member on (n, d) features and (n,) targets, then the blend weights on
+        the members' inner-CV predictions of these records."""
+        members = self._validate()
+        X, y = _check_xy(X, y, "feature matrix")
+        specs = [{k: v for k, v in dict(s).items() if k != "columns"} for s in self.members]
+        models, inner = [], []
+        for i, ((model, cols), spec) in enumerate(zip(members, specs)):
+            Xi = self._select(X, cols, i)
+            model.fit(Xi, y)
+            models.append(model)
+            inner.append(self._inner_predictions(spec, model, Xi, y))
+        P = np.stack(inner, 1)
+        w = _lad_simplex(P, y)
+        self.models_ = models
+        self.weights_ = w
+        self.n_features_ = int(X.shape[1])
+        self.cv_mae_ = {"members": [_mae(p, y) for p in P.T], "blend": _mae(P @ w, y)}
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(m,) the weighted sum of the members' predictions."""
+        self._check_fitted()
+        X = _check_matrix(X, "feature matrix")
+        if X.shape[1] != int(self.n_features_):
+            raise ValueError(f"features have width {X.shape[1]} but the stack was trained on "
+                             f"{self.n_features_} features: they come from another descriptor or "
+                             "other descriptor parameters")
+        cols = [_columns(dict(s).get("columns"), f"stack member {i}") for i, s in enumerate(self.members)]
+        out = np.zeros(X.shape[0])
+        for i, (m, c, w) in enumerate(zip(self.models_, cols, self.weights_)):
+            if w > 0:
+                out += float(w) * m.predict(self._select(X, c, i))
+        return out
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Arrays of member ``i`` are stored under ``'i/<name>'``; weights under ``'weights'``."""
+        self._check_fitted()
+        arrays, fitted = {"weights": np.array(self.weights_, dtype=float)}, []
+        for i, m in enumerate(self.models_):
+            a, p = m.to_arrays()
+            arrays.update({f"{i}/{k}": v for k, v in a.items()})
+            fitted.append(p)
+        return arrays, {"name": self.name, "init": self.get_params(),
+                        "fitted": {"members": fitted, "n_features": self.n_features_,
+                                   "cv_mae": _jsonable(self.cv_mae_)}}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict) -> "StackRegressor":
+        if params.get("name") != cls.name:
+            raise ValueError(f"params describe a {params.get('name')!r} model, not {cls.name!r}")
+        model = cls(**params.get("init", {}))
+        fitted = params.get("fitted", {})
+        members = fitted.get("members")
+        if not members or "weights" not in arrays or "n_features" not in fitted:
+            raise ValueError("stack params or arrays are missing the fitted members, weights or n_features")
+        if len(members) != len(list(model.members)) or len(arrays["weights"]) != len(members):
+            raise ValueError("stack arrays and params disagree on the number of members")
+        model.models_ = []
+        for i, p in enumerate(members):
+            sub = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{i}/")}
+            model.models_.append(model_from_arrays(sub, p))
+        model.weights_ = np.array(arrays["weights"], dtype=float)
+        model.n_features_ = int(fitted["n_features"])
+        model.cv_mae_ = fitted.get("cv_mae", {})
+        return model
+
+
+# ---------------------------------------------------------------------------------------
 # factory
 
 
 MODELS: dict[str, type] = {"knn": KNNRegressor, "krr": KernelRidgeRegressor, "median": MedianRegressor,
-                           "ensemble": EnsembleRegressor}
+                           "ensemble": EnsembleRegressor, "knn_features": FeatureKNNRegressor,
+                           "stack": StackRegressor}
 
 
 def build_model(spec: dict) -> _Model:

@@ -14,9 +14,11 @@ from scipy.spatial.transform import Rotation
 from aiida_crystinv.learning import (
     DESCRIPTORS,
     EnsembleRegressor,
+    FeatureKNNRegressor,
     KernelRidgeRegressor,
     KNNRegressor,
     MedianRegressor,
+    StackRegressor,
     build_model,
     cross_val_predict,
     cross_validate,
@@ -178,6 +180,103 @@ def test_scale_column_learns_scaled_target(data):
     np.testing.assert_allclose(model.predict(Xp), ref.predict(Xp) / Xp[:, 0], rtol=1e-10)
 
 
+def test_weighted_krr_matches_explicit_solve_and_leave_one_out(data):
+    X, y = data
+    model = KernelRidgeRegressor(kernel="rbf", alphas=[0.01, 0.1], gammas=[0.1], weight_power=2.0).fit(X, y)
+    Z = (X - X.mean(0)) / X.std(0)
+    K = np.exp(-0.1 * cdist(Z, Z, "sqeuclidean"))
+    w = (y / y.mean()) ** 2
+    a = model.alpha_
+    c = np.linalg.solve(K + a * np.diag(1.0 / w), y - y.mean())
+    np.testing.assert_allclose(model.dual_coef_, c, rtol=1e-6, atol=1e-10)
+    loo = []
+    for i in range(len(y)):
+        m = np.ones(len(y), bool)
+        m[i] = False
+        ci = np.linalg.solve(K[np.ix_(m, m)] + a * np.diag(1.0 / w[m]), y[m] - y.mean())
+        loo.append(K[i, m] @ ci + y.mean())
+    np.testing.assert_allclose(model.oof_pred_, loo, rtol=1e-7)
+    assert model.cv_mae_[0][[0.01, 0.1].index(a)] == pytest.approx(np.mean(np.abs(np.array(loo) - y)))
+    with pytest.raises(ValueError, match="weight_power"):
+        build_model({"name": "krr", "weight_power": "big"})
+
+
+def test_feature_knn_leave_one_out_and_prediction(data):
+    X, y = data
+    model = FeatureKNNRegressor(k=[1, 3, 5], weights="uniform").fit(X[:45], y[:45])
+    Z = (X - X[:45].mean(0)) / X[:45].std(0)
+    D = cdist(Z[:45], Z[:45], "cityblock")
+    np.fill_diagonal(D, np.inf)
+    idx = np.argsort(D, 1)[:, :model.k_]
+    np.testing.assert_allclose(model.oof_pred_, y[:45][idx].mean(1))
+    idx = np.argsort(cdist(Z[45:], Z[:45], "cityblock"), 1)[:, :model.k_]
+    np.testing.assert_allclose(model.predict(X[45:]), y[:45][idx].mean(1))
+    with pytest.raises(ValueError, match="width"):
+        model.predict(X[45:, :3])
+
+
+def _stack_spec():
+    return {"name": "stack", "members": [
+        {"name": "krr", "kernel": "laplacian", "alphas": [1e-3, 1e-1]},
+        {"name": "krr", "kernel": "rbf", "columns": [[0, 2]]},
+        {"name": "knn_features", "k": [1, 3, 5]},
+        {"name": "median"}]}
+
+
+def test_stack_weights_are_learned_on_the_training_records_only(data):
+    from scipy.optimize import linprog
+
+    X, y = data
+    train, test = np.arange(45), np.arange(45, 60)
+    model = build_model(_stack_spec()).fit(X[train], y[train])
+    w = model.weights_
+    assert w.shape == (4,) and np.all(w >= 0) and w.sum() == pytest.approx(1.0)
+    # the weights minimise the MAE of the members' inner-CV predictions of the training records
+    P = np.stack([model.models_[0].oof_pred_, model.models_[1].oof_pred_, model.models_[2].oof_pred_,
+                  cross_val_predict({"name": "median"}, X[train], y[train], n_splits=5, seed=0)], 1)
+    n, m = P.shape
+    ref = linprog(np.r_[np.zeros(m), np.ones(2 * n)],
+                  A_eq=np.vstack([np.hstack([P, -np.eye(n), np.eye(n)]), np.r_[np.ones(m), np.zeros(2 * n)]]),
+                  b_eq=np.r_[y[train], 1.0], bounds=(0, None), method="highs")
+    assert model.cv_mae_["blend"] == pytest.approx(ref.fun / n)
+    assert model.cv_mae_["blend"] <= min(model.cv_mae_["members"]) + 1e-12
+    np.testing.assert_allclose(model.predict(X[test]), np.stack(
+        [model.models_[0].predict(X[test]), model.models_[1].predict(X[test][:, :2]),
+         model.models_[2].predict(X[test]), model.models_[3].predict(X[test])], 1) @ w)
+    # under cross-validation the test records never matter: wild targets in one test fold
+    # leave that fold's predictions (members, hyperparameters and weights) unchanged
+    folds = kfold_indices(60, 3, seed=0)
+    y_bad = y.copy()
+    y_bad[folds[0][1]] = 1e6
+    a = cross_val_predict(_stack_spec(), X, y, folds=folds)
+    b = cross_val_predict(_stack_spec(), X, y_bad, folds=folds)
+    np.testing.assert_array_equal(a[folds[0][1]], b[folds[0][1]])
+
+
+def test_stack_bad_specs_and_inputs(data):
+    X, y = data
+    with pytest.raises(ValueError, match="at least one member"):
+        build_model({"name": "stack", "members": []})
+    with pytest.raises(ValueError, match="feature models"):
+        build_model({"name": "stack", "members": [{"name": "knn"}]})
+    with pytest.raises(ValueError, match="feature models"):
+        build_model({"name": "stack", "members": [{"name": "stack"}]})
+    with pytest.raises(ValueError, match="columns"):
+        build_model({"name": "stack", "members": [{"name": "krr", "columns": [[3, 1]]}]})
+    with pytest.raises(ValueError, match="no parameter"):
+        build_model({"name": "stack", "members": [{"name": "krr", "kernal": "rbf"}]})
+    with pytest.raises(ValueError, match="not fitted"):
+        StackRegressor().predict(X)
+    with pytest.raises(ValueError, match="width 5"):
+        build_model({"name": "stack", "members": [{"name": "krr", "columns": [[0, 9]]}]}).fit(X, y)
+    model = build_model(_stack_spec()).fit(X, y)
+    with pytest.raises(ValueError, match="width 4"):
+        model.predict(X[:, :4])
+    arrays, params = model.to_arrays()
+    with pytest.raises(ValueError, match="missing"):
+        model_from_arrays({k: v for k, v in arrays.items() if k != "weights"}, params)
+
+
 # ----------------------------------------------------------------------------- round trips
 
 
@@ -186,6 +285,14 @@ def test_scale_column_learns_scaled_target(data):
     {"name": "krr", "kernel": "rbf", "target_transform": "log10", "scale_column": 4},
     {"name": "median"},
     {"name": "ensemble", "members": [{"name": "krr", "kernel": "laplacian"}, {"name": "krr", "kernel": "rbf"}]},
+    {"name": "krr", "kernel": "rbf", "target_transform": "log10", "weight_power": 1.0},
+    {"name": "knn_features", "k": [1, 3, 5], "target_transform": "log10", "scale_column": 4},
+    {"name": "stack", "members": [
+        {"name": "krr", "kernel": "laplacian", "columns": [[0, 3]]},
+        {"name": "krr", "kernel": "rbf", "weight_power": 1.0, "target_transform": "log10"},
+        {"name": "knn_features", "k": [1, 3], "metric": "l2", "columns": [[0, 2], [3, 5]]},
+        {"name": "ensemble", "members": [{"name": "krr", "cv": 3}]},
+        {"name": "median"}]},
 ])
 def test_feature_model_roundtrip_is_exact(data, spec):
     X, y = data
