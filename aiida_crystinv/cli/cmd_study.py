@@ -93,16 +93,20 @@ def cmd_study() -> None:
     """
 
 
-@cmd_study.command("run")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
-@click.option("--daemon", is_flag=True, help="Submit to the daemon instead of running here; report later with `study report PK`.")
-@click.option(
+#: The report folder option shared by `study run` and `study report`.
+REPORT_OPTION = click.option(
     "--report",
     "report_dir",
     type=click.Path(file_okay=False, path_type=pathlib.Path),
     default=None,
     help="Folder for report.md and the parity plots [default: ./crystinv-study-<pk>].",
 )
+
+
+@cmd_study.command("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.option("--daemon", is_flag=True, help="Submit to the daemon instead of running here; report later with `study report PK`.")
+@REPORT_OPTION
 @decorators.with_dbenv()
 @clean_errors
 def cmd_study_run(file: pathlib.Path, daemon: bool, report_dir: pathlib.Path | None) -> None:
@@ -128,13 +132,7 @@ def cmd_study_run(file: pathlib.Path, daemon: bool, report_dir: pathlib.Path | N
 
 @cmd_study.command("report")
 @click.argument("pk", type=int)
-@click.option(
-    "--report",
-    "report_dir",
-    type=click.Path(file_okay=False, path_type=pathlib.Path),
-    default=None,
-    help="Folder for report.md and the parity plots [default: ./crystinv-study-<pk>].",
-)
+@REPORT_OPTION
 @decorators.with_dbenv()
 @clean_errors
 def cmd_study_report(pk: int, report_dir: pathlib.Path | None) -> None:
