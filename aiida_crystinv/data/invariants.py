@@ -188,6 +188,44 @@ def _windows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 _windows_kernel = None
+_record_kernel = None
+
+
+def _record_window_kernel():
+    """A compiled ``kernel(record, like, starts, lengths) -> values``: the non-zero window
+    of each row of one (rows, bins) record after casting to ``like.dtype`` (so a value
+    that is non-zero only in float64 counts as zero, as in :func:`_windows` of the cast
+    stack); fills ``starts``/``lengths`` and returns the packed values, in one call."""
+    global _record_kernel
+    if _record_kernel is None:
+        from numba import njit
+
+        @njit(cache=True)
+        def kernel(record, like, starts, lengths):
+            rows, bins = record.shape
+            total = 0
+            for r in range(rows):
+                lo, hi = -1, -1
+                for c in range(bins):
+                    if like.dtype.type(record[r, c]) != 0:
+                        if lo < 0:
+                            lo = c
+                        hi = c
+                if lo < 0:
+                    starts[r], lengths[r] = 0, 0
+                else:
+                    starts[r], lengths[r] = lo, hi - lo + 1
+                total += lengths[r]
+            out = np.empty(total, dtype=like.dtype)
+            k = 0
+            for r in range(rows):
+                for c in range(starts[r], starts[r] + lengths[r]):
+                    out[k] = record[r, c]
+                    k += 1
+            return out
+
+        _record_kernel = kernel
+    return _record_kernel
 
 
 class InvariantsData(ArrayRepositoryMixin, Data):
@@ -240,6 +278,9 @@ class InvariantsData(ArrayRepositoryMixin, Data):
             node._set_array("pdd_rows", np.concatenate(rows, axis=0))
             node._set_array("pdd_offsets", offsets)
             feature_shape = [int(widths.pop())]
+        elif desc.layout == "stack" and not isinstance(arrays, np.ndarray) and np.ndim(arrays[0]) == 2:
+            # GRID: window each record as it comes, never building the dense float stack
+            feature_shape = node._set_windowed_records(arrays, ids, desc.dtype)
         else:
             if isinstance(arrays, np.ndarray):
                 stack = np.ascontiguousarray(arrays, dtype=desc.dtype)
@@ -329,6 +370,27 @@ class InvariantsData(ArrayRepositoryMixin, Data):
         self._set_array("window_values", values)
         self.base.attributes.set("stack_shape", [int(n), int(rows), int(bins)])
         self._array_cache()["stack"] = stack
+
+    def _set_windowed_records(self, arrays: Sequence[np.ndarray], ids: Sequence[str], dtype: str) -> list[int]:
+        """:meth:`_set_windowed` of the stack of ``arrays`` without building that stack
+        (3163 GRIDs are 250 MB as float64); returns the record shape."""
+        rows, bins = np.shape(arrays[0])
+        n = len(arrays)
+        starts = np.empty((n, rows), dtype=np.int32)
+        lengths = np.empty((n, rows), dtype=np.int32)
+        like = np.empty(0, dtype=dtype)
+        kernel = _record_window_kernel()
+        chunks = []
+        for i, a in enumerate(arrays):
+            a = np.asarray(a)
+            if a.shape != (rows, bins):
+                raise ValueError(f"record {ids[i]!r}: shape {a.shape} differs from {(rows, bins)}")
+            chunks.append(kernel(np.ascontiguousarray(a), like, starts[i], lengths[i]))
+        self._set_array("window_starts", starts)
+        self._set_array("window_lengths", lengths)
+        self._set_array("window_values", np.concatenate(chunks))
+        self.base.attributes.set("stack_shape", [int(n), int(rows), int(bins)])
+        return [int(rows), int(bins)]
 
     def _get_windowed(self) -> np.ndarray:
         cache = self._array_cache()

@@ -264,6 +264,57 @@ def test_grid_and_rdf_stacks_float32():
     np.testing.assert_allclose(orm.load_node(rdfs.pk).get_stack()[0], rdf(structures()[0]), rtol=1e-6, atol=1e-6)
 
 
+def test_grid_windows_record_by_record_equal_the_stacked_path():
+    """Records given one by one are windowed without building the stack; the stored
+    arrays equal those of the stacked path, including values that are non-zero in
+    float64 but zero in float32 (the window is that of the float32 value)."""
+    rng = np.random.default_rng(3)
+    records = []
+    for _ in range(6):
+        r = np.zeros((5, 40))
+        for row in r:
+            lo = int(rng.integers(0, 30))
+            row[lo : lo + int(rng.integers(0, 10))] = rng.random(1)[0] + 0.5
+        r[1, 39] = 1e-60  # zero once cast to float32
+        r[2, :] = 0.0
+        records.append(r)
+    ids = [f"r{i}" for i in range(6)]
+    params = {"bin_width": 0.1, "cutoff": 4.0, "n_shells": 5}
+    by_record = InvariantsData.from_arrays("grid", params, ids, records)
+    stacked = InvariantsData.from_arrays("grid", params, ids, np.stack(records))
+    for name in ("window_starts", "window_lengths", "window_values"):
+        np.testing.assert_array_equal(by_record._get_array(name), stacked._get_array(name))
+    assert by_record.feature_shape == stacked.feature_shape == (5, 40)
+    loaded = orm.load_node(by_record.store().pk)
+    np.testing.assert_array_equal(loaded.get_stack(), np.stack(records).astype(np.float32))
+    with pytest.raises(ValueError, match="'r1': shape"):
+        InvariantsData.from_arrays("grid", params, ids[:2], [records[0], records[1][:4]])
+
+
+@pytest.mark.postgres
+def test_node_hash_equals_aiidas_own():
+    """The hash our data types store (computed from the repository keys) is the value
+    aiida's own NodeCaching computes (which asks the object store for each file)."""
+    from aiida.common.hashing import make_hash
+    from aiida.orm.nodes.caching import NodeCaching
+
+    dataset = make_dataset()
+    assert isinstance(dataset.base.caching, _arrays.ArrayNodeCaching)
+    # unstored: the sandbox path (aiida's own repository hash)
+    before = dataset.base.caching._compute_hash()
+    dataset.store()
+    nodes = [dataset, InvariantsData.compute(dataset.get_crystals(), "grid", ids=dataset.ids).store()]
+    for node in nodes:
+        reference = make_hash(NodeCaching(node).get_objects_to_hash())
+        assert node.base.caching.get_hash() == reference == node.base.caching.compute_hash()
+        assert _arrays.repository_hash(node) == node.base.repository.hash()
+    assert before == dataset.base.caching.get_hash()
+    # a node whose content differs hashes differently
+    other = make_dataset(on_error="fail")
+    other.base.attributes.set("content_hash", "x")
+    assert other.store().base.caching.get_hash() != dataset.base.caching.get_hash()
+
+
 def test_distances_data():
     ids = ["a", "b", "c"]
     condensed = np.array([1.0, 2.0, 3.0])
