@@ -28,7 +28,7 @@ def setup_json_from_pyproject() -> dict:
         "version": project["version"],
         "description": project["description"],
         "author": ", ".join(a["name"] for a in project.get("authors", [])),
-        "license": project["license"]["text"],
+        "license": project["license"] if isinstance(project["license"], str) else project["license"]["text"],
         "classifiers": project["classifiers"],
         "python_requires": project["requires-python"],
         "install_requires": project["dependencies"],

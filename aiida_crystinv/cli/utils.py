@@ -13,6 +13,8 @@ import typing as t
 import click
 from aiida.cmdline.utils import echo
 
+from .._runner import in_process_runner
+
 __all__ = (
     "require_profile",
     "with_profile",
@@ -176,30 +178,6 @@ def is_chunk(node: t.Any) -> bool:
         if link.node.process_label == "merge_invariants":
             return True
     return False
-
-
-def in_process_runner(poll_interval: float = 0.05) -> t.Any:
-    """A runner for processes run inside this command: no broker, prompt polling.
-
-    ``aiida.engine.run`` makes a fresh runner that polls sub-processes every
-    ``runner.poll.interval`` seconds (60 by default; ``verdi presto`` profiles use 1), so a
-    WorkChain run in-process waits up to that long for each sub-process it submitted. This
-    runner polls every ``poll_interval`` seconds instead, and has no communicator (no broker
-    needed; in-process runs cannot be paused or killed with ``verdi process``, Ctrl-C still
-    kills them). The profile's configuration is not touched.
-    """
-    from aiida.manage import get_manager
-
-    global _IN_PROCESS_RUNNER  # noqa: PLW0603
-    profile = get_manager().get_profile()
-    key = (profile.name if profile else None, poll_interval)
-    if _IN_PROCESS_RUNNER is None or _IN_PROCESS_RUNNER[0] != key or _IN_PROCESS_RUNNER[1].is_closed():
-        runner = get_manager().create_runner(communicator=None, poll_interval=poll_interval)
-        _IN_PROCESS_RUNNER = (key, runner)
-    return _IN_PROCESS_RUNNER[1]
-
-
-_IN_PROCESS_RUNNER: t.Any = None
 
 
 def check_process(node: t.Any, what: str) -> None:

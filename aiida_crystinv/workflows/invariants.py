@@ -180,12 +180,13 @@ def launch_invariants(
     Returns:
         ``(invariants, process_node)`` when run; ``(None, process_node)`` when submitted.
     """
-    from aiida.engine import run_get_node
     from aiida.engine import submit as submit_process
+
+    from .._runner import run_get_node_promptly
 
     spec = {"name": descriptor} if isinstance(descriptor, str) else dict(descriptor)
     inputs = {"dataset": dataset, "descriptor": orm.Dict(spec), "chunk_size": orm.Int(chunk_size)}
     if submit:
         return None, submit_process(InvariantsWorkChain, **inputs)
-    results, node = run_get_node(InvariantsWorkChain, **inputs)
+    results, node = run_get_node_promptly(InvariantsWorkChain, **inputs)
     return results.get("invariants"), node

@@ -400,13 +400,14 @@ def build_study_inputs(study: dict[str, Any]) -> dict[str, Any]:
 
 def run_study(path: str | pathlib.Path, submit: bool = False):
     """Load, validate and run (or submit) a study file; returns ``(outputs, node)``."""
-    from aiida.engine import run_get_node
     from aiida.engine import submit as submit_process
+
+    from .._runner import run_get_node_promptly
 
     inputs = build_study_inputs(load_study(path))
     if submit:
         return {}, submit_process(StudyWorkChain, **inputs)
-    return run_get_node(StudyWorkChain, **inputs)
+    return run_get_node_promptly(StudyWorkChain, **inputs)
 
 
 # ------------------------------------------------------------------------------- summary

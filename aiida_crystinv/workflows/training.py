@@ -443,8 +443,9 @@ def launch_training(
 ):
     """Run (or submit) a :class:`TrainingWorkChain`; returns ``(outputs, node)`` (outputs
     are ``{}`` when submitted)."""
-    from aiida.engine import run_get_node
     from aiida.engine import submit as submit_process
+
+    from .._runner import run_get_node_promptly
 
     inputs: dict[str, Any] = {
         "dataset": dataset,
@@ -458,4 +459,4 @@ def launch_training(
         inputs["test_dataset"] = test_dataset
     if submit:
         return {}, submit_process(TrainingWorkChain, **inputs)
-    return run_get_node(TrainingWorkChain, **inputs)
+    return run_get_node_promptly(TrainingWorkChain, **inputs)

@@ -293,3 +293,22 @@ def test_workchain_chunks_and_provenance(mp_dataset):
     assert node.exit_status == InvariantsWorkChain.exit_codes.ERROR_UNKNOWN_DESCRIPTOR.status
     _, node = run_get_node(InvariantsWorkChain, dataset=mp_dataset, descriptor=orm.Str("amd"), chunk_size=orm.Int(0))
     assert node.exit_status == InvariantsWorkChain.exit_codes.ERROR_INVALID_PARAMETERS.status
+
+
+def test_launch_invariants_does_not_wait_on_the_profile_poll_interval(mp_dataset, monkeypatch):
+    """``launch_invariants`` runs on the package's runner (polling every 0.05 s), not on
+    aiida's ``run_get_node``, whose runner polls sub-processes every
+    ``runner.poll.interval`` (60 s by default): 3 chunks would wait minutes."""
+    import aiida.engine
+
+    from aiida_crystinv import _runner
+    from aiida_crystinv.workflows.invariants import launch_invariants
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("aiida.engine.run_get_node polls at the profile's interval")
+
+    monkeypatch.setattr(aiida.engine, "run_get_node", refuse)
+    inv, node = launch_invariants(mp_dataset, {"name": "amd", "k": 6}, chunk_size=10)
+    assert node.is_finished_ok, node.exit_message
+    assert inv.ids == mp_dataset.ids and len(node.called) == 4  # 3 chunks and the merge
+    assert _runner.in_process_runner()._poll_interval == 0.05
