@@ -7,10 +7,10 @@ import pathlib
 import typing as t
 
 import click
-from aiida.cmdline.utils import decorators, echo
+from aiida.cmdline.utils import echo
 
 from .root import cmd_crystinv
-from .utils import Timer, clean_errors, run_process
+from .utils import Timer, clean_errors, run_process, with_profile
 
 __all__ = ("cmd_study", "run_study_file")
 
@@ -107,7 +107,7 @@ REPORT_OPTION = click.option(
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
 @click.option("--daemon", is_flag=True, help="Submit to the daemon instead of running here; report later with `study report PK`.")
 @REPORT_OPTION
-@decorators.with_dbenv()
+@with_profile
 @clean_errors
 def cmd_study_run(file: pathlib.Path, daemon: bool, report_dir: pathlib.Path | None) -> None:
     """Run the study in FILE as one StudyWorkChain, print the metrics table and write a report.
@@ -133,7 +133,7 @@ def cmd_study_run(file: pathlib.Path, daemon: bool, report_dir: pathlib.Path | N
 @cmd_study.command("report")
 @click.argument("pk", type=int)
 @REPORT_OPTION
-@decorators.with_dbenv()
+@with_profile
 @clean_errors
 def cmd_study_report(pk: int, report_dir: pathlib.Path | None) -> None:
     """Print the metrics of a finished study (a StudyWorkChain PK) and write its report."""

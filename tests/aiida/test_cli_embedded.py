@@ -86,8 +86,14 @@ def test_existing_default_profile_is_used_untouched(tmp_path):
     assert (tmp_path / ".aiida" / "config.json").read_text() == before
 
 
-def test_no_profile_through_verdi_is_a_clear_error(tmp_path):
-    result = script(VERDI, "data", "crystinv", "list", aiida_path=tmp_path)
+EXAMPLE_STUDY = str(pathlib.Path(__file__).resolve().parents[2] / "examples" / "study_ewald.yaml")
+
+
+@pytest.mark.parametrize(
+    "args", [("list",), ("study", "run", EXAMPLE_STUDY), ("study", "report", "1")], ids=["list", "study run", "study report"]
+)
+def test_no_profile_through_verdi_is_a_clear_error(tmp_path, args):
+    result = script(VERDI, "data", "crystinv", *args, aiida_path=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Traceback" not in output
