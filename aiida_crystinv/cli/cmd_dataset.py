@@ -202,6 +202,14 @@ def cmd_import(file, format_, id_column, cif_column, targets, on_error, label, d
         )
     if skipped:
         echo.echo_warning(f"{len(skipped)} record(s) skipped; `crystinv show {dataset.pk}` lists them with reasons")
+    same = dataset.find_same_content()
+    if same:
+        earlier = ", ".join(str(n.pk) + (f" ({n.label})" if n.label else "") for n in same[:5])
+        echo.echo_report(
+            f"the same records and targets were imported before: dataset {earlier}"
+            f"{' and more' if len(same) > 5 else ''}. Both are kept; invariants, distances and models "
+            "computed there belong to that node."
+        )
 
 
 _LIST_KINDS = {

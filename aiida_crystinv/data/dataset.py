@@ -298,6 +298,22 @@ class CrystalDatasetData(ArrayRepositoryMixin, Data):
         """SHA-256 of the whole dataset (identifiers, record hashes, targets)."""
         return self.base.attributes.get("content_hash", "")
 
+    def find_same_content(self) -> list["CrystalDatasetData"]:
+        """Other stored datasets with this :attr:`content_hash` (the same identifiers,
+        record contents and target values), oldest first.
+
+        Use it to find an earlier import of the same data, whose invariants and models
+        may already exist, before computing again.
+        """
+        from aiida.orm import QueryBuilder
+
+        filters: dict[str, Any] = {"attributes.content_hash": self.content_hash}
+        if self.is_stored:
+            filters["id"] = {"!==": self.pk}
+        qb = QueryBuilder().append(CrystalDatasetData, filters=filters, project="*")
+        qb.order_by({CrystalDatasetData: {"ctime": "asc"}})
+        return [row[0] for row in qb.all()]
+
     @property
     def elements(self) -> list[str]:
         return list(self.base.attributes.get("elements", []))

@@ -138,7 +138,7 @@ class DistancesData(ArrayRepositoryMixin, Data):
 
     def _validate(self) -> bool:
         super()._validate()
-        if not self.base.attributes.get("layout"):
+        if not self.base.attributes.get("layout", None):
             from aiida.common.exceptions import ValidationError
 
             raise ValidationError("an empty DistancesData cannot be stored")

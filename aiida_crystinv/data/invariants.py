@@ -410,7 +410,7 @@ class InvariantsData(ArrayRepositoryMixin, Data):
 
     def _validate(self) -> bool:
         super()._validate()
-        if not self.base.attributes.get("descriptor"):
+        if not self.base.attributes.get("descriptor", None):
             from aiida.common.exceptions import ValidationError
 
             raise ValidationError("an empty InvariantsData cannot be stored: build it with from_arrays()")
@@ -444,11 +444,11 @@ class InvariantsData(ArrayRepositoryMixin, Data):
 
     @property
     def dataset_uuid(self) -> str | None:
-        return self.base.attributes.get("dataset_uuid")
+        return self.base.attributes.get("dataset_uuid", None)
 
     @property
     def row_range(self) -> tuple[int, int] | None:
-        r = self.base.attributes.get("row_range")
+        r = self.base.attributes.get("row_range", None)
         return None if r is None else (int(r[0]), int(r[1]))
 
     # ------------------------------------------------------------------ arrays

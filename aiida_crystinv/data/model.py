@@ -371,7 +371,7 @@ class ModelData(ArrayRepositoryMixin, Data):
 
     def _validate(self) -> bool:
         super()._validate()
-        if not self.base.attributes.get("model"):
+        if not self.base.attributes.get("model", None):
             from aiida.common.exceptions import ValidationError
 
             raise ValidationError("an empty ModelData cannot be stored: build it with from_model()")

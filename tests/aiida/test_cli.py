@@ -121,6 +121,10 @@ def test_import_with_group(landscape_file):
     run("import", landscape_file, "--id-column", "id", "--group", "cli-test-group")
     group = orm.load_group("cli-test-group")
     assert group.count() == 1
+    first = next(iter(group.nodes))
+    again = run("import", landscape_file, "--id-column", "id").output
+    earlier = again.split("imported before: dataset ")[1].split(". Both are kept")[0]
+    assert str(first.pk) in [part.split()[0] for part in earlier.split(", ")]
     assert "ewald_energy_per_atom" in run("list", "--group", "cli-test-group").output
 
 

@@ -176,8 +176,21 @@ def test_validation_on_construction():
 def test_empty_node_cannot_be_stored():
     from aiida.common.exceptions import ValidationError
 
-    with pytest.raises(ValidationError, match="empty"):
-        CrystalDatasetData().store()
+    from aiida_crystinv.data.model import ModelData
+
+    for cls in (CrystalDatasetData, InvariantsData, DistancesData, ModelData):
+        with pytest.raises(ValidationError, match="empty"):
+            cls().store()
+
+
+def test_invariants_without_dataset_or_chunk():
+    """Invariants built directly (no dataset, no chunk) say so with None, and join."""
+    parts = [InvariantsData.from_arrays("amd", {"k": 3}, [name], [np.full(3, i + 1.0)]) for i, name in enumerate("ab")]
+    assert parts[0].dataset_uuid is None and parts[0].row_range is None
+    stored = orm.load_node(parts[0].store().pk)
+    assert stored.dataset_uuid is None and stored.row_range is None
+    joined = InvariantsData.concatenate(parts)
+    assert joined.ids == ["a", "b"] and joined.row_range is None
 
 
 @pytest.mark.postgres
@@ -313,6 +326,24 @@ def test_node_hash_equals_aiidas_own():
     other = make_dataset(on_error="fail")
     other.base.attributes.set("content_hash", "x")
     assert other.store().base.caching.get_hash() != dataset.base.caching.get_hash()
+
+
+def test_find_same_content():
+    import uuid
+
+    ids = [f"{name}-{uuid.uuid4().hex[:8]}" for name in ("nacl", "cscl", "feni", "graphite")]  # unique to this test
+
+    def build(energies=(-1.0, -2.0, -3.0, -4.0)):
+        return CrystalDatasetData.from_structures(structures(), ids=ids, targets={"energy": list(energies)})
+
+    first = build().store()
+    assert first.find_same_content() == []
+    unstored = build()
+    assert [n.pk for n in unstored.find_same_content()] == [first.pk]
+    second = unstored.store()
+    assert [n.pk for n in second.find_same_content()] == [first.pk]
+    assert [n.pk for n in first.find_same_content()] == [second.pk]
+    assert build((-1.0, -2.0, -3.0, -4.5)).store().find_same_content() == []
 
 
 def test_distances_data():
