@@ -146,58 +146,23 @@ def compute_arrays(desc: Descriptor, params: Mapping[str, Any], crystals: Sequen
 
 def _windows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Start, length and packed values of the non-zero stretch of each row of a 2-D array."""
-    from numba import njit
-
-    global _windows_kernel
-    if _windows_kernel is None:
-
-        @njit(cache=True)
-        def kernel(m, first, lengths):
-            total = 0
-            for r in range(m.shape[0]):
-                lo, hi = -1, -1
-                for c in range(m.shape[1]):
-                    if m[r, c] != 0:
-                        if lo < 0:
-                            lo = c
-                        hi = c
-                if lo < 0:
-                    first[r], lengths[r] = 0, 0
-                else:
-                    first[r], lengths[r] = lo, hi - lo + 1
-                total += lengths[r]
-            return total
-
-        @njit(cache=True)
-        def gather(m, first, lengths, out):
-            k = 0
-            for r in range(m.shape[0]):
-                for c in range(first[r], first[r] + lengths[r]):
-                    out[k] = m[r, c]
-                    k += 1
-
-        _windows_kernel = (kernel, gather)
-    kernel, gather = _windows_kernel
     matrix = np.ascontiguousarray(matrix)
     first = np.zeros(matrix.shape[0], dtype=np.int32)
     lengths = np.zeros(matrix.shape[0], dtype=np.int32)
-    total = kernel(matrix, first, lengths)
-    values = np.empty(total, dtype=matrix.dtype)
-    gather(matrix, first, lengths, values)
+    values = _window_kernel()(matrix, np.empty(0, dtype=matrix.dtype), first, lengths)
     return first, lengths, values
 
 
-_windows_kernel = None
-_record_kernel = None
+_compiled_window_kernel = None
 
 
-def _record_window_kernel():
-    """A compiled ``kernel(record, like, starts, lengths) -> values``: the non-zero window
-    of each row of one (rows, bins) record after casting to ``like.dtype`` (so a value
-    that is non-zero only in float64 counts as zero, as in :func:`_windows` of the cast
-    stack); fills ``starts``/``lengths`` and returns the packed values, in one call."""
-    global _record_kernel
-    if _record_kernel is None:
+def _window_kernel():
+    """The compiled ``kernel(rows, like, starts, lengths) -> values``: the non-zero window
+    of each row of a 2-D array, the values cast to ``like.dtype`` first (so a value that is
+    non-zero only in float64 counts as zero when storing float32); fills ``starts`` and
+    ``lengths`` and returns the packed values, in one call."""
+    global _compiled_window_kernel
+    if _compiled_window_kernel is None:
         from numba import njit
 
         @njit(cache=True)
@@ -224,8 +189,8 @@ def _record_window_kernel():
                     k += 1
             return out
 
-        _record_kernel = kernel
-    return _record_kernel
+        _compiled_window_kernel = kernel
+    return _compiled_window_kernel
 
 
 class InvariantsData(ArrayRepositoryMixin, Data):
@@ -379,7 +344,7 @@ class InvariantsData(ArrayRepositoryMixin, Data):
         starts = np.empty((n, rows), dtype=np.int32)
         lengths = np.empty((n, rows), dtype=np.int32)
         like = np.empty(0, dtype=dtype)
-        kernel = _record_window_kernel()
+        kernel = _window_kernel()
         chunks = []
         for i, a in enumerate(arrays):
             a = np.asarray(a)
