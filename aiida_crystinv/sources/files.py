@@ -29,7 +29,9 @@ Formats
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import gzip
 import hashlib
 import io
@@ -75,6 +77,26 @@ KNOWN_UNITS = {
 
 _ID_COLUMNS = ("material_id", "mp_id", "task_id", "id")
 _DATA_LINE = re.compile(r"^[ \t]*data_(\S*)", re.IGNORECASE | re.MULTILINE)
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector while a reader builds its records.
+
+    Parsing a file creates hundreds of thousands of dicts and lists that all stay alive
+    until the parse ends, so each collection the allocations trigger is wasted work; once
+    aiida, pymatgen and SQLAlchemy are imported (~200k tracked objects), every full
+    collection walks all of them. Reading the 3163 MP structures took 0.32-0.36 s with
+    the collector running and 0.125 s paused. The collector is restored on exit (also on
+    an exception) and left alone when it was already off.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _decode(content: bytes, name: str) -> str:
@@ -195,6 +217,11 @@ def read_cif_folder(path: str | Path) -> ReadResult:
 
 
 def _read_cif_files(files: Iterable[tuple[str, bytes]]) -> ReadResult:
+    with gc_paused():
+        return _read_cif_files_unpaused(files)
+
+
+def _read_cif_files_unpaused(files: Iterable[tuple[str, bytes]]) -> ReadResult:
     result = ReadResult(records=[], units={}, source={})
     base = 0
     for filename, content in files:
@@ -423,7 +450,8 @@ def read_bytes(content: bytes, name: str, format: str | None = None, **options: 
         raise SourceError(f"options {', '.join(sorted(unknown))} do not apply to format {fmt!r}")
     if not content or not content.strip():
         raise SourceError(f"{name}: the file is empty")
-    result = readers[fmt](content, name, **options)
+    with gc_paused():
+        result = readers[fmt](content, name, **options)
     result.source = {
         "uri": name,
         "source_md5": hashlib.md5(content).hexdigest(),  # noqa: S324 - a checksum, not security

@@ -264,3 +264,35 @@ def test_read_cif_names_repeated_blocks():
     text = GOOD_BLOCK.format(name="C", occ=1) + GOOD_BLOCK.format(name="C", occ=1)
     result = read_cif(text, "x.cif")
     assert [r.id for r in result.records] == ["C", "C#2"]
+
+
+def test_readers_pause_the_garbage_collector_and_restore_it(tmp_path, mp_records, monkeypatch):
+    """The readers run with the cyclic collector paused (parsing builds many objects that
+    all stay alive) and give it back as they found it, also when the file is bad."""
+    import gc
+
+    from aiida_crystinv.sources import files
+
+    seen = []
+    real = files.read_json
+
+    def spy(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "read_json", spy)
+    content = json.dumps(mp_records[:3]).encode()
+    assert gc.isenabled()
+    assert len(read_bytes(content, "mp.json").records) == 3
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(SourceError):
+        read_bytes(b"{not json", "bad.json")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        read_bytes(content, "mp.json")
+        assert not gc.isenabled()  # left off when it was off
+    finally:
+        gc.enable()
+    (tmp_path / "a.cif").write_text(GOOD_BLOCK.format(name="a", occ=1))
+    assert len(read_path(tmp_path).records) == 1 and gc.isenabled()
