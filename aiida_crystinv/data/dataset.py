@@ -459,6 +459,11 @@ class CrystalDatasetData(ArrayRepositoryMixin, Data):
         if isinstance(indices, range) and indices.step == 1:
             if len(indices) == 0:
                 return []
+            cached = getattr(self, "_crystinv_crystals", None)
+            if cached is not None and len(cached) == n:  # built already: no rebuild, no read
+                return list(cached[indices.start : indices.stop])
+            if indices.start <= 0 and indices.stop >= n:
+                return list(self._all_crystals())
             return self._crystals_from_block(self._read_block(indices.start, indices.stop))
         idx = [self.index_of(i) for i in indices]
         crystals = self._all_crystals()

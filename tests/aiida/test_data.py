@@ -328,6 +328,21 @@ def test_node_hash_equals_aiidas_own():
     assert other.store().base.caching.get_hash() != dataset.base.caching.get_hash()
 
 
+def test_crystal_ranges_equal_with_and_without_the_cache():
+    """A range of records is the same whether the node built its Crystals already (sliced
+    from the cache) or reads them (partial read of a freshly loaded node)."""
+    built = make_dataset().store()
+    fresh = orm.QueryBuilder().append(CrystalDatasetData, filters={"id": built.pk}).one()[0]
+    assert getattr(fresh, "_crystinv_crystals", None) is None
+    for rng in (range(1, 3), range(0, 4), range(3, 4)):
+        a, b = built.get_crystals(rng), fresh.get_crystals(rng)
+        assert [c.label for c in a] == [c.label for c in b] == built.ids[rng.start : rng.stop]
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x.cell, y.cell)
+            np.testing.assert_array_equal(x.frac, y.frac)
+            assert x.species == y.species
+
+
 def test_find_same_content():
     import uuid
 
