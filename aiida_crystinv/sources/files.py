@@ -216,12 +216,8 @@ def read_cif_folder(path: str | Path) -> ReadResult:
     return _read_cif_files((f.name, f.read_bytes()) for f in files)
 
 
+@gc_paused()
 def _read_cif_files(files: Iterable[tuple[str, bytes]]) -> ReadResult:
-    with gc_paused():
-        return _read_cif_files_unpaused(files)
-
-
-def _read_cif_files_unpaused(files: Iterable[tuple[str, bytes]]) -> ReadResult:
     result = ReadResult(records=[], units={}, source={})
     base = 0
     for filename, content in files:

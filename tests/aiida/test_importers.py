@@ -295,4 +295,12 @@ def test_readers_pause_the_garbage_collector_and_restore_it(tmp_path, mp_records
     finally:
         gc.enable()
     (tmp_path / "a.cif").write_text(GOOD_BLOCK.format(name="a", occ=1))
+    real_cif = files.read_cif
+
+    def spy_cif(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real_cif(*args, **kwargs)
+
+    monkeypatch.setattr(files, "read_cif", spy_cif)
     assert len(read_path(tmp_path).records) == 1 and gc.isenabled()
+    assert seen[-1] is False  # the folder of CIFs was read with the collector paused
