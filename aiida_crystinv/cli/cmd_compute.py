@@ -10,7 +10,7 @@ from aiida.cmdline.utils import echo
 
 from .params import DATASET, INVARIANTS, KeyValueParamType
 from .root import cmd_crystinv
-from .utils import Timer, check_process, clean_errors, run_process, table, with_profile
+from .utils import Timer, check_process, clean_errors, count_of, run_process, table, with_profile
 
 #: Descriptor names (checked against ``aiida_crystinv.data.DESCRIPTORS`` in the tests;
 #: listed here so that ``--help`` does not import the numerical layer).
@@ -234,7 +234,7 @@ def cmd_invariants(dataset, descriptor, params, chunk_size, daemon):
         return
     shape = "x".join(str(s) for s in invariants.feature_shape)
     echo.echo_success(
-        f"{descriptor} invariants of {len(invariants)} structures: node {invariants.pk} "
+        f"{descriptor} invariants of {count_of(len(invariants), 'structure')}: node {invariants.pk} "
         f"(features {shape}; {type(node).__name__} {node.pk}; {timer.seconds:.1f} s)"
     )
     echo.echo(f"  next: crystinv neighbours {invariants.pk} -k 5   |   crystinv duplicates {invariants.pk}")
@@ -304,7 +304,7 @@ def cmd_neighbours(invariants, k, metric, limit):
     with Timer() as timer:
         knn, _ = nearest_neighbours(invariants, k, metric)
     echo.echo_success(
-        f"{knn.metric} {k}-nearest-neighbour graph of {knn.shape[0]} structures: node {knn.pk} ({timer.seconds:.1f} s)"
+        f"{knn.metric} {k}-nearest-neighbour graph of {count_of(knn.shape[0], 'structure')}: node {knn.pk} ({timer.seconds:.1f} s)"
     )
     if limit:
         echo.echo(knn_table(knn, limit))

@@ -12,7 +12,7 @@ from aiida.cmdline.utils import echo
 
 from .params import CRYSTINV_NODE, DATASET, TargetParamType
 from .root import cmd_crystinv
-from .utils import Timer, check_process, clean_errors, is_chunk, run_process, table, with_profile
+from .utils import Timer, check_process, clean_errors, count_of, is_chunk, run_process, table, with_profile
 
 FORMAT_CHOICES = ("auto", "cif", "csv", "json")
 
@@ -192,7 +192,7 @@ def cmd_import(file, format_, id_column, cif_column, targets, on_error, label, d
         )
     skipped = dataset.skipped
     echo.echo_success(
-        f"imported {len(dataset)} structures from {file.name} as dataset {dataset.pk} "
+        f"imported {count_of(len(dataset), 'structure')} from {file.name} as dataset {dataset.pk} "
         f"(import_dataset process {node.pk}, {timer.seconds:.1f} s)"
     )
     if dataset.target_names:
@@ -527,4 +527,4 @@ def cmd_export(dataset, ids, format_, output, force):
                 handle.write(payload)
         else:
             output.write_text(payload)
-    echo.echo_success(f"wrote {len(indices)} structures of dataset {dataset.pk} to {output} ({format_})")
+    echo.echo_success(f"wrote {count_of(len(indices), 'structure')} of dataset {dataset.pk} to {output} ({format_})")

@@ -25,6 +25,7 @@ __all__ = (
     "run_process",
     "check_process",
     "Timer",
+    "count_of",
 )
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
@@ -178,6 +179,11 @@ def is_chunk(node: t.Any) -> bool:
         if link.node.process_label == "merge_invariants":
             return True
     return False
+
+
+def count_of(n: int, noun: str) -> str:
+    """``'1 structure'``, ``'3163 structures'``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def check_process(node: t.Any, what: str) -> None:

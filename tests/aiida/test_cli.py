@@ -225,6 +225,9 @@ def test_import_folder_of_cifs(tmp_path):
     for name in ("a", "b", "c"):
         (folder / f"{name}.cif").write_text(GOOD_BLOCK.format(name=name))
     assert "imported 3 structures" in run("import", folder).output
+    single = tmp_path / "one.cif"
+    single.write_text(GOOD_BLOCK.format(name="one"))
+    assert "imported 1 structure from one.cif" in run("import", single).output
 
 
 # ----------------------------------------------------------------------------- bad input
