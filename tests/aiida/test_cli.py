@@ -15,28 +15,7 @@ from aiida_crystinv.cli.cmd_demo import DEMO_STEPS, DemoResult, register_demo_st
 from aiida_crystinv.data import DESCRIPTORS, METRICS, CrystalDatasetData, DistancesData, InvariantsData
 from aiida_crystinv.sources.synthetic import ewald_landscape
 
-GOOD_BLOCK = """data_{name}
-_cell_length_a 4.0
-_cell_length_b 4.0
-_cell_length_c 4.0
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-Cs1 Cs 0 0 0
-Cl1 Cl 0.5 0.5 0.5
-"""
-BAD_BLOCK = """data_broken
-_cell_length_a foo
-loop_
-_atom_site_label
-X
-"""
+from .test_importers import GOOD_BLOCK, three_blocks
 
 
 def run(*args: str, ok: bool = True):
@@ -223,10 +202,10 @@ def test_import_folder_of_cifs(tmp_path):
     folder = tmp_path / "cifs"
     folder.mkdir()
     for name in ("a", "b", "c"):
-        (folder / f"{name}.cif").write_text(GOOD_BLOCK.format(name=name))
+        (folder / f"{name}.cif").write_text(GOOD_BLOCK.format(name=name, occ=1))
     assert "imported 3 structures" in run("import", folder).output
     single = tmp_path / "one.cif"
-    single.write_text(GOOD_BLOCK.format(name="one"))
+    single.write_text(GOOD_BLOCK.format(name="one", occ=1))
     assert "imported 1 structure from one.cif" in run("import", single).output
 
 
@@ -259,7 +238,7 @@ def test_wrong_file_format(tmp_path):
 @pytest.mark.postgres
 def test_malformed_cif_block_in_the_middle(tmp_path):
     path = tmp_path / "mixed.cif"
-    path.write_text(GOOD_BLOCK.format(name="first") + BAD_BLOCK + GOOD_BLOCK.format(name="last"))
+    path.write_text(three_blocks())
     before = count(CrystalDatasetData)
     result = run("import", path, ok=False)
     assert "broken" in result.output  # the message names the record
