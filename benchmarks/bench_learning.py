@@ -8,11 +8,23 @@ Columns: our descriptor + model (MAE, median AE), the median predictor (MAE), an
 package + a few pymatgen composition statistics, standardised, scikit-learn
 ``KernelRidge`` (RBF) and ``KNeighborsRegressor`` tuned with ``GridSearchCV``.
 
+The outer folds are scikit-learn's ``KFold(5, shuffle=True, random_state=0)``
+(:func:`aiida_crystinv.learning.kfold_indices`).
+
+``--sklearn-alternatives`` instead measures, under the same outer folds, the project's own
+numerics against the scikit-learn estimators that could replace them (kernel ridge with
+closed-form leave-one-out against ``GridSearchCV(KernelRidge)``, kNN on precomputed
+distances against ``GridSearchCV(KNeighborsRegressor(metric='precomputed'))``, feature kNN
+with exact leave-one-out against ``GridSearchCV(KNeighborsRegressor)``, the MAE-optimal
+stack against ``StackingRegressor``): the figures quoted in the docstrings of
+:mod:`aiida_crystinv.learning.models`.
+
 Usage::
 
-    python benchmarks/bench_learning.py            # all records (about 15-20 min, 2 cores)
+    python benchmarks/bench_learning.py            # all records (about 10-15 min, 2 cores)
     python benchmarks/bench_learning.py --n 300    # quick run on a subsample
     python benchmarks/bench_learning.py --only carbon24
+    python benchmarks/bench_learning.py --sklearn-alternatives            # about 15 min
 
 Needs the shared datasets in ../shared/datasets (or CRYSTINV_DATASETS); skips a dataset
 whose file is missing.
@@ -207,6 +219,126 @@ def run(only: list[str] | None, n: int | None, plots: Path | None) -> list[dict]
     return rows
 
 
+def _timed(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def _outer(estimator, X: np.ndarray, y: np.ndarray, folds) -> tuple[float, float]:
+    """(seconds, MAE) of ``estimator`` under the outer folds (sklearn's cross_val_predict,
+    which cuts a pairwise estimator's square matrix into blocks)."""
+    from sklearn.model_selection import cross_val_predict as sk_cvp
+
+    seconds, pred = _timed(lambda: sk_cvp(estimator, X, y, cv=folds))
+    return seconds, regression_metrics(y, pred)["mae"]
+
+
+def sklearn_alternatives(n: int | None = None, n_mp: int = 1000) -> list[dict]:
+    """Own numerics against their scikit-learn replacements, same outer 5-fold CV.
+
+    Carbon-24 (all records, or a subsample of ``n``): kernel ridge (Laplacian, the benchmark's 18-point grid) with
+    closed-form leave-one-out, and with our 5-fold inner search, against
+    ``GridSearchCV(StandardScaler + KernelRidge, cv=KFold(5, shuffle=True, random_state=0))``
+    (centred target, as ours); kNN on AMD L-inf distances against ``GridSearchCV(
+    KNeighborsRegressor(metric='precomputed'))`` with the same inner folds; feature kNN
+    (exact leave-one-out) against ``GridSearchCV(KNeighborsRegressor)`` (5-fold).
+    MP bulk modulus (seeded subsample of ``n_mp``): the benchmark's stack against
+    ``StackingRegressor`` of the same members (each on its column view) with a
+    non-negative least-squares blend (``LinearRegression(positive=True, fit_intercept=False)``).
+    """
+    from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+    from sklearn.ensemble import StackingRegressor
+    from sklearn.kernel_ridge import KernelRidge
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.neighbors import KNeighborsRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    inner = KFold(N_SPLITS, shuffle=True, random_state=0)
+    rows = []
+
+    def row(dataset, what, ours, theirs, note=""):
+        rows.append({"dataset": dataset, "what": what, "ours_s": ours[0], "ours_mae": ours[1],
+                     "sk_s": theirs[0], "sk_mae": theirs[1], "note": note})
+        print(f"# {dataset} {what}: ours {ours[0]:.1f} s MAE {ours[1]:.5g}; scikit-learn {theirs[0]:.1f} s "
+              f"MAE {theirs[1]:.5g} {note}", file=sys.stderr, flush=True)
+
+    try:
+        _, structures, targets = load_carbon24(n)
+    except DatasetMissing as exc:
+        print(f"# skipping carbon24: {exc}", file=sys.stderr)
+    else:
+        y = targets["energy_per_atom"]
+        folds = kfold_indices(len(y), N_SPLITS, SEED)
+        X = describe("pdd_stats+amd", structures, pdd_stats={"k": 16}, amd={"k": 100})
+        krr = dict(_KRR, kernel="laplacian")
+        gammas = [g / X.shape[1] for g in krr["gamma_factors"]]
+        sk_krr = GridSearchCV(
+            TransformedTargetRegressor(make_pipeline(StandardScaler(), KernelRidge(kernel="laplacian")),
+                                       transformer=StandardScaler(with_std=False)),
+            {"regressor__kernelridge__alpha": krr["alphas"], "regressor__kernelridge__gamma": gammas},
+            cv=inner, scoring="neg_mean_absolute_error")
+        theirs = _outer(sk_krr, X, y, folds)
+        row("carbon24", "KRR laplacian, closed-form LOO (ours) vs GridSearchCV(KernelRidge, 5-fold)",
+            _outer(build_model(krr), X, y, folds), theirs)
+        row("carbon24", "KRR laplacian, our 5-fold inner search vs GridSearchCV(KernelRidge, same folds)",
+            _outer(build_model(dict(krr, cv=N_SPLITS)), X, y, folds), theirs)
+        # one KernelRidge fit at the size of a leave-one-out fit, to extrapolate sklearn's LOO search
+        tr = folds[0][0]
+        one, _ = _timed(lambda: make_pipeline(StandardScaler(), KernelRidge(alpha=1e-3, kernel="laplacian",
+                                                                            gamma=gammas[0])).fit(X[tr], y[tr]))
+        rows[-2]["note"] = (f"GridSearchCV(cv=LeaveOneOut()) would need {len(tr)} x 18 = {18 * len(tr)} fits per "
+                            f"outer fold at {one:.2f} s each: about {5 * 18 * len(tr) * one / 60:.0f} min")
+        ks = [1, 3, 5, 10, 20]
+        D = _amd_linf(describe("amd", structures, k=100))
+        sk_knn = GridSearchCV(KNeighborsRegressor(weights="distance", metric="precomputed"), {"n_neighbors": ks},
+                              cv=inner, scoring="neg_mean_absolute_error")
+        row("carbon24", "kNN on AMD L-inf, k by 5-fold (ours) vs GridSearchCV(KNeighborsRegressor precomputed)",
+            _outer(build_model({"name": "knn", "k": ks, "weights": "distance"}), D, y, folds),
+            _outer(sk_knn, D, y, folds))
+        sk_fknn = GridSearchCV(make_pipeline(StandardScaler(), KNeighborsRegressor(weights="distance",
+                                                                                   metric="manhattan")),
+                               {"kneighborsregressor__n_neighbors": ks}, cv=inner, scoring="neg_mean_absolute_error")
+        row("carbon24", "feature kNN (L1), k by exact LOO (ours) vs GridSearchCV(KNeighborsRegressor, 5-fold)",
+            _outer(build_model({"name": "knn_features", "k": ks}), X, y, folds), _outer(sk_fknn, X, y, folds))
+    try:
+        _, structures, targets = load_mp(n_mp)
+    except DatasetMissing as exc:
+        print(f"# skipping mp_binaries: {exc}", file=sys.stderr)
+        return rows
+    y = targets["bulk_modulus_vrh"]
+    keep = np.isfinite(y)
+    structures = [s for s, k in zip(structures, keep) if k]
+    y = y[keep]
+    folds = kfold_indices(len(y), N_SPLITS, SEED)
+    X = describe(_MP_DESC[0], structures, **_MP_DESC[1])
+    spec = _mp_stack()
+    members = []
+    for i, m in enumerate(spec["members"]):
+        m = dict(m)
+        cols = np.concatenate([np.arange(a, b) for a, b in m.pop("columns")])
+        view = ColumnTransformer([("view", "passthrough", cols)])
+        members.append((f"m{i}", make_pipeline(view, build_model(m))))
+    sk_stack = StackingRegressor(members, final_estimator=LinearRegression(positive=True, fit_intercept=False),
+                                 cv=inner)
+    row(f"mp_binaries (n={len(y)})", "stack: MAE-optimal simplex blend on closed-form inner predictions (ours) vs "
+        "StackingRegressor (5-fold refits, non-negative least squares)",
+        _outer(build_model(spec), X, y, folds), _outer(sk_stack, X, y, folds))
+    return rows
+
+
+def print_alternatives(rows: list[dict]) -> None:
+    head = ["dataset", "comparison", "ours: time (s)", "ours: MAE", "scikit-learn: time (s)", "scikit-learn: MAE",
+            "note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([r["dataset"], r["what"], f"{r['ours_s']:.1f}", f"{r['ours_mae']:.5g}",
+                                        f"{r['sk_s']:.1f}", f"{r['sk_mae']:.5g}", r["note"]]) + " |")
+    print("\n".join(lines))
+
+
 def print_table(rows: list[dict]) -> None:
     head = ["dataset", "n", "target", "descriptor", "model", "MAE", "median AE", "median-predictor MAE",
             "notebook KRR MAE", "notebook kNN MAE", "time (s)"]
@@ -224,9 +356,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=None, help="seeded subsample of each dataset")
     parser.add_argument("--only", nargs="*", choices=list(STUDIES), help="datasets to run")
     parser.add_argument("--plots", type=Path, default=None, help="write parity plots (PNG) here")
+    parser.add_argument("--sklearn-alternatives", action="store_true",
+                        help="measure own numerics against their scikit-learn replacements instead")
+    parser.add_argument("--n-mp", type=int, default=1000, help="MP subsample for --sklearn-alternatives")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     t0 = time.perf_counter()
+    if args.sklearn_alternatives:
+        print_alternatives(sklearn_alternatives(args.n, args.n_mp))
+        print(f"\nwall time {time.perf_counter() - t0:.0f} s; outer {N_SPLITS}-fold CV, seed {SEED}; "
+              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+        return
     rows = run(args.only, args.n, args.plots)
     print_table(rows)
     print(f"\nwall time {time.perf_counter() - t0:.0f} s; {N_SPLITS}-fold CV, seed {SEED}, "

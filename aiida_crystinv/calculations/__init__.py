@@ -1,7 +1,6 @@
 """Calcfunctions of aiida-crystinv (see :mod:`aiida_crystinv.calculations.functions`)."""
 
 from .functions import (
-    ExitCodes,
     collect_structures,
     compute_distances,
     compute_invariant_set,
@@ -15,7 +14,6 @@ from .functions import (
 )
 
 __all__ = [
-    "ExitCodes",
     "import_dataset",
     "import_materials_project",
     "compute_invariants",

@@ -1,10 +1,12 @@
 """Provenance-tracked steps as calcfunctions: import, invariants, distances, hand-offs.
 
 Each function takes and returns nodes, so every output is linked to its inputs. Failures
-return an :class:`~aiida.engine.ExitCode` (see :class:`ExitCodes`) and store no output
+return an :class:`~aiida.engine.ExitCode` of :mod:`aiida_crystinv.exit_codes` and store no output
 node. Inputs of the wrong node type are rejected before the function runs by AiiDA's
-input validation (a ``ValueError`` naming the port and the expected type), or, for the
-dynamic ``**kwargs`` inputs, by exit code 340.
+input validation (a ``ValueError`` naming the port and the expected type); every spec
+input (descriptor, metric, options, chunk, k, ids) is validated at its port by
+:mod:`aiida_crystinv.calculations.ports` the same way, so an invalid spec is refused
+before any node exists. Dynamic ``**kwargs`` inputs of the wrong type give exit code 213.
 
 ==========================  =========================================================  ======================
 calcfunction                inputs                                                     outputs
@@ -35,13 +37,27 @@ from aiida import orm
 from aiida.engine import ExitCode, calcfunction
 
 from ..data import CrystalDatasetData, DistancesData, InvariantsData
-from ..data.distances import METRICS, UnknownMetricError, resolve_metric
-from ..data.invariants import DESCRIPTORS, UnknownDescriptorError, compute_arrays, resolve_descriptor
+from ..data.invariants import compute_arrays
+from ..exit_codes import EXIT
 from ..invariants import InvalidStructureError
-from ..sources import ON_ERROR, RecordError, SourceError
+from ..sources import RecordError, SourceError
+from ..specs import InvariantSpec, MetricSpec, SpecError, metric_for, parse_invariant
+from .ports import (
+    check_chunk,
+    check_descriptor_list,
+    check_ids,
+    check_import_options,
+    check_invariant,
+    check_metric,
+    check_mp_options,
+    check_mp_query,
+    check_positive_int,
+    spec_of,
+    validate_inputs,
+)
 
 __all__ = [
-    "ExitCodes",
+    "EXIT",
     "IMPORT_OPTIONS",
     "import_dataset",
     "import_materials_project",
@@ -57,41 +73,8 @@ __all__ = [
 ]
 
 
-class ExitCodes:
-    """Exit codes of the calcfunctions, grouped by meaning (3xx: the input is at fault)."""
-
-    #: 300-309: the input file or source cannot be read at all
-    ERROR_READING_INPUT = ExitCode(300, "the input cannot be read: {message}")
-    ERROR_INVALID_OPTIONS = ExitCode(301, "invalid options: {message}")
-    #: 310-319: a structure or record is invalid
-    ERROR_INVALID_RECORD = ExitCode(310, "invalid record (nothing was stored; use on_error='skip' to drop it): {message}")
-    ERROR_NO_VALID_RECORDS = ExitCode(311, "no valid record to store: {message}")
-    ERROR_INVARIANT_FAILED = ExitCode(312, "the invariant of a structure could not be computed: {message}")
-    #: 320-329: unknown descriptor, metric or parameter
-    ERROR_UNKNOWN_DESCRIPTOR = ExitCode(320, "{message}")
-    ERROR_UNKNOWN_METRIC = ExitCode(321, "{message}")
-    ERROR_INVALID_PARAMETERS = ExitCode(322, "invalid parameters: {message}")
-    ERROR_METRIC_NOT_APPLICABLE = ExitCode(323, "{message}")
-    #: 330-339: inputs that do not fit together
-    ERROR_INCOMPATIBLE_INVARIANTS = ExitCode(330, "incompatible invariants: {message}")
-    #: 340-349: wrong node type in a dynamic input
-    ERROR_WRONG_NODE_TYPE = ExitCode(340, "wrong node type: {message}")
-    #: 350-359: a record asked for does not exist
-    ERROR_UNKNOWN_RECORD = ExitCode(350, "{message}")
-    #: 360-369: an external service failed
-    ERROR_MATERIALS_PROJECT = ExitCode(360, "Materials Project import failed: {message}")
-
-
 #: Keys accepted in the ``options`` of :func:`import_dataset`.
 IMPORT_OPTIONS = ("format", "id_column", "cif_column", "target_columns", "units", "on_error", "structure_key")
-
-
-def _dict(node: orm.Dict | orm.Str | None) -> dict[str, Any]:
-    if node is None:
-        return {}
-    if isinstance(node, orm.Str):
-        return {"name": node.value}
-    return node.get_dict()
 
 
 def _dataset_from(result, on_error: str):
@@ -99,16 +82,9 @@ def _dataset_from(result, on_error: str):
     try:
         return CrystalDatasetData.from_read_result(result, on_error=on_error), None
     except RecordError as exc:
-        return None, ExitCodes.ERROR_INVALID_RECORD.format(message=str(exc))
+        return None, EXIT.ERROR_INVALID_RECORD.format(message=str(exc))
     except ValueError as exc:
-        return None, ExitCodes.ERROR_NO_VALID_RECORDS.format(message=str(exc))
-
-
-def _on_error(options: dict[str, Any]):
-    on_error = options.pop("on_error", "fail")
-    if on_error not in ON_ERROR:
-        return None, ExitCodes.ERROR_INVALID_OPTIONS.format(message=f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    return on_error, None
+        return None, EXIT.ERROR_NO_VALID_RECORDS.format(message=str(exc))
 
 
 @calcfunction
@@ -126,20 +102,15 @@ def import_dataset(file: orm.SinglefileData | orm.FolderData, options: orm.Dict 
         ``{'dataset': CrystalDatasetData}``; skipped records and reasons are in its
         ``skipped`` attribute, the file name and MD5 in its ``source``.
 
-    Exit codes: 300 unreadable / empty / wrong-format file, 301 bad options, 310 a bad
-    record with ``on_error='fail'`` (the message names it), 311 no valid record.
+    Options are validated at the port (unknown keys and bad values refuse the launch).
+
+    Exit codes: 200 unreadable / empty / wrong-format file, 201 options that do not fit the
+    file, 210 a bad record with ``on_error='fail'`` (the message names it), 211 no valid record.
     """
     from ..sources.files import _read_cif_files, read_bytes
 
-    opts = _dict(options)
-    unknown = set(opts) - set(IMPORT_OPTIONS)
-    if unknown:
-        return ExitCodes.ERROR_INVALID_OPTIONS.format(
-            message=f"unknown option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(IMPORT_OPTIONS)}"
-        )
-    on_error, exit_code = _on_error(opts)
-    if exit_code:
-        return exit_code
+    opts = spec_of(options) or {}
+    on_error = opts.pop("on_error", "fail")
     try:
         if isinstance(file, orm.FolderData):
             names = sorted(n for n in file.base.repository.list_object_names() if n.lower().endswith((".cif", ".cif.gz")))
@@ -152,9 +123,9 @@ def import_dataset(file: orm.SinglefileData | orm.FolderData, options: orm.Dict 
             fmt = opts.pop("format", None)
             result = read_bytes(content, file.filename, format=fmt, **opts)
     except SourceError as exc:
-        return ExitCodes.ERROR_READING_INPUT.format(message=str(exc))
+        return EXIT.ERROR_READING_INPUT.format(message=str(exc))
     except TypeError as exc:
-        return ExitCodes.ERROR_INVALID_OPTIONS.format(message=str(exc))
+        return EXIT.ERROR_INVALID_OPTIONS.format(message=str(exc))
     dataset, exit_code = _dataset_from(result, on_error)
     if exit_code:
         return exit_code
@@ -171,50 +142,30 @@ def import_materials_project(query: orm.Dict, options: orm.Dict | None = None):
         options: ``properties`` (list of summary fields stored as targets), ``units``,
             ``on_error``.
 
-    Exit codes: 360 no package / no key / request failed, 301 bad options, 310, 311.
+    Exit codes: 202 no package / no key / request failed, 210, 211.
     """
     from ..sources import read_materials_project
 
-    opts = _dict(options)
-    on_error, exit_code = _on_error(opts)
-    if exit_code:
-        return exit_code
-    unknown = set(opts) - {"properties", "units"}
-    if unknown:
-        return ExitCodes.ERROR_INVALID_OPTIONS.format(message=f"unknown option(s) {', '.join(sorted(unknown))}")
+    opts = spec_of(options) or {}
+    on_error = opts.pop("on_error", "fail")
     try:
         result = read_materials_project(query.get_dict(), properties=opts.get("properties"), units=opts.get("units"))
     except SourceError as exc:
-        return ExitCodes.ERROR_MATERIALS_PROJECT.format(message=str(exc))
+        return EXIT.ERROR_SOURCE_FAILED.format(message=str(exc))
     dataset, exit_code = _dataset_from(result, on_error)
     if exit_code:
         return exit_code
     return {"dataset": dataset}
 
 
-def _resolve_descriptor(descriptor: orm.Dict | orm.Str):
-    """(Descriptor, params, None) or (None, None, ExitCode)."""
-    spec = _dict(descriptor)
-    name = str(spec.get("name", "")).lower()
-    if name not in DESCRIPTORS:
-        return None, None, ExitCodes.ERROR_UNKNOWN_DESCRIPTOR.format(
-            message=f"unknown descriptor {spec.get('name')!r}; use one of {', '.join(DESCRIPTORS)}"
-        )
+def _compute(spec: InvariantSpec, crystals, ids, **kwargs):
     try:
-        desc, params = resolve_descriptor(spec)
-    except UnknownDescriptorError as exc:
-        return None, None, ExitCodes.ERROR_INVALID_PARAMETERS.format(message=str(exc))
-    return desc, params, None
-
-
-def _compute(desc, params, crystals, ids, **kwargs):
-    try:
-        arrays = compute_arrays(desc, params, crystals)
+        arrays = compute_arrays(spec, crystals)
     except NotImplementedError:
-        return ExitCodes.ERROR_UNKNOWN_DESCRIPTOR.format(message=f"descriptor {desc.name!r} is not available in this installation")
+        return EXIT.ERROR_DESCRIPTOR_FAILED.format(message=f"descriptor {spec.name!r} is not available in this installation")  # type: ignore[attr-defined]
     except (InvalidStructureError, ValueError) as exc:
-        return ExitCodes.ERROR_INVARIANT_FAILED.format(message=str(exc))
-    return {"invariants": InvariantsData.from_arrays(desc.name, params, ids, arrays, **kwargs)}
+        return EXIT.ERROR_INVARIANT_FAILED.format(message=str(exc))
+    return {"invariants": InvariantsData.from_arrays(spec.name, spec.params, ids, arrays, **kwargs)}  # type: ignore[attr-defined]
 
 
 @calcfunction
@@ -231,26 +182,21 @@ def compute_invariants(dataset: CrystalDatasetData, descriptor: orm.Dict | orm.S
     Returns:
         ``{'invariants': InvariantsData}`` with the dataset's ids (of the chunk).
 
-    Exit codes: 320 unknown descriptor, 322 bad parameter or chunk, 312 a structure failed.
+    The descriptor and the chunk are validated at the ports.
+
+    Exit codes: 220 a chunk outside the dataset, 300 a structure failed.
     """
-    desc, params, exit_code = _resolve_descriptor(descriptor)
-    if exit_code:
-        return exit_code
+    spec = parse_invariant(spec_of(descriptor))
     n = len(dataset)
     start, stop = 0, n
     if chunk is not None:
         c = chunk.get_dict()
-        try:
-            start, stop = int(c["start"]), int(c["stop"])
-        except (KeyError, TypeError, ValueError):
-            return ExitCodes.ERROR_INVALID_PARAMETERS.format(message=f"chunk must be {{'start': int, 'stop': int}}, got {c}")
-        if not 0 <= start < stop <= n:
-            return ExitCodes.ERROR_INVALID_PARAMETERS.format(message=f"chunk {start}:{stop} is not inside 0:{n}")
+        start, stop = int(c["start"]), int(c["stop"])
+        if stop > n:
+            return EXIT.ERROR_INVALID_SPEC.format(message=f"chunk {start}:{stop} is not inside 0:{n}")
     crystals = dataset.get_crystals(range(start, stop))
     ids = [c.label for c in crystals]
-    return _compute(
-        desc, params, crystals, ids, dataset_uuid=dataset.uuid, row_range=(start, stop) if chunk is not None else None
-    )
+    return _compute(spec, crystals, ids, dataset_uuid=dataset.uuid, row_range=(start, stop) if chunk is not None else None)
 
 
 @calcfunction
@@ -268,30 +214,21 @@ def compute_invariant_set(dataset: CrystalDatasetData, descriptors: orm.List):
         ``{label: InvariantsData}``: the label is the descriptor name (``pdd``), or
         ``pdd_2``, ``pdd_3`` ... when a name repeats.
 
-    Exit codes: as :func:`compute_invariants` (the first failing descriptor decides);
-    322 for an empty or malformed list.
+    Exit codes: as :func:`compute_invariants` (the first failing descriptor decides); the
+    list is validated at the port.
     """
-    specs = descriptors.get_list()
-    if not specs:
-        return ExitCodes.ERROR_INVALID_PARAMETERS.format(message="no descriptors given")
-    resolved = []
-    for spec in specs:
-        if not isinstance(spec, (dict, str)):
-            return ExitCodes.ERROR_INVALID_PARAMETERS.format(message=f"a descriptor must be a dict or a name, got {spec!r}")
-        desc, params, exit_code = _resolve_descriptor(orm.Str(spec) if isinstance(spec, str) else orm.Dict(spec))
-        if exit_code:
-            return exit_code
-        resolved.append((desc, params))
+    specs = [parse_invariant(item) for item in descriptors.get_list()]
     crystals = dataset.get_crystals()
     ids = [c.label for c in crystals]
     outputs: dict[str, InvariantsData] = {}
-    for desc, params in resolved:
-        result = _compute(desc, params, crystals, ids, dataset_uuid=dataset.uuid)
+    for spec in specs:
+        result = _compute(spec, crystals, ids, dataset_uuid=dataset.uuid)
         if isinstance(result, ExitCode):
             return result
-        label, n = desc.name, 2
+        name = spec.name  # type: ignore[attr-defined]
+        label, n = name, 2
         while label in outputs:
-            label, n = f"{desc.name}_{n}", n + 1
+            label, n = f"{name}_{n}", n + 1
         outputs[label] = result["invariants"]
     return outputs
 
@@ -303,43 +240,37 @@ def merge_invariants(**chunks):
     Chunks that carry a ``row_range`` are put in dataset order and must tile it; others are
     taken in the order of their input labels.
 
-    Exit codes: 340 an input is not InvariantsData, 330 different descriptors / parameters
-    or chunks that do not tile.
+    Exit codes: 213 an input is not InvariantsData, 222 different descriptors / parameters
+    or chunks that do not tile, 225 nothing to merge.
     """
     if not chunks:
-        return ExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message="nothing to merge")
+        return EXIT.ERROR_MISSING_INPUT.format(message="nothing to merge")
     for label, node in chunks.items():
         if not isinstance(node, InvariantsData):
-            return ExitCodes.ERROR_WRONG_NODE_TYPE.format(message=f"input {label!r} is a {type(node).__name__}, not InvariantsData")
+            return EXIT.ERROR_WRONG_NODE_TYPE.format(message=f"input {label!r} is a {type(node).__name__}, not InvariantsData")
     parts = [chunks[k] for k in sorted(chunks)]
     try:
         merged = InvariantsData.concatenate(parts)
     except ValueError as exc:
-        return ExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=str(exc))
+        return EXIT.ERROR_INCOMPATIBLE_INPUTS.format(message=str(exc))
     return {"invariants": merged}
 
 
 def _metric_items(invariants: InvariantsData, metric: orm.Dict | orm.Str | None, other: InvariantsData | None):
-    """(name, params, items, other_items, None) or (..., ExitCode)."""
+    """(metric, items, other_items, None) or (..., ExitCode)."""
     try:
-        name, params = resolve_metric(_dict(metric) if metric is not None else None, invariants.descriptor)
-    except UnknownMetricError as exc:
-        return None, None, None, None, ExitCodes.ERROR_UNKNOWN_METRIC.format(message=str(exc))
-    if invariants.descriptor not in METRICS[name]:
-        return None, None, None, None, ExitCodes.ERROR_METRIC_NOT_APPLICABLE.format(
-            message=f"metric {name!r} applies to {' or '.join(METRICS[name])} invariants, not {invariants.descriptor!r}"
-        )
+        spec: MetricSpec = metric_for(spec_of(metric), parse_invariant({"name": invariants.descriptor, **invariants.parameters}))
+    except SpecError as exc:
+        return None, None, None, EXIT.ERROR_METRIC_NOT_APPLICABLE.format(message=str(exc))
     if other is not None:
         reason = invariants.incompatibility(other)
         if reason:
-            return None, None, None, None, ExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=reason)
-    if name in ("grid_emd", "rdf_emd") and "bin_width" not in params:
-        params["bin_width"] = invariants.parameters.get("bin_width")
+            return None, None, None, EXIT.ERROR_INCOMPATIBLE_INPUTS.format(message=reason)
 
     def items(node):
-        return node.get_amd() if name.startswith("amd_") else node.get_items()
+        return node.get_amd() if spec.name.startswith("amd_") else node.get_items()
 
-    return name, params, items(invariants), (items(other) if other is not None else None), None
+    return spec, items(invariants), (items(other) if other is not None else None), None
 
 
 def _meta(invariants: InvariantsData, params: dict[str, Any]) -> dict[str, Any]:
@@ -361,14 +292,15 @@ def compute_distances(
             'composition_l1', **params}``; default: the descriptor's natural metric
             (``amd_linf`` for AMD, ``pdd_emd`` for PDD, ...).
 
-    Exit codes: 321 unknown metric, 323 metric not applicable, 330 incompatible
-    invariants, 322 bad metric parameters.
+    Exit codes: 221 metric not applicable, 222 incompatible invariants, 302 the
+    computation failed. The metric is validated at the port.
     """
     from .. import distances as dist
 
-    name, params, items, other_items, exit_code = _metric_items(invariants, metric, other)
+    spec, items, other_items, exit_code = _metric_items(invariants, metric, other)
     if exit_code:
         return exit_code
+    name, params = spec.name, spec.params
     try:
         if other is None:
             out = DistancesData.from_condensed(dist.pdist(items, name, **params), invariants.ids, name, **_meta(invariants, params))
@@ -376,7 +308,7 @@ def compute_distances(
             matrix = dist.cdist(items, other_items, name, **params)
             out = DistancesData.from_matrix(matrix, invariants.ids, other.ids, name, **_meta(invariants, params))
     except (TypeError, ValueError) as exc:
-        return ExitCodes.ERROR_INVALID_PARAMETERS.format(message=str(exc))
+        return EXIT.ERROR_DISTANCES_FAILED.format(message=str(exc))
     return {"distances": out}
 
 
@@ -396,13 +328,17 @@ def nearest_neighbours(
         ``{'distances': DistancesData}`` with layout ``knn``: (n, k) distances and column
         indices, nearest first.
 
-    Exit codes: 321, 322 (e.g. k larger than the set), 323, 330.
+    Exit codes: 220 k larger than the set, 221, 222, 302.
     """
     from .. import distances as dist
 
-    name, params, items, other_items, exit_code = _metric_items(invariants, metric, other)
+    spec, items, other_items, exit_code = _metric_items(invariants, metric, other)
     if exit_code:
         return exit_code
+    name, params = spec.name, spec.params
+    n_ref = len(other.ids) if other is not None else len(invariants.ids) - 1
+    if k.value > n_ref:
+        return EXIT.ERROR_INVALID_SPEC.format(message=f"k={k.value} but only {n_ref} records can be neighbours")
     try:
         if other is None:
             d, idx = dist.nearest_neighbours(items, k.value, name, **params)
@@ -411,7 +347,7 @@ def nearest_neighbours(
             d, idx = dist.nearest_neighbours(other_items, k.value, name, queries=items, **params)
             col_ids = other.ids
     except (TypeError, ValueError) as exc:
-        return ExitCodes.ERROR_INVALID_PARAMETERS.format(message=str(exc))
+        return EXIT.ERROR_DISTANCES_FAILED.format(message=str(exc))
     out = DistancesData.from_knn(
         d, idx, invariants.ids, col_ids, name, exclude_self=other is None, **_meta(invariants, params)
     )
@@ -423,20 +359,18 @@ def structure_invariants(structure: orm.StructureData, descriptor: orm.Dict | or
     """Invariants of a single ``StructureData`` (e.g. a DFT-relaxed structure), one row whose
     id is the structure's label (or UUID).
 
-    Exit codes: 310 invalid structure, 320/322 as :func:`compute_invariants`.
+    Exit codes: 214 invalid structure, 300 as :func:`compute_invariants`.
     """
     from ..invariants import as_crystal
     from ..sources import structuredata_to_tuple
 
-    desc, params, exit_code = _resolve_descriptor(descriptor)
-    if exit_code:
-        return exit_code
+    spec = parse_invariant(spec_of(descriptor))
     rid = structure.label or str(structure.uuid)
     try:
         crystal = as_crystal(structuredata_to_tuple(structure), label=rid)
     except (InvalidStructureError, ValueError) as exc:
-        return ExitCodes.ERROR_INVALID_RECORD.format(message=str(exc))
-    return _compute(desc, params, [crystal], [rid])
+        return EXIT.ERROR_INVALID_STRUCTURE.format(message=str(exc))
+    return _compute(spec, [crystal], [rid])
 
 
 def output_label(record_id: str, taken: set[str] | None = None) -> str:
@@ -463,17 +397,13 @@ def extract_structures(dataset: CrystalDatasetData, ids: orm.List):
         valid link label (:func:`output_label`); each node's ``label`` is the exact
         identifier.
 
-    Exit codes: 350 unknown identifier, 322 empty or repeated ids.
+    Exit codes: 212 unknown identifier (empty or repeated ids are refused at the port).
     """
     wanted = ids.get_list()
-    if not wanted:
-        return ExitCodes.ERROR_INVALID_PARAMETERS.format(message="no identifiers given")
-    if len(set(map(str, wanted))) != len(wanted):
-        return ExitCodes.ERROR_INVALID_PARAMETERS.format(message="identifiers are repeated")
     try:
         indices = [dataset.index_of(str(i)) for i in wanted]
     except KeyError as exc:
-        return ExitCodes.ERROR_UNKNOWN_RECORD.format(message=str(exc.args[0]))
+        return EXIT.ERROR_UNKNOWN_RECORD.format(message=str(exc.args[0]))
     taken: set[str] = set()
     nodes = dataset.to_structuredata(indices)
     return {"structures": {output_label(n.label, taken): n for n in nodes}}
@@ -488,17 +418,18 @@ def collect_structures(**structures):
     validation grows quadratically with the number of inputs); build larger datasets with
     :meth:`CrystalDatasetData.from_group`.
 
-    Exit codes: 340 an input is not StructureData, 310 invalid structure or duplicate ids.
+    Exit codes: 213 an input is not StructureData, 210 invalid structure or duplicate ids,
+    211 no structures.
     """
     from ..sources import read_structuredata
 
     if not structures:
-        return ExitCodes.ERROR_NO_VALID_RECORDS.format(message="no structures given")
+        return EXIT.ERROR_NO_VALID_RECORDS.format(message="no structures given")
     labels = sorted(structures)
     nodes = [structures[k] for k in labels]
     for label, node in zip(labels, nodes):
         if not isinstance(node, orm.StructureData):
-            return ExitCodes.ERROR_WRONG_NODE_TYPE.format(message=f"input {label!r} is a {type(node).__name__}, not StructureData")
+            return EXIT.ERROR_WRONG_NODE_TYPE.format(message=f"input {label!r} is a {type(node).__name__}, not StructureData")
     ids = [n.label or lab for n, lab in zip(nodes, labels)]
     result = read_structuredata(nodes, ids=ids)
     result.source = {"description": f"{len(nodes)} StructureData nodes collected", "extras": {"format": "structuredata"}}
@@ -507,3 +438,13 @@ def collect_structures(**structures):
         return exit_code
     dataset._set_node_uuids(nodes, ids)
     return {"dataset": dataset}
+
+
+validate_inputs(import_dataset, options=check_import_options)
+validate_inputs(import_materials_project, query=check_mp_query, options=check_mp_options)
+validate_inputs(compute_invariants, descriptor=check_invariant, chunk=check_chunk)
+validate_inputs(compute_invariant_set, descriptors=check_descriptor_list)
+validate_inputs(compute_distances, metric=check_metric)
+validate_inputs(nearest_neighbours, metric=check_metric, k=check_positive_int)
+validate_inputs(structure_invariants, descriptor=check_invariant)
+validate_inputs(extract_structures, ids=check_ids)

@@ -2,7 +2,7 @@
 
 Each function takes and returns nodes, so every model, prediction and plot is linked to
 the data it came from. A bad input returns an :class:`~aiida.engine.ExitCode` of
-:class:`LearningExitCodes` and stores no output at all (everything is checked and
+:mod:`aiida_crystinv.exit_codes` and stores no output at all (everything is checked and
 computed before the first output node is made).
 
 =======================  ==============================================================  ==========================
@@ -29,7 +29,7 @@ Specs (JSON):
 
 * descriptor -- ``{'name': 'pdd', 'k': 50}`` (invariants: amd, pdd, grid, rdf,
   composition) or ``{'name': 'amd+composition', 'kind': 'features', ...}`` (see
-  :func:`aiida_crystinv.data.model.resolve_model_descriptor`);
+  :mod:`aiida_crystinv.specs`);
 * model -- ``{'name': 'knn', 'k': [1, 3, 5, 10], 'weights': 'distance', 'metric':
   'pdd_emd'}``, ``{'name': 'krr', 'kernel': 'laplacian'}``, ``{'name': 'median'}``, plus
   ``target_transform: log10`` (see :func:`aiida_crystinv.learning.models.build_model`);
@@ -57,16 +57,16 @@ from ..data.model import (
     blas_limit,
     compute_values,
     descriptor_incompatibility,
-    resolve_model_descriptor,
-    resolve_model_spec,
     spec_hash,
     values_from_node,
 )
+from ..exit_codes import EXIT
+from ..specs import SpecError, parse_descriptor
+from ..specs.learning import parse_split, resolve_pair
+from .ports import check_descriptor, check_model, check_split, spec_of, validate_inputs
 
 __all__ = [
-    "LearningExitCodes",
     "PREDICTIONS_ATTRIBUTE",
-    "resolve_split",
     "synthetic_dataset",
     "import_group",
     "compute_features",
@@ -81,30 +81,6 @@ __all__ = [
 #: Attribute of a predictions ``ArrayData`` describing what was predicted.
 PREDICTIONS_ATTRIBUTE = "crystinv_predictions"
 
-#: Generators understood by :func:`synthetic_dataset`.
-GENERATORS = ("ewald_landscape",)
-
-
-class LearningExitCodes:
-    """Exit codes of the learning calcfunctions (3xx: the input is at fault)."""
-
-    #: 300-309: the target
-    ERROR_MISSING_TARGET = ExitCode(300, "{message}")
-    ERROR_INVALID_TARGET = ExitCode(301, "invalid target values: {message}")
-    ERROR_TOO_FEW_RECORDS = ExitCode(302, "too few records: {message}")
-    #: 310-319: the specs
-    ERROR_INVALID_DESCRIPTOR = ExitCode(310, "invalid descriptor: {message}")
-    ERROR_INVALID_MODEL = ExitCode(311, "invalid model: {message}")
-    ERROR_INVALID_SPLIT = ExitCode(312, "invalid split: {message}")
-    ERROR_MISSING_INPUT = ExitCode(313, "missing input: {message}")
-    #: 320-329: inputs that do not fit together
-    ERROR_INCOMPATIBLE_INVARIANTS = ExitCode(320, "incompatible inputs: {message}")
-    #: 330-339: computing the descriptor failed
-    ERROR_DESCRIPTOR_FAILED = ExitCode(330, "the descriptor could not be computed: {message}")
-    #: 340-349: fitting failed
-    ERROR_FIT_FAILED = ExitCode(340, "fitting the model failed: {message}")
-    #: 350-359: a source could not be read
-    ERROR_SOURCE = ExitCode(350, "the source could not be read: {message}")
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -118,57 +94,20 @@ class _Fail(Exception):
         self.exit_code = exit_code
 
 
-def _spec(node: orm.Dict | orm.Str | None) -> dict[str, Any] | None:
-    if node is None:
-        return None
-    if isinstance(node, orm.Str):
-        return {"name": node.value}
-    return node.get_dict()
-
-
-def resolve_split(spec: dict[str, Any] | None) -> dict[str, Any]:
-    """The normalised split ``{'kind': 'kfold', 'n_splits', 'seed'}`` or ``{'kind':
-    'holdout', 'test_fraction', 'seed'}`` (defaults: 5-fold, seed 0).
-
-    Raises:
-        ValueError: unknown kind or key, bad values.
-    """
-    spec = dict(spec or {"kind": "kfold"})
-    kind = spec.pop("kind", "kfold")
-    seed = spec.pop("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if kind == "kfold":
-        n = spec.pop("n_splits", 5)
-        if spec:
-            raise ValueError(f"unknown key(s) {sorted(spec)} for a kfold split; allowed: n_splits, seed")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-            raise ValueError(f"n_splits must be an integer >= 2, got {n!r}")
-        return {"kind": "kfold", "n_splits": n, "seed": seed}
-    if kind == "holdout":
-        f = spec.pop("test_fraction", 0.2)
-        if spec:
-            raise ValueError(f"unknown key(s) {sorted(spec)} for a holdout split; allowed: test_fraction, seed")
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < float(f) < 1.0:
-            raise ValueError(f"test_fraction must be a number in (0, 1), got {f!r}")
-        return {"kind": "holdout", "test_fraction": float(f), "seed": seed}
-    raise ValueError(f"unknown split kind {kind!r}; use 'kfold' or 'holdout' (an explicit test set is a second dataset)")
-
-
 def _target(dataset: CrystalDatasetData, target: orm.Str) -> tuple[np.ndarray, str]:
     from ..learning.models import check_target
 
     name = target.value
     if name not in dataset.target_names:
         raise _Fail(
-            LearningExitCodes.ERROR_MISSING_TARGET.format(
+            EXIT.ERROR_MISSING_TARGET.format(
                 message=f"dataset {dataset.pk} has no target {name!r}; its targets are {dataset.target_names or 'none'}"
             )
         )
     try:
         y = check_target(dataset.get_target(name), name=f"target {name!r}")
     except ValueError as exc:
-        raise _Fail(LearningExitCodes.ERROR_INVALID_TARGET.format(message=str(exc))) from None
+        raise _Fail(EXIT.ERROR_INVALID_TARGET.format(message=str(exc))) from None
     return y, dataset.units.get(name, "")
 
 
@@ -179,48 +118,43 @@ def _values(
     features: orm.ArrayData | None,
 ) -> DescriptorValues:
     """Descriptor values of the dataset's records: from the node given, or computed."""
-    wanted = None
-    if descriptor is not None:
-        try:
-            wanted = resolve_model_descriptor(_spec(descriptor))
-        except ModelSpecError as exc:
-            raise _Fail(LearningExitCodes.ERROR_INVALID_DESCRIPTOR.format(message=str(exc))) from None
+    wanted = parse_descriptor(spec_of(descriptor)).normalised() if descriptor is not None else None
     given = [n for n in (invariants, features) if n is not None]
     if len(given) > 1:
-        raise _Fail(LearningExitCodes.ERROR_MISSING_INPUT.format(message="give either invariants or features, not both"))
+        raise _Fail(EXIT.ERROR_MISSING_INPUT.format(message="give either invariants or features, not both"))
     if given:
         try:
             values = values_from_node(given[0])
         except ModelSpecError as exc:
-            raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=str(exc))) from None
+            raise _Fail(EXIT.ERROR_INCOMPATIBLE_INPUTS.format(message=str(exc))) from None
         if wanted is not None:
             reason = descriptor_incompatibility(wanted, values.spec)
             if reason:
                 reason = reason.replace("the model was trained on", "the descriptor asked for is")
-                raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=reason))
+                raise _Fail(EXIT.ERROR_INCOMPATIBLE_INPUTS.format(message=reason))
         if dataset is not None and values.ids != dataset.ids:
             raise _Fail(
-                LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(
+                EXIT.ERROR_INCOMPATIBLE_INPUTS.format(
                     message=f"the rows of node {given[0].pk} ({len(values)} records) are not the records of "
                     f"dataset {dataset.pk} ({len(dataset)} records) in dataset order"
                 )
             )
         return values
     if wanted is None:
-        raise _Fail(LearningExitCodes.ERROR_MISSING_INPUT.format(message="give a descriptor, invariants or features"))
+        raise _Fail(EXIT.ERROR_MISSING_INPUT.format(message="give a descriptor, invariants or features"))
     if dataset is None:
-        raise _Fail(LearningExitCodes.ERROR_MISSING_INPUT.format(message="give a dataset to compute the descriptor on"))
+        raise _Fail(EXIT.ERROR_MISSING_INPUT.format(message="give a dataset to compute the descriptor on"))
     try:
         return compute_values(wanted, dataset.get_crystals(), dataset.ids)
     except ValueError as exc:
-        raise _Fail(LearningExitCodes.ERROR_DESCRIPTOR_FAILED.format(message=str(exc))) from None
+        raise _Fail(EXIT.ERROR_DESCRIPTOR_FAILED.format(message=str(exc))) from None
 
 
 def _model_spec(model: orm.Dict, values: DescriptorValues) -> dict[str, Any]:
     try:
-        return resolve_model_spec(model.get_dict(), values.spec)
-    except ModelSpecError as exc:
-        raise _Fail(LearningExitCodes.ERROR_INVALID_MODEL.format(message=str(exc))) from None
+        return resolve_pair(model.get_dict(), values.spec)
+    except SpecError as exc:
+        raise _Fail(EXIT.ERROR_INCOMPATIBLE_INPUTS.format(message=str(exc))) from None
 
 
 def _square_distances(values: DescriptorValues, metric: dict[str, Any], distances: DistancesData | None) -> np.ndarray:
@@ -243,7 +177,7 @@ def _square_distances(values: DescriptorValues, metric: dict[str, Any], distance
             problems.append(f"metric parameters {mp} instead of {params}")
         if problems:
             raise _Fail(
-                LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(
+                EXIT.ERROR_INCOMPATIBLE_INPUTS.format(
                     message=f"distances {distances.pk} cannot be used: " + "; ".join(problems)
                 )
             )
@@ -253,7 +187,7 @@ def _square_distances(values: DescriptorValues, metric: dict[str, Any], distance
     try:
         return squareform(dist.pdist(values.metric_items(name), name, **params), checks=False)
     except (TypeError, ValueError) as exc:
-        raise _Fail(LearningExitCodes.ERROR_INVALID_MODEL.format(message=f"metric {name!r}: {exc}")) from None
+        raise _Fail(EXIT.ERROR_INVALID_SPEC.format(message=f"metric {name!r}: {exc}")) from None
 
 
 @dataclass
@@ -286,7 +220,7 @@ def _problem(dataset, target, model, descriptor, invariants, features, distances
     values = _values(dataset, descriptor, invariants, features)
     model_spec = _model_spec(model, values)
     if model_spec["name"] == "krr" and values.is_ragged:
-        raise _Fail(LearningExitCodes.ERROR_INVALID_MODEL.format(message="kernel ridge needs vectors, not ragged PDDs"))
+        raise _Fail(EXIT.ERROR_INVALID_SPEC.format(message="kernel ridge needs vectors, not ragged PDDs"))
     D = _square_distances(values, model_spec["metric"], distances) if model_spec["name"] == "knn" else None
     return _Problem(values, y, unit, model_spec, D)
 
@@ -299,10 +233,10 @@ def _fit(problem: _Problem, rows: np.ndarray):
     except ValueError as exc:
         text = str(exc)
         if "fewer than" in text or "folds" in text:
-            raise _Fail(LearningExitCodes.ERROR_TOO_FEW_RECORDS.format(message=text)) from None
+            raise _Fail(EXIT.ERROR_TOO_FEW_RECORDS.format(message=text)) from None
         if "target" in text:
-            raise _Fail(LearningExitCodes.ERROR_INVALID_TARGET.format(message=text)) from None
-        raise _Fail(LearningExitCodes.ERROR_FIT_FAILED.format(message=text)) from None
+            raise _Fail(EXIT.ERROR_INVALID_TARGET.format(message=text)) from None
+        raise _Fail(EXIT.ERROR_FIT_FAILED.format(message=text)) from None
     return model
 
 
@@ -352,18 +286,16 @@ def synthetic_dataset(parameters: orm.Dict):
     :func:`aiida_crystinv.sources.synthetic.ewald_landscape`): ionic polymorphs labelled
     with their Ewald energy per atom (eV/atom). Deterministic for a seed; offline.
 
-    Exit codes: 350 unknown generator or bad parameters.
+    The parameters are validated at the port. Exit codes: 202 the generator failed.
     """
     from ..sources.synthetic import ewald_landscape
 
     params = parameters.get_dict()
     generator = params.pop("generator", "ewald_landscape")
-    if generator not in GENERATORS:
-        return LearningExitCodes.ERROR_SOURCE.format(message=f"unknown generator {generator!r}; use one of {GENERATORS}")
     try:
         ids, structures, targets, units = ewald_landscape(**params)
     except (TypeError, ValueError) as exc:
-        return LearningExitCodes.ERROR_SOURCE.format(message=f"ewald_landscape{tuple(params.items())}: {exc}")
+        return EXIT.ERROR_SOURCE_FAILED.format(message=f"ewald_landscape{tuple(params.items())}: {exc}")
     dataset = CrystalDatasetData.from_structures(
         structures,
         ids=ids,
@@ -379,21 +311,19 @@ def import_group(group: orm.Str, options: orm.Dict | None = None):
     """The ``StructureData`` nodes of an AiiDA group (by label) as one dataset.
 
     The group's label and UUID and the UUIDs of the nodes are recorded on the dataset.
-    ``options``: ``{'on_error': 'fail' | 'skip'}``. Exit codes: 350 no such group or a bad
-    record.
+    ``options``: ``{'on_error': 'fail' | 'skip'}`` (validated at the port). Exit codes: 202
+    no such group or a bad record.
     """
     from aiida.common.exceptions import NotExistent
 
     opts = options.get_dict() if options is not None else {}
     on_error = opts.pop("on_error", "fail")
-    if opts:
-        return LearningExitCodes.ERROR_SOURCE.format(message=f"unknown option(s) {sorted(opts)}; allowed: on_error")
     try:
         dataset = CrystalDatasetData.from_group(group.value, on_error=on_error)
     except NotExistent:
-        return LearningExitCodes.ERROR_SOURCE.format(message=f"no group with label {group.value!r}")
+        return EXIT.ERROR_SOURCE_FAILED.format(message=f"no group with label {group.value!r}")
     except ValueError as exc:
-        return LearningExitCodes.ERROR_SOURCE.format(message=str(exc))
+        return EXIT.ERROR_SOURCE_FAILED.format(message=str(exc))
     return {"dataset": dataset}
 
 
@@ -412,13 +342,10 @@ def compute_features(dataset: CrystalDatasetData, descriptor: orm.Dict | orm.Str
     Exit codes: 310 unknown descriptor / parameter (or an invariants descriptor: use
     ``compute_invariants``), 330 a structure failed.
     """
-    try:
-        spec = resolve_model_descriptor(_spec(descriptor))
-    except ModelSpecError as exc:
-        raise _Fail(LearningExitCodes.ERROR_INVALID_DESCRIPTOR.format(message=str(exc))) from None
+    spec = parse_descriptor(spec_of(descriptor)).normalised()
     if spec["kind"] != "features":
         raise _Fail(
-            LearningExitCodes.ERROR_INVALID_DESCRIPTOR.format(
+            EXIT.ERROR_INVALID_SPEC.format(
                 message=f"{spec['name']!r} is an invariants descriptor: compute it with compute_invariants"
             )
         )
@@ -476,10 +403,7 @@ def cross_validate(
     from ..learning.metrics import regression_metrics
     from ..learning.splits import holdout_split, kfold_indices
 
-    try:
-        split_spec = resolve_split(split.get_dict() if split is not None else None)
-    except ValueError as exc:
-        raise _Fail(LearningExitCodes.ERROR_INVALID_SPLIT.format(message=str(exc))) from None
+    split_spec = parse_split(spec_of(split)).as_dict()
     problem = _problem(dataset, target, model, descriptor, invariants, features, distances)
     n = len(problem.y)
     try:
@@ -488,7 +412,7 @@ def cross_validate(
         else:
             folds = [holdout_split(n, split_spec["test_fraction"], split_spec["seed"])]
     except ValueError as exc:
-        raise _Fail(LearningExitCodes.ERROR_TOO_FEW_RECORDS.format(message=str(exc))) from None
+        raise _Fail(EXIT.ERROR_TOO_FEW_RECORDS.format(message=str(exc))) from None
     y_pred = np.full(n, np.nan)
     base = np.full(n, np.nan)
     fold = np.full(n, -1, dtype=np.int64)
@@ -501,7 +425,7 @@ def cross_validate(
         fold_mae.append(float(np.mean(np.abs(y_pred[test] - problem.y[test]))))
     tested = np.flatnonzero(fold >= 0)
     if not np.isfinite(y_pred[tested]).all():
-        raise _Fail(LearningExitCodes.ERROR_FIT_FAILED.format(message="the model predicted NaN or infinite values"))
+        raise _Fail(EXIT.ERROR_FIT_FAILED.format(message="the model predicted NaN or infinite values"))
     metrics = regression_metrics(problem.y[tested], y_pred[tested])
     baseline = regression_metrics(problem.y[tested], base[tested])
     metrics.update(
@@ -556,7 +480,7 @@ def train_model(
     problem = _problem(dataset, target, model, descriptor, invariants, features, distances)
     if problem.model_spec["name"] == "knn" and invariants is None:
         raise _Fail(
-            LearningExitCodes.ERROR_MISSING_INPUT.format(
+            EXIT.ERROR_MISSING_INPUT.format(
                 message="a knn model predicts from distances to its training invariants: pass the stored "
                 "invariants node (compute_invariants / InvariantsWorkChain) instead of a descriptor"
             )
@@ -620,28 +544,28 @@ def predict(
     from ..learning.metrics import regression_metrics
 
     if dataset is None and invariants is None and features is None:
-        raise _Fail(LearningExitCodes.ERROR_MISSING_INPUT.format(message="give a dataset, invariants or features"))
+        raise _Fail(EXIT.ERROR_MISSING_INPUT.format(message="give a dataset, invariants or features"))
     given = invariants if invariants is not None else features
     if given is not None:
         reason = model.incompatibility(given)
         if reason:
-            raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=reason))
+            raise _Fail(EXIT.ERROR_INCOMPATIBLE_INPUTS.format(message=reason))
         values = _values(dataset, None, invariants, features)
     else:
         try:
             values = compute_values(model.descriptor, dataset.get_crystals(), dataset.ids)
         except ValueError as exc:
-            raise _Fail(LearningExitCodes.ERROR_DESCRIPTOR_FAILED.format(message=str(exc))) from None
+            raise _Fail(EXIT.ERROR_DESCRIPTOR_FAILED.format(message=str(exc))) from None
     if reference is not None and model.needs_reference:
         reason = model.check_reference(reference)
         if reason:
-            raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=reason))
+            raise _Fail(EXIT.ERROR_INCOMPATIBLE_INPUTS.format(message=reason))
     try:
         y_pred = model.predict_values(values, reference if model.needs_reference else None)
     except ModelSpecError as exc:
-        raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=str(exc))) from None
+        raise _Fail(EXIT.ERROR_INCOMPATIBLE_INPUTS.format(message=str(exc))) from None
     except (TypeError, ValueError) as exc:
-        raise _Fail(LearningExitCodes.ERROR_INCOMPATIBLE_INVARIANTS.format(message=str(exc))) from None
+        raise _Fail(EXIT.ERROR_INCOMPATIBLE_INPUTS.format(message=str(exc))) from None
     target = model.target
     y_true = None
     if dataset is not None and target["name"] in dataset.target_names:
@@ -708,8 +632,35 @@ def parity_plot(predictions: orm.ArrayData, title: orm.Str | None = None):
     """
     names = predictions.get_arraynames()
     if "y_true" not in names:
-        return LearningExitCodes.ERROR_MISSING_INPUT.format(message="the predictions have no true values to plot against")
+        return EXIT.ERROR_MISSING_INPUT.format(message="the predictions have no true values to plot against")
     info = predictions.base.attributes.get(PREDICTIONS_ATTRIBUTE, {})
     text = title.value if title is not None else f"{info.get('model', {}).get('name', '')} on {info.get('descriptor', {}).get('name', '')}"
     png = render_parity_png(predictions.get_array("y_true"), predictions.get_array("y_pred"), text, info.get("unit", ""))
     return {"plot": orm.SinglefileData(io.BytesIO(png), filename="parity.png")}
+
+
+def _check_synthetic(value: Any, _ctx: Any = None) -> str | None:
+    from ..specs import parse
+    from ..specs.study import SyntheticParameters
+
+    try:
+        parse(SyntheticParameters, value.get_dict(), "parameters")
+    except SpecError as exc:
+        return str(exc)
+    return None
+
+
+def _check_group_options(value: Any, _ctx: Any = None) -> str | None:
+    if value is None:
+        return None
+    opts = value.get_dict()
+    if set(opts) - {"on_error"} or opts.get("on_error", "fail") not in ("fail", "skip"):
+        return f"options are {{'on_error': 'fail' | 'skip'}}, got {opts}"
+    return None
+
+
+validate_inputs(synthetic_dataset, parameters=_check_synthetic)
+validate_inputs(import_group, options=_check_group_options)
+validate_inputs(compute_features, descriptor=check_descriptor)
+validate_inputs(cross_validate, model=check_model, split=check_split, descriptor=check_descriptor)
+validate_inputs(train_model, model=check_model, descriptor=check_descriptor)

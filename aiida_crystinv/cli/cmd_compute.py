@@ -12,7 +12,7 @@ from .params import DATASET, INVARIANTS, KeyValueParamType
 from .root import cmd_crystinv
 from .utils import Timer, check_process, clean_errors, count_of, run_process, table, with_profile
 
-#: Descriptor names (checked against ``aiida_crystinv.data.DESCRIPTORS`` in the tests;
+#: Descriptor names (checked against ``aiida_crystinv.specs.INVARIANTS`` in the tests;
 #: listed here so that ``--help`` does not import the numerical layer).
 DESCRIPTOR_NAMES = ("amd", "pdd", "grid", "rdf", "composition")
 METRIC_NAMES = ("amd_linf", "amd_l1", "amd_l2", "pdd_emd", "grid_emd", "rdf_emd", "composition_l1")
@@ -25,12 +25,12 @@ def descriptor_spec(name: str, params: t.Iterable[tuple[str, t.Any]] = ()) -> di
 
     Exits with a message listing the valid parameters when one is unknown or invalid.
     """
-    from aiida_crystinv.data import UnknownDescriptorError, resolve_descriptor
+    from aiida_crystinv.specs import SpecError, parse_invariant
 
     spec = {"name": name.lower(), **dict(params)}
     try:
-        resolve_descriptor(dict(spec))
-    except UnknownDescriptorError as exception:
+        parse_invariant(dict(spec), where="-p")
+    except SpecError as exception:
         echo.echo_critical(str(exception))
     return spec
 
@@ -117,71 +117,29 @@ def submit_to_daemon(process: t.Any, inputs: dict[str, t.Any]) -> t.Any:
 
 
 def compute_distances(invariants: t.Any, other: t.Any = None, metric: str | None = None) -> tuple[t.Any, t.Any]:
-    """Run the compute_distances calcfunction; return ``(distances, process node)``."""
-    from aiida import orm
+    """:func:`~aiida_crystinv.workflows.neighbours.launch_distances`; exits with its message
+    on bad arguments or a failed process. Returns ``(distances, process node)``."""
+    from aiida_crystinv.workflows.neighbours import launch_distances
 
-    from aiida_crystinv.calculations.functions import compute_distances as calc
-    from aiida_crystinv.data import DistancesData
-
-    from .cmd_dataset import output_of_type
-
-    inputs: dict[str, t.Any] = {"invariants": invariants}
-    if other is not None:
-        inputs["other"] = other
-    if metric:
-        inputs["metric"] = orm.Dict({"name": metric})
-    _, node = run_process(calc, inputs)
+    try:
+        distances, node = launch_distances(invariants, other, metric)
+    except ValueError as exception:
+        echo.echo_critical(str(exception))
     check_process(node, "computing distances")
-    return output_of_type(node, DistancesData, "distances"), node
+    return distances, node
 
 
 def nearest_neighbours(invariants: t.Any, k: int, metric: str | None = None) -> tuple[t.Any, t.Any]:
-    """Run the nearest_neighbours calcfunction; return ``(kNN DistancesData, process node)``."""
-    from aiida import orm
+    """:func:`~aiida_crystinv.workflows.neighbours.launch_neighbours`; exits with its message
+    on bad arguments or a failed process. Returns ``(kNN distances, process node)``."""
+    from aiida_crystinv.workflows.neighbours import launch_neighbours
 
-    from aiida_crystinv.calculations.functions import nearest_neighbours as calc
-    from aiida_crystinv.data import DistancesData
-
-    from .cmd_dataset import output_of_type
-
-    if k >= len(invariants):
-        echo.echo_critical(f"-k {k} is too large: there are only {len(invariants)} structures (k < {len(invariants)})")
-    inputs: dict[str, t.Any] = {"invariants": invariants, "k": orm.Int(k)}
-    if metric:
-        inputs["metric"] = orm.Dict({"name": metric})
-    _, node = run_process(calc, inputs)
+    try:
+        knn, node = launch_neighbours(invariants, k, metric)
+    except ValueError as exception:
+        echo.echo_critical(str(exception))
     check_process(node, "searching nearest neighbours")
-    return output_of_type(node, DistancesData, "distances"), node
-
-
-def near_duplicate_pairs(knn: t.Any, threshold: float) -> list[tuple[str, str, float]]:
-    """Unordered pairs ``(id_a, id_b, distance)`` of a kNN graph within ``threshold``, closest first."""
-    distances, indices = knn.get_knn()
-    rows, cols = knn.row_ids, knn.col_ids
-    seen: dict[tuple[str, str], float] = {}
-    for i in range(distances.shape[0]):
-        for d, j in zip(distances[i], indices[i]):
-            if d > threshold:
-                break
-            a, b = rows[i], cols[int(j)]
-            if a == b:
-                continue
-            key = (a, b) if a < b else (b, a)
-            seen[key] = min(float(d), seen.get(key, math.inf))
-    return sorted(((a, b, d) for (a, b), d in seen.items()), key=lambda x: (x[2], x[0]))
-
-
-def _check_metric(invariants: t.Any, metric: str | None) -> None:
-    from aiida_crystinv.data import METRICS
-
-    if metric is None:
-        return
-    allowed = METRICS.get(metric, ())
-    if invariants.descriptor not in allowed:
-        usable = [m for m, descs in METRICS.items() if invariants.descriptor in descs]
-        echo.echo_critical(
-            f"metric {metric} does not apply to {invariants.descriptor} invariants; use one of {', '.join(usable)}"
-        )
+    return knn, node
 
 
 # ---------------------------------------------------------------------------- commands
@@ -265,12 +223,6 @@ def cmd_distances(invariants, metric, other):
     """
     import numpy as np
 
-    _check_metric(invariants, metric)
-    if other is not None and other.descriptor != invariants.descriptor:
-        echo.echo_critical(
-            f"cannot compare {invariants.descriptor} invariants ({invariants.pk}) with "
-            f"{other.descriptor} invariants ({other.pk})"
-        )
     with Timer() as timer:
         distances, _ = compute_distances(invariants, other, metric)
     matrix = distances.get_matrix()
@@ -300,7 +252,6 @@ def cmd_neighbours(invariants, k, metric, limit):
     Example:
         crystinv neighbours 51 -k 3
     """
-    _check_metric(invariants, metric)
     with Timer() as timer:
         knn, _ = nearest_neighbours(invariants, k, metric)
     echo.echo_success(
@@ -358,12 +309,13 @@ def cmd_duplicates(invariants, threshold, metric, k):
     Example:
         crystinv duplicates 51 --threshold 0.02
     """
-    _check_metric(invariants, metric)
-    k = min(k, len(invariants) - 1)
-    if k < 1:
-        echo.echo_critical("a single structure has no duplicates")
-    knn, _ = nearest_neighbours(invariants, k, metric)
-    pairs = near_duplicate_pairs(knn, threshold)
+    from aiida_crystinv.workflows.neighbours import find_near_duplicates
+
+    try:
+        pairs, knn, node = find_near_duplicates(invariants, threshold, k, metric)
+    except ValueError as exception:
+        echo.echo_critical(str(exception))
+    check_process(node, "searching nearest neighbours")
     if not pairs:
         echo.echo_report(f"no pairs within {threshold} ({knn.metric}; kNN graph node {knn.pk})")
         return

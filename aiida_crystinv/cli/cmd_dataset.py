@@ -12,7 +12,7 @@ from aiida.cmdline.utils import echo
 
 from .params import CRYSTINV_NODE, DATASET, TargetParamType
 from .root import cmd_crystinv
-from .utils import Timer, check_process, clean_errors, count_of, is_chunk, run_process, table, with_profile
+from .utils import Timer, check_process, clean_errors, count_of, is_chunk, one_line, run_process, table, with_profile
 
 FORMAT_CHOICES = ("auto", "cif", "csv", "json")
 
@@ -26,6 +26,10 @@ _OPTION_FLAGS = {
     "id_column=": "--id-column ",
     "give format=": "give --format",
 }
+
+
+#: What the importer's exit message says about the policy; the command says it once, at the end.
+_NOTHING_STORED = (" (nothing was stored; use on_error='skip' to drop it)", " (nothing was stored; use --on-error skip to drop it)")
 
 
 def output_of_type(node: t.Any, cls: type, name: str | None = None) -> t.Any:
@@ -110,9 +114,16 @@ def import_file(
     _, node = run_process(import_dataset, {"file": file_node, "options": orm.Dict(options)})
     if node.is_finished and not node.is_finished_ok:
         message = node.exit_message or f"exit status {node.exit_status}"
+        hint = ""
+        for said in _NOTHING_STORED:
+            if said in message:
+                message = message.replace(said, "")
+                hint = "; --on-error skip imports the valid records"
         for option, flag in _OPTION_FLAGS.items():
             message = message.replace(option, flag)
-        echo.echo_critical(f"importing {path.name} failed: {message} [import_dataset {node.pk}; nothing was stored]")
+        echo.echo_critical(
+            f"importing {path.name} failed: {one_line(message, 220)} [import_dataset {node.pk}; nothing was stored{hint}]"
+        )
     check_process(node, f"importing {path.name}")
     dataset = output_of_type(node, CrystalDatasetData, "dataset")
     if label is not None:
@@ -435,19 +446,6 @@ def cmd_show(node, max_skipped):
         _show_other(node)
 
 
-def _cif_text(structure: t.Any, name: str) -> str:
-    from pymatgen.io.cif import CifWriter
-
-    text = str(CifWriter(structure))
-    safe = "".join(c if c.isalnum() or c in "-_.#" else "_" for c in name) or "structure"
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("data_"):
-            lines[i] = f"data_{safe}"
-            break
-    return "\n".join(lines) + "\n"
-
-
 @cmd_crystinv.command("export")
 @click.argument("dataset", type=DATASET)
 @click.option(
@@ -484,8 +482,6 @@ def cmd_export(dataset, ids, format_, output, force):
         crystinv export 42 -o all.cif
         crystinv export 42 --ids mp-149,mp-2534 -o two.json
     """
-    import numpy as np
-
     if output.exists() and not force:
         echo.echo_critical(f"{output} exists: use --force to overwrite it")
     if format_ is None:
@@ -496,35 +492,15 @@ def cmd_export(dataset, ids, format_, output, force):
             format_ = "json"
         else:
             echo.echo_critical(f"cannot tell the format from {output.name}: use --format cif or json")
-    wanted = [i.strip() for chunk in ids for i in chunk.split(",") if i.strip()]
-    all_ids = dataset.ids
-    if wanted:
-        known = set(all_ids)
-        missing = [i for i in wanted if i not in known]
-        if missing:
-            echo.echo_critical(f"no record(s) {', '.join(missing)} in dataset {dataset.pk}")
-        indices = [all_ids.index(i) for i in wanted]
+    wanted = [i.strip() for chunk in ids for i in chunk.split(",") if i.strip()] or None
+    try:
+        text = dataset.to_cif_text(wanted) if format_ == "cif" else dataset.to_json_text(wanted)
+    except KeyError as exception:
+        echo.echo_critical(exception.args[0])
+    if format_ == "json" and output.suffix.lower() == ".gz":
+        with gzip.open(output, "wt") as handle:
+            handle.write(text)
     else:
-        indices = list(range(len(dataset)))
-    structures = dataset.get_structures(indices)
-    names = [all_ids[i] for i in indices]
-    if format_ == "cif":
-        text = "".join(_cif_text(s, name) for s, name in zip(structures, names))
         output.write_text(text)
-    else:
-        targets = {n: dataset.get_target(n) for n in dataset.target_names}
-        formulas = dataset.formulas
-        records = []
-        for i, s, name in zip(indices, structures, names):
-            record = {"id": name, "formula": formulas[i], "structure": s.as_dict()}
-            for n, values in targets.items():
-                value = float(values[i])
-                record[n] = value if np.isfinite(value) else None
-            records.append(record)
-        payload = json.dumps(records)
-        if output.suffix.lower() == ".gz":
-            with gzip.open(output, "wt") as handle:
-                handle.write(payload)
-        else:
-            output.write_text(payload)
-    echo.echo_success(f"wrote {count_of(len(indices), 'structure')} of dataset {dataset.pk} to {output} ({format_})")
+    n = len(dataset) if wanted is None else len(wanted)
+    echo.echo_success(f"wrote {count_of(n, 'structure')} of dataset {dataset.pk} to {output} ({format_})")

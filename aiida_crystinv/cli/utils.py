@@ -79,10 +79,34 @@ def _debugging() -> bool:
     return (log.CLI_LOG_LEVEL or "").upper() == "DEBUG"
 
 
+#: Longest error message (characters) a command prints; the rest is in the debug output.
+MAX_MESSAGE = 280
+
+#: Exceptions that mean "the request is too big", with what to say instead of their text.
+_RESOURCE_ERRORS: dict[type, str] = {
+    MemoryError: "not enough memory for this computation; use smaller parameters (e.g. a smaller k, cutoff or n_shells)",
+    RecursionError: "the input is nested too deeply to be processed",
+    OverflowError: "a number is too large",
+}
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line (runs of whitespace and newlines become one space), at most
+    ``limit`` characters (cut in the middle with ``...`` so that both the start, which says
+    what failed, and the end, which often holds the hint, are kept)."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    head = (limit - 5) * 2 // 3
+    tail = limit - 5 - head
+    return f"{text[:head]} ... {text[-tail:]}"
+
+
 def clean_errors(func: F) -> F:
     """Turn any unexpected exception of a command into one ``Critical:`` line and exit code 1.
 
-    With ``--verbosity debug`` the traceback is printed as well.
+    The line is at most :data:`MAX_MESSAGE` characters; memory and recursion errors are
+    said in words. With ``--verbosity debug`` the traceback is printed as well.
     """
 
     @functools.wraps(func)
@@ -97,8 +121,12 @@ def clean_errors(func: F) -> F:
 
                 traceback.print_exc()
             message = str(exception) or repr(exception)
+            for cls, said in _RESOURCE_ERRORS.items():
+                if isinstance(exception, cls):
+                    message = f"{said} ({message})" if str(exception) else said
+                    break
             kind = type(exception).__name__
-            echo.echo_critical(f"{message} [{kind}; rerun with --verbosity debug for the traceback]")
+            echo.echo_critical(one_line(f"{message} [{kind}; rerun with --verbosity debug for the traceback]"))
 
     return t.cast(F, wrapper)
 
@@ -171,14 +199,21 @@ def table(
     return tabulate(rows, headers=headers, floatfmt=floatfmt, disable_numparse=False)
 
 
+#: Process labels of the WorkChain that computes one chunk of a dataset's invariants.
+CHUNK_PROCESSES = ("InvariantsChunkWorkChain",)
+
+
 def is_chunk(node: t.Any) -> bool:
-    """Whether an invariants node is an intermediate chunk (merged into another node)."""
+    """Whether an invariants node is an intermediate chunk: merged into another node, or
+    computed by a chunk sub-process (also when its parent was killed before the merge)."""
     from aiida import orm
 
     for link in node.base.links.get_outgoing(node_class=orm.CalcFunctionNode).all():
         if link.node.process_label == "merge_invariants":
             return True
-    return False
+    creator = node.creator
+    caller = creator.caller if creator is not None else None
+    return caller is not None and caller.process_label in CHUNK_PROCESSES
 
 
 def count_of(n: int, noun: str) -> str:
@@ -196,7 +231,7 @@ def check_process(node: t.Any, what: str) -> None:
         reason = "it was killed"
     else:
         reason = f"exit status {node.exit_status}: {node.exit_message or 'no message'}"
-    echo.echo_critical(f"{what} failed ({reason}); see `verdi process report {node.pk}`")
+    echo.echo_critical(one_line(f"{what} failed ({reason}); see `verdi process report {node.pk}`"))
 
 
 def run_process(
@@ -212,7 +247,33 @@ def run_process(
     For a WorkChain with ``total`` > 0 and ``count_done(node) -> int``, a progress bar is
     drawn while it runs: the runner's event loop is driven by a coroutine that, between
     steps of the workflow, asks ``count_done`` how far it got.
+
+    A process that did not finish (killed by Ctrl-C, excepted) keeps no output: AiiDA kills
+    a running process function only once its body has returned, and then still attaches
+    what it returned, so those nodes are deleted here (:func:`discard_failed_outputs`).
+    Outputs of sub-processes that finished ok stay (they are valid provenance).
     """
+    quiet_process_tracebacks()
+    outputs, node = _run_process(process, inputs, label=label, total=total, count_done=count_done)
+    if not node.is_finished_ok:
+        discarded = discard_failed_outputs(node)
+        if discarded:
+            echo.echo_warning(
+                f"discarded {count_of(len(discarded), 'output node')} of {node.process_label} <{node.pk}>, "
+                "which did not finish (a killed or excepted process keeps no results)"
+            )
+            outputs = {}
+    return outputs, node
+
+
+def _run_process(
+    process: t.Any,
+    inputs: dict[str, t.Any],
+    *,
+    label: str = "",
+    total: int = 0,
+    count_done: t.Callable[[t.Any], int] | None = None,
+) -> tuple[dict[str, t.Any], t.Any]:
     from aiida.engine import utils as engine_utils
 
     if engine_utils.is_process_function(process):
@@ -242,6 +303,41 @@ def run_process(
         return instance.outputs, instance.node
 
 
+def discard_failed_outputs(node: t.Any) -> list[int]:
+    """Delete the data nodes *created* by the processes of ``node``'s call tree that did not
+    finish ok (killed, excepted, failed, or never terminated); return their pks.
+
+    A process function interrupted with Ctrl-C is marked killed, but its body runs to the
+    end and its outputs are attached anyway: a result of a killed run must not be mistaken
+    for a valid one.
+    """
+    from aiida import orm
+    from aiida.common.links import LinkType
+
+    processes = [node]
+    if isinstance(node, orm.WorkflowNode):
+        processes.extend(node.called_descendants)
+    pks = sorted(
+        {
+            link.node.pk
+            for proc in processes
+            if not proc.is_finished_ok
+            for link in proc.base.links.get_outgoing(link_type=LinkType.CREATE).all()
+        }
+    )
+    if pks:
+        from aiida.tools import delete_nodes
+
+        delete_logger = logging.getLogger("aiida.delete")
+        level = delete_logger.level
+        delete_logger.setLevel(logging.WARNING)
+        try:
+            delete_nodes(pks, dry_run=False)
+        finally:
+            delete_logger.setLevel(level)
+    return pks
+
+
 class Timer:
     """``with Timer() as timer: ...``; then ``timer.seconds``."""
 
@@ -259,6 +355,30 @@ class _NoProcessReports(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING or not hasattr(record, "dbnode_id")
+
+
+class _NoTracebacks(logging.Filter):
+    """Drop log records of processes that carry a traceback (AiiDA's ``on_except`` report)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "dbnode_id") or _debugging():
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record: let the handler deal with it
+            return True
+        return "Traceback (most recent call last)" not in text
+
+
+def quiet_process_tracebacks() -> None:
+    """Keep the tracebacks that AiiDA reports for an excepted process off the terminal (the
+    command says what failed in one line); they stay in the database (``verdi process
+    report``), and ``--verbosity debug`` shows them."""
+    from aiida.orm.utils.log import DBLogHandler
+
+    for handler in logging.getLogger("aiida").handlers:
+        if not isinstance(handler, DBLogHandler) and not any(isinstance(f, _NoTracebacks) for f in handler.filters):
+            handler.addFilter(_NoTracebacks())
 
 
 def quiet_process_reports() -> None:

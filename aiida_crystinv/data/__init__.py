@@ -10,18 +10,7 @@ Arrays live as ``.npy`` files in the node repository, written and read without p
 """
 
 from .dataset import CrystalDatasetData
-from .distances import DEFAULT_METRIC, METRICS, DistancesData, UnknownMetricError, resolve_metric
-from .invariants import DESCRIPTORS, InvariantsData, UnknownDescriptorError, resolve_descriptor
+from .distances import DistancesData
+from .invariants import InvariantsData
 
-__all__ = [
-    "CrystalDatasetData",
-    "InvariantsData",
-    "DistancesData",
-    "DESCRIPTORS",
-    "METRICS",
-    "DEFAULT_METRIC",
-    "resolve_descriptor",
-    "resolve_metric",
-    "UnknownDescriptorError",
-    "UnknownMetricError",
-]
+__all__ = ["CrystalDatasetData", "InvariantsData", "DistancesData"]

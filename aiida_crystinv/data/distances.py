@@ -19,46 +19,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from aiida.orm import Data
 
+from ..specs import METRICS, SpecError
 from ._arrays import ArrayRepositoryMixin, as_str_array, jsonable
 
-__all__ = ["DistancesData", "METRICS", "resolve_metric", "UnknownMetricError"]
-
-#: Metric name -> descriptors whose invariants it applies to.
-METRICS: dict[str, tuple[str, ...]] = {
-    "amd_linf": ("amd", "pdd"),
-    "amd_l1": ("amd", "pdd"),
-    "amd_l2": ("amd", "pdd"),
-    "pdd_emd": ("pdd",),
-    "grid_emd": ("grid",),
-    "rdf_emd": ("rdf",),
-    "composition_l1": ("composition",),
-}
-
-#: Default metric of each descriptor.
-DEFAULT_METRIC = {"amd": "amd_linf", "pdd": "pdd_emd", "grid": "grid_emd", "rdf": "rdf_emd", "composition": "composition_l1"}
-
-
-class UnknownMetricError(ValueError):
-    """Unknown metric name or parameter."""
-
-
-def resolve_metric(spec: Mapping[str, Any] | str | None, descriptor: str | None = None) -> tuple[str, dict[str, Any]]:
-    """Metric name and parameters from ``{'name': ..., **params}``, a name, or ``None``
-    (the default metric of ``descriptor``).
-
-    Raises:
-        UnknownMetricError: unknown name.
-    """
-    if spec is None:
-        if descriptor not in DEFAULT_METRIC:
-            raise UnknownMetricError(f"no default metric for descriptor {descriptor!r}")
-        return DEFAULT_METRIC[descriptor], {}
-    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
-    name = str(spec.pop("name", "")).lower()
-    if name not in METRICS:
-        raise UnknownMetricError(f"unknown metric {name!r}; use one of {', '.join(METRICS)}")
-    return name, jsonable(spec)
-
+__all__ = ["DistancesData", "check_threshold"]
 
 class DistancesData(ArrayRepositoryMixin, Data):
     """Distances between the rows of one set of invariants and the rows of another (or
@@ -121,7 +85,7 @@ class DistancesData(ArrayRepositoryMixin, Data):
         invariants: Mapping[str, Any] | None = None,
     ) -> "DistancesData":
         if metric not in METRICS:
-            raise UnknownMetricError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+            raise SpecError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
         node = cls()
         node._set_array("row_ids", as_str_array(row_ids))
         same = list(map(str, row_ids)) == list(map(str, col_ids))
@@ -213,6 +177,78 @@ class DistancesData(ArrayRepositoryMixin, Data):
         rows = np.repeat(np.arange(n), k)
         return csr_matrix((d.ravel(), (rows, idx.ravel())), shape=self.shape)
 
+    def pairs_within(self, threshold: float) -> list[tuple[str, str, float]]:
+        """Unordered pairs of distinct records at most ``threshold`` apart (near-duplicates).
+
+        Works on every layout: a kNN graph gives the pairs among its edges (a cluster of
+        more than ``k + 1`` copies shows partly), a condensed or dense matrix all of them.
+        Two entries with the same identifier (the same record in a cross matrix) are not a
+        pair, and NaN distances never are.
+
+        Args:
+            threshold: the largest distance of a pair, in the metric's unit (Angstrom for
+                AMD/PDD metrics); ``0`` keeps exact duplicates only.
+
+        Returns:
+            ``[(id_a, id_b, distance), ...]`` with ``id_a < id_b``, each pair once (at its
+            smallest distance), sorted by distance, then identifiers.
+
+        Raises:
+            ValueError: ``threshold`` is NaN or negative (or not a number).
+        """
+        limit = check_threshold(threshold)
+        rows, cols = self.row_ids, self.col_ids
+        if self.layout == "knn":
+            distances, indices = self.get_knn()
+            i, j = np.nonzero(distances <= limit)
+            found = zip(i.tolist(), indices[i, j].tolist(), distances[i, j].tolist())
+        elif self.layout == "condensed":
+            condensed = self.get_condensed()
+            (flat,) = np.nonzero(condensed <= limit)
+            i, j = _condensed_to_square(flat, len(rows))
+            found = zip(i.tolist(), j.tolist(), condensed[flat].tolist())
+        else:
+            matrix = self.get_matrix()
+            i, j = np.nonzero(matrix <= limit)
+            found = zip(i.tolist(), j.tolist(), matrix[i, j].tolist())
+        seen: dict[tuple[str, str], float] = {}
+        for r, c, d in found:
+            a, b = rows[r], cols[int(c)]
+            if a == b:
+                continue
+            key = (a, b) if a < b else (b, a)
+            if key not in seen or d < seen[key]:
+                seen[key] = float(d)
+        return sorted(((a, b, d) for (a, b), d in seen.items()), key=lambda x: (x[2], x[0], x[1]))
+
     def __repr__(self) -> str:  # pragma: no cover - cosmetic
         state = f"pk={self.pk}" if self.is_stored else "unstored"
         return f"<DistancesData: {self.layout} {self.metric} {self.shape} ({state})>"
+
+
+def check_threshold(threshold: Any) -> float:
+    """``threshold`` as a float distance, refused when it is NaN, negative or not a number.
+
+    Raises:
+        ValueError: with the value in the message.
+    """
+    try:
+        limit = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"a distance threshold must be a number >= 0, got {threshold!r}") from None
+    if isinstance(threshold, bool) or np.isnan(limit) or limit < 0:
+        raise ValueError(f"a distance threshold must be a number >= 0, got {threshold!r}")
+    return limit
+
+
+def _condensed_to_square(flat: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column ``(i, j)``, ``i < j``, of positions in a condensed vector of ``n`` ids."""
+    flat = np.asarray(flat, dtype=np.int64)
+    # row i starts at i * n - i * (i + 1) / 2: invert, then correct the float rounding
+    i = np.floor(n - 0.5 - np.sqrt((n - 0.5) ** 2 - 2.0 * flat)).astype(np.int64)
+    start = i * n - i * (i + 1) // 2
+    i[flat < start] -= 1
+    start = i * n - i * (i + 1) // 2
+    i[flat >= start + (n - 1 - i)] += 1
+    start = i * n - i * (i + 1) // 2
+    return i, flat - start + i + 1

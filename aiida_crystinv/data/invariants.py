@@ -1,6 +1,6 @@
 """``InvariantsData``: the invariants of every record of a dataset, as ONE node.
 
-Descriptors (:data:`DESCRIPTORS`; parameters and defaults, all recorded on the node):
+Invariants (:data:`aiida_crystinv.specs.INVARIANTS`; parameters and defaults, all recorded on the node):
 
 =============  ==========================================  =========  ====================
 name           parameters (defaults)                       layout     stored as
@@ -30,118 +30,20 @@ Repository files: ``ids.npy`` and, by layout, ``matrix.npy`` / ``pdd_rows.npy`` 
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from aiida.orm import Data
 
+from ..specs import INVARIANTS, InvariantSpec, SpecError, parse_invariant
 from ._arrays import ArrayRepositoryMixin, as_str_array, jsonable
 
-__all__ = ["InvariantsData", "DESCRIPTORS", "Descriptor", "resolve_descriptor", "UnknownDescriptorError"]
+__all__ = ["InvariantsData", "compute_arrays"]
 
 
-class UnknownDescriptorError(ValueError):
-    """Unknown descriptor name or parameter; the message lists what is allowed."""
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """How to compute and store one kind of invariant."""
-
-    name: str
-    function: str  # attribute of aiida_crystinv.invariants
-    defaults: Mapping[str, Any]
-    layout: str  # 'matrix' | 'ragged' | 'stack'
-    dtype: str  # storage dtype
-    units: str
-    fixed: Mapping[str, Any] = None  # parameters of the function that cannot be changed here
-
-    def get_function(self) -> Callable:
-        from .. import invariants
-
-        return getattr(invariants, self.function)
-
-
-#: Every descriptor the processes understand.
-DESCRIPTORS: dict[str, Descriptor] = {
-    "amd": Descriptor("amd", "amd", {"k": 100}, "matrix", "float64", "Angstrom"),
-    "pdd": Descriptor("pdd", "pdd", {"k": 100, "collapse": True, "collapse_tol": 1e-4}, "ragged", "float64", "Angstrom"),
-    "grid": Descriptor("grid", "grid", {"bin_width": 0.1, "cutoff": 10.0, "n_shells": 100}, "stack", "float32", "density"),
-    "rdf": Descriptor(
-        "rdf", "rdf", {"cutoff": 10.0, "bin_width": 0.05, "smearing": 0.1}, "stack", "float32", "density", {"partial": False}
-    ),
-    "composition": Descriptor("composition", "composition", {}, "matrix", "float64", "mixed"),
-}
-
-
-def resolve_descriptor(spec: Mapping[str, Any] | str) -> tuple[Descriptor, dict[str, Any]]:
-    """The descriptor and its complete parameters (defaults filled in).
-
-    Args:
-        spec: ``{'name': 'pdd', 'k': 50}`` or just ``'pdd'``.
-
-    Raises:
-        UnknownDescriptorError: unknown name or parameter.
-    """
-    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
-    name = str(spec.pop("name", "")).lower()
-    if name not in DESCRIPTORS:
-        raise UnknownDescriptorError(f"unknown descriptor {name!r}; use one of {', '.join(DESCRIPTORS)}")
-    desc = DESCRIPTORS[name]
-    params = dict(desc.defaults)
-    try:
-        sig = inspect.signature(desc.get_function())
-        for pname, p in sig.parameters.items():
-            if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD:
-                if pname not in ("structure", "label") and p.default is not p.empty:
-                    params.setdefault(pname, p.default)
-    except (TypeError, ValueError):  # pragma: no cover - builtins without signature
-        pass
-    for key in desc.fixed or {}:
-        params.pop(key, None)
-    unknown = set(spec) - set(params)
-    if unknown:
-        raise UnknownDescriptorError(
-            f"descriptor {name!r} has no parameter(s) {', '.join(sorted(unknown))}; "
-            f"its parameters are {', '.join(sorted(params)) or '(none)'}"
-        )
-    for key, value in spec.items():
-        default = params[key]
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise UnknownDescriptorError(f"parameter {key!r} of {name!r} must be true or false, got {value!r}")
-        elif isinstance(default, int) and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
-            raise UnknownDescriptorError(f"parameter {key!r} of {name!r} must be a positive integer, got {value!r}")
-        elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise UnknownDescriptorError(f"parameter {key!r} of {name!r} must be a non-negative number, got {value!r}")
-        params[key] = value
-    params = jsonable(params)
-    _probe(desc, params)
-    return desc, params
-
-
-def _probe(desc: Descriptor, params: Mapping[str, Any]) -> None:
-    """Run the descriptor on a one-atom cubic crystal so that bad parameter values fail
-    here, as parameter errors, not later as errors of some structure."""
-    probe = (np.eye(3) * 3.0, np.zeros((1, 3)), ["Po"])
-    try:
-        out = desc.get_function()(probe, **{**params, **(desc.fixed or {})})
-    except NotImplementedError:
-        return
-    except (TypeError, ValueError, KeyError) as exc:
-        raise UnknownDescriptorError(f"invalid parameters for {desc.name!r} {dict(params)}: {exc}") from None
-    arr = np.asarray(out)
-    if arr.dtype.kind not in "fiu":
-        raise UnknownDescriptorError(f"descriptor {desc.name!r} with {dict(params)} does not give a numeric array")
-
-
-def compute_arrays(desc: Descriptor, params: Mapping[str, Any], crystals: Sequence[Any]) -> list[np.ndarray]:
-    """Apply a descriptor to each structure; errors name the structure (its label)."""
-    func = desc.get_function()
-    kwargs = {**params, **(desc.fixed or {})}
-    return [np.asarray(func(c, **kwargs)) for c in crystals]
+def compute_arrays(spec: InvariantSpec, crystals: Sequence[Any]) -> list[np.ndarray]:
+    """Apply an invariant to each structure; errors name the structure (its label)."""
+    return [np.asarray(spec.compute(c)) for c in crystals]
 
 
 def _windows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -215,17 +117,17 @@ class InvariantsData(ArrayRepositoryMixin, Data):
         """A new (unstored) node from one array per record (or a stacked array).
 
         Args:
-            descriptor: a name in :data:`DESCRIPTORS`.
-            parameters: the complete parameters (use :func:`resolve_descriptor`).
+            descriptor: a name in :data:`aiida_crystinv.specs.INVARIANTS`.
+            parameters: the complete parameters (``InvariantSpec.params``).
             ids: record identifiers, in the order of ``arrays``.
             arrays: AMD (k,), PDD (r, k+1), GRID (shells, bins), RDF (bins,) or
                 composition (d,) per record.
             dataset_uuid: the dataset the rows come from.
             row_range: ``(start, stop)`` when the rows are a chunk of that dataset.
         """
-        if descriptor not in DESCRIPTORS:
-            raise UnknownDescriptorError(f"unknown descriptor {descriptor!r}; use one of {', '.join(DESCRIPTORS)}")
-        desc = DESCRIPTORS[descriptor]
+        if descriptor not in INVARIANTS:
+            raise SpecError(f"unknown invariant {descriptor!r}; use one of {', '.join(INVARIANTS)}")
+        desc = INVARIANTS[descriptor]
         ids = [str(i) for i in ids]
         if len(arrays) != len(ids):
             raise ValueError(f"{len(arrays)} arrays for {len(ids)} ids")
@@ -281,10 +183,10 @@ class InvariantsData(ArrayRepositoryMixin, Data):
         cls, structures: Sequence[Any], descriptor: Mapping[str, Any] | str, ids: Sequence[str] | None = None
     ) -> "InvariantsData":
         """Compute a descriptor for structures (anything ``as_crystal`` accepts) into a node."""
-        desc, params = resolve_descriptor(descriptor)
+        spec = parse_invariant(descriptor)
         if ids is None:
             ids = [getattr(s, "label", None) or str(i) for i, s in enumerate(structures)]
-        return cls.from_arrays(desc.name, params, ids, compute_arrays(desc, params, structures))
+        return cls.from_arrays(spec.name, spec.params, ids, compute_arrays(spec, structures))  # type: ignore[attr-defined]
 
     @classmethod
     def concatenate(cls, parts: Sequence["InvariantsData"]) -> "InvariantsData":

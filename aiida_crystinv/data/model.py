@@ -15,7 +15,7 @@ The node holds everything needed to predict, without pickle:
 * the target (attribute ``target``: ``name``, ``unit``, ``transform``) and the metrics of
   the fit (attribute ``metrics``).
 
-Two kinds of descriptor are understood (see :func:`resolve_model_descriptor`):
+Two kinds of descriptor are understood (see :mod:`aiida_crystinv.specs`):
 
 ``invariants``
     the invariants stored as :class:`~aiida_crystinv.data.InvariantsData` (``amd``,
@@ -47,14 +47,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from aiida.orm import ArrayData, Data
 
+from ..specs import SpecError, parse_invariant
 from ._arrays import ArrayRepositoryMixin, as_str_array, jsonable
 
 __all__ = [
     "ModelData",
     "DescriptorValues",
     "ModelSpecError",
-    "resolve_model_descriptor",
-    "resolve_model_spec",
     "compute_values",
     "values_from_node",
     "features_node_spec",
@@ -72,8 +71,8 @@ FEATURES_ATTRIBUTE = "crystinv_features"
 _MODEL_PREFIX = "model__"
 
 
-class ModelSpecError(ValueError):
-    """A descriptor, model or metric spec that cannot be used; the message says why."""
+class ModelSpecError(SpecError):
+    """Values or a model that cannot be used together; the message says why."""
 
 
 # ------------------------------------------------------------------------------- specs
@@ -92,117 +91,6 @@ def ids_hash(ids: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def resolve_model_descriptor(spec: Mapping[str, Any] | str) -> dict[str, Any]:
-    """The normalised descriptor spec ``{'kind', 'name', 'params'}`` with every parameter.
-
-    Args:
-        spec: ``'pdd'``, ``{'name': 'pdd', 'k': 50}``, ``{'name': 'pdd', 'params': {'k':
-            50}}`` or ``{'kind': 'features', 'name': 'amd+composition'}``. Without ``kind``,
-            a name of :data:`aiida_crystinv.data.invariants.DESCRIPTORS` (``amd``, ``pdd``,
-            ``grid``, ``rdf``, ``composition``) is an ``invariants`` descriptor, any other
-            name (``pdd_stats``, ``element_roles``, ``amd+composition`` ...) a ``features``
-            one.
-
-    Raises:
-        ModelSpecError: unknown kind, name or parameter.
-    """
-    from ..learning.descriptors import describe_spec
-    from .invariants import DESCRIPTORS, UnknownDescriptorError, resolve_descriptor
-
-    spec = {"name": spec} if isinstance(spec, str) else dict(spec or {})
-    name = spec.pop("name", None)
-    if not isinstance(name, str) or not name.strip():
-        raise ModelSpecError(f"a descriptor needs a 'name', got {spec!r}")
-    name = name.strip().lower()
-    kind = spec.pop("kind", None)
-    params = dict(spec.pop("params", None) or {})
-    params.update(spec)
-    if kind is None:
-        kind = "invariants" if name in DESCRIPTORS else "features"
-    if kind not in DESCRIPTOR_KINDS:
-        raise ModelSpecError(f"descriptor kind must be one of {DESCRIPTOR_KINDS}, got {kind!r}")
-    if kind == "invariants":
-        if name not in DESCRIPTORS:
-            raise ModelSpecError(
-                f"unknown invariants descriptor {name!r}; use one of {', '.join(DESCRIPTORS)} "
-                "(or kind: features for the learning descriptors)"
-            )
-        try:
-            desc, full = resolve_descriptor({"name": name, **params})
-        except UnknownDescriptorError as exc:
-            raise ModelSpecError(str(exc)) from None
-        return {"kind": "invariants", "name": desc.name, "params": jsonable(full)}
-    try:
-        out = describe_spec(name, **params)
-    except ValueError as exc:
-        raise ModelSpecError(f"features descriptor: {exc}") from None
-    return {"kind": "features", "name": out["name"], "params": jsonable(out["params"])}
-
-
-def resolve_model_spec(spec: Mapping[str, Any], descriptor: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The normalised model spec ``{'name', ...constructor arguments, 'metric'?}``.
-
-    The ``metric`` key (kNN only; default: the descriptor's natural metric, e.g.
-    ``pdd_emd`` for PDD) is normalised to ``{'name': ..., **params}``. When ``descriptor``
-    (normalised) is given, the combination is checked: kNN needs an ``invariants``
-    descriptor the metric applies to; kernel ridge needs vectors (not ``pdd``).
-
-    Raises:
-        ModelSpecError: unknown model or parameter, bad metric, impossible combination.
-    """
-    from ..learning.models import MODELS, build_model
-
-    spec = dict(spec or {})
-    name = spec.get("name")
-    if name not in MODELS:
-        raise ModelSpecError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    metric = spec.pop("metric", None)
-    try:
-        build_model(spec)
-    except (TypeError, ValueError) as exc:
-        raise ModelSpecError(str(exc)) from None
-    out = jsonable(spec)
-    if name == "knn":
-        out["metric"] = _resolve_metric(metric, descriptor)
-    elif metric is not None:
-        raise ModelSpecError(f"only kNN models take a metric; model {name!r} was given metric {metric!r}")
-    if descriptor is not None and name == "krr":
-        if descriptor["kind"] == "invariants" and descriptor["name"] == "pdd":
-            raise ModelSpecError(
-                "kernel ridge needs one vector per record, but PDDs are ragged matrices: use the "
-                "amd (or pdd_stats features) descriptor for krr, or a knn model on pdd"
-            )
-    return out
-
-
-def _resolve_metric(metric: Any, descriptor: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    from .distances import DEFAULT_METRIC, METRICS, UnknownMetricError, resolve_metric
-
-    if descriptor is None:
-        if metric is None:
-            return None
-        spec = {"name": metric} if isinstance(metric, str) else dict(metric)
-        if str(spec.get("name", "")).lower() not in METRICS:
-            raise ModelSpecError(f"unknown metric {spec.get('name')!r}; use one of {', '.join(METRICS)}")
-        return jsonable(spec)
-    if descriptor["kind"] != "invariants":
-        raise ModelSpecError(
-            f"a knn model needs distances between invariants, but {descriptor['name']!r} is a features "
-            f"descriptor: use an invariants descriptor ({', '.join(DEFAULT_METRIC)}) for knn, or krr on features"
-        )
-    try:
-        name, params = resolve_metric(metric, descriptor["name"])
-    except UnknownMetricError as exc:
-        raise ModelSpecError(str(exc)) from None
-    if descriptor["name"] not in METRICS[name]:
-        raise ModelSpecError(
-            f"metric {name!r} applies to {' or '.join(METRICS[name])} invariants, not {descriptor['name']!r}"
-        )
-    if name in ("grid_emd", "rdf_emd"):
-        params.setdefault("bin_width", descriptor["params"].get("bin_width"))
-    return {"name": name, **params}
-
-
 # ------------------------------------------------------------------------------- values
 
 
@@ -211,7 +99,7 @@ class DescriptorValues:
     """Descriptor values of some records, in the form the models take.
 
     Attributes:
-        spec: normalised descriptor spec (:func:`resolve_model_descriptor`).
+        spec: normalised descriptor spec (``DescriptorSpec.normalised()``).
         ids: record identifiers.
         items: for ``invariants``: a list of PDDs (r_i, k+1) or an (n, ...) array; for
             ``features``: the (n, d) feature matrix.
@@ -255,15 +143,15 @@ def compute_values(spec: Mapping[str, Any], structures: Sequence[Any], ids: Sequ
         ValueError: a structure whose invariants cannot be computed (the message names it).
     """
     from ..learning.descriptors import describe
-    from .invariants import DESCRIPTORS, compute_arrays
+    from .invariants import compute_arrays
 
     structures = list(structures)
     ids = [str(i) for i in (ids if ids is not None else [getattr(s, "label", None) or str(n) for n, s in enumerate(structures)])]
     if spec["kind"] == "features":
         return DescriptorValues(dict(spec), ids, describe(spec["name"], structures, **spec["params"]))
-    desc = DESCRIPTORS[spec["name"]]
-    arrays = compute_arrays(desc, spec["params"], structures)
-    items: Any = [np.asarray(a, dtype=float) for a in arrays] if desc.layout == "ragged" else np.stack(arrays)
+    invariant = parse_invariant({"name": spec["name"], **spec["params"]})
+    arrays = compute_arrays(invariant, structures)
+    items: Any = [np.asarray(a, dtype=float) for a in arrays] if invariant.layout == "ragged" else np.stack(arrays)
     return DescriptorValues(dict(spec), ids, items)
 
 
@@ -339,8 +227,8 @@ class ModelData(ArrayRepositoryMixin, Data):
 
         Args:
             model: the fitted estimator (exported with ``to_arrays``; no pickle).
-            model_spec: the normalised model spec (:func:`resolve_model_spec`).
-            descriptor: the normalised descriptor spec (:func:`resolve_model_descriptor`).
+            model_spec: the normalised model spec (:func:`aiida_crystinv.specs.learning.resolve_pair`).
+            descriptor: the normalised descriptor spec (``DescriptorSpec.normalised()``).
             target: ``{'name', 'unit', 'transform'}``.
             training_ids: identifiers of the training records, in training order.
             dataset_uuid / invariants_uuid / features_uuid: the training data.

@@ -133,8 +133,9 @@ def as_crystal(obj: Any, label: str | None = None, check_overlap: bool = True) -
         check_overlap: reject sites closer than :data:`MIN_SEPARATION` Angstrom.
 
     Raises:
-        InvalidStructureError: empty structure, non-finite numbers, zero or negative cell
-            volume, occupancies outside (0, 1], unknown elements, overlapping atoms.
+        InvalidStructureError: empty structure, non-finite numbers, a degenerate (zero
+            volume) cell, occupancies outside (0, 1] (or NaN), unknown elements, overlapping
+            atoms. A left-handed cell (negative determinant) is valid and kept as given.
     """
     if isinstance(obj, Crystal):
         return obj if label is None else Crystal(obj.cell, obj.frac, obj.species, label)
@@ -184,17 +185,19 @@ def as_crystal(obj: Any, label: str | None = None, check_overlap: bool = True) -
     if not np.all(np.isfinite(frac)):
         bad = int(np.argwhere(~np.isfinite(frac))[0, 0])
         raise InvalidStructureError(f"{label}: site {bad} has NaN or infinite coordinates")
-    det = float(np.linalg.det(cell))
-    if det <= MIN_VOLUME_PER_SITE * len(frac):
-        kind = "negative (left-handed)" if det < -MIN_VOLUME_PER_SITE else "zero"
+    # A left-handed cell (negative determinant) describes a crystal as well as a right-handed
+    # one: only the size of the volume matters here. Every invariant works with distances
+    # (and |det|), so it gives the same values as for the right-handed description.
+    volume = abs(float(np.linalg.det(cell)))
+    if not volume > MIN_VOLUME_PER_SITE * len(frac):
         raise InvalidStructureError(
-            f"{label}: the cell volume is {kind} ({det:.3g} A^3); lattice vectors must be "
-            "linearly independent and right-handed"
+            f"{label}: the cell is degenerate (volume {volume:.3g} A^3 for {len(frac)} site(s)); "
+            "the three lattice vectors must be linearly independent"
         )
     _check_elements(species, label)
     for i, site in enumerate(species):
         occ = sum(o for _, o in site)
-        if not site or any(o <= 0 for _, o in site) or occ > 1.0 + 1e-6:
+        if not site or not all(0.0 < o <= 1.0 + 1e-6 for _, o in site) or not occ <= 1.0 + 1e-6:
             raise InvalidStructureError(
                 f"{label}: site {i} has occupancy {occ:g}; occupancies must be in (0, 1]"
             )

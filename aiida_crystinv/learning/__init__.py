@@ -2,17 +2,22 @@
 
 * descriptors -- :func:`describe` (name + parameters -> (n, d) isometry-invariant
   features), :data:`DESCRIPTORS` registry, :func:`describe_spec`.
-* models -- :class:`KNNRegressor` (precomputed distances), :class:`KernelRidgeRegressor`
-  (Laplacian / RBF), :class:`FeatureKNNRegressor`, :class:`EnsembleRegressor`,
-  :class:`StackRegressor` (blend weights learned on the training records),
-  :class:`MedianRegressor`;
+* models -- scikit-learn estimators (``BaseEstimator`` + ``RegressorMixin``: ``clone``,
+  ``Pipeline``, ``GridSearchCV``, ``cross_val_score`` work on them):
+  :class:`KNNRegressor` (precomputed distances, tagged pairwise),
+  :class:`KernelRidgeRegressor` (Laplacian / RBF), :class:`FeatureKNNRegressor`,
+  :class:`EnsembleRegressor`, :class:`StackRegressor` (blend weights learned on the
+  training records), :class:`MedianRegressor` (``DummyRegressor(strategy='median')``);
   :func:`build_model` (JSON-able spec -> model), :func:`model_from_arrays`
   (pickle-free export via ``model.to_arrays()``).
-* validation -- :func:`cross_validate`, :func:`cross_val_predict`.
-* splits -- :func:`kfold_indices`, :func:`holdout_split` (seeded).
+* validation -- :func:`cross_validate` (k-fold or hold-out, with the median baseline),
+  :func:`cross_val_predict` (``sklearn.model_selection.cross_val_predict``),
+  :func:`fit_predict_split`, :func:`is_pairwise`.
+* splits -- :func:`kfold_indices` (``KFold(shuffle=True, random_state=seed)``),
+  :func:`fold_labels`, :func:`holdout_split` (``ShuffleSplit`` / ``train_test_split``).
 * metrics -- :func:`mae`, :func:`median_ae`, :func:`rmse`, :func:`r2`,
-  :func:`regression_metrics`.
-* plots -- :func:`parity_plot` (PNG bytes, Agg backend).
+  :func:`regression_metrics` (``sklearn.metrics``).
+* plots -- :func:`parity_plot`, :func:`parity_png` (PNG bytes, Agg backend).
 """
 
 from .descriptors import (
@@ -43,9 +48,9 @@ from .models import (
     model_from_arrays,
     transform_target,
 )
-from .plots import parity_plot
+from .plots import parity_plot, parity_png
 from .splits import fold_labels, holdout_split, kfold_indices
-from .validation import cross_val_predict, cross_validate, fit_predict_split
+from .validation import cross_val_predict, cross_validate, fit_predict_split, is_pairwise
 
 __all__ = [
     "DESCRIPTORS", "Descriptor", "SiteTable", "describe", "describe_spec", "descriptor_defaults",
@@ -54,6 +59,6 @@ __all__ = [
     "MODELS", "TARGET_TRANSFORMS", "EnsembleRegressor", "FeatureKNNRegressor", "KernelRidgeRegressor",
     "KNNRegressor", "MedianRegressor", "StackRegressor", "build_model", "check_target", "inverse_transform_target", "is_precomputed",
     "model_from_arrays", "transform_target",
-    "parity_plot", "fold_labels", "holdout_split", "kfold_indices",
-    "cross_val_predict", "cross_validate", "fit_predict_split",
+    "parity_plot", "parity_png", "fold_labels", "holdout_split", "kfold_indices",
+    "cross_val_predict", "cross_validate", "fit_predict_split", "is_pairwise",
 ]

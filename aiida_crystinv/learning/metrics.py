@@ -1,8 +1,10 @@
-"""Regression metrics (same units as the target: eV, eV/atom, GPa, ...)."""
+"""Regression metrics (same units as the target: eV, eV/atom, GPa, ...), computed by
+:mod:`sklearn.metrics` after a check that says what is wrong with the input."""
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import mean_absolute_error, median_absolute_error, r2_score, root_mean_squared_error
 
 __all__ = ["mae", "median_ae", "rmse", "r2", "regression_metrics"]
 
@@ -20,30 +22,31 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mae(y_true, y_pred) -> float:
-    """Mean absolute error."""
+    """Mean absolute error (``sklearn.metrics.mean_absolute_error``)."""
     a, b = _pair(y_true, y_pred)
-    return float(np.mean(np.abs(a - b)))
+    return float(mean_absolute_error(a, b))
 
 
 def median_ae(y_true, y_pred) -> float:
-    """Median absolute error."""
+    """Median absolute error (``sklearn.metrics.median_absolute_error``)."""
     a, b = _pair(y_true, y_pred)
-    return float(np.median(np.abs(a - b)))
+    return float(median_absolute_error(a, b))
 
 
 def rmse(y_true, y_pred) -> float:
-    """Root-mean-square error."""
+    """Root-mean-square error (``sklearn.metrics.root_mean_squared_error``)."""
     a, b = _pair(y_true, y_pred)
-    return float(np.sqrt(np.mean((a - b) ** 2)))
+    return float(root_mean_squared_error(a, b))
 
 
 def r2(y_true, y_pred) -> float:
-    """Coefficient of determination 1 - SS_res / SS_tot (NaN when y_true is constant)."""
+    """Coefficient of determination 1 - SS_res / SS_tot (``sklearn.metrics.r2_score``), but
+    NaN when ``y_true`` is constant (scikit-learn would report 1.0 or 0.0 there, a number
+    that says nothing about the model)."""
     a, b = _pair(y_true, y_pred)
-    ss_tot = float(np.sum((a - a.mean()) ** 2))
-    if ss_tot == 0.0:
+    if np.all(a == a[0]):
         return float("nan")
-    return 1.0 - float(np.sum((a - b) ** 2)) / ss_tot
+    return float(r2_score(a, b))
 
 
 def regression_metrics(y_true, y_pred) -> dict[str, float]:

@@ -1,11 +1,15 @@
 """Regression models on invariants, with hyperparameters chosen by inner cross-validation.
 
-Estimators following scikit-learn conventions (``fit``/``predict``, constructor
-arguments stored unchanged, fitted state in attributes ending in ``_``, a seed in
-``random_state``, no global state):
+Every model is a scikit-learn estimator: it subclasses :class:`sklearn.base.BaseEstimator`
+and :class:`sklearn.base.RegressorMixin` (so ``get_params``/``set_params``, ``clone``,
+``score`` (R^2), ``Pipeline``, ``cross_val_score`` and ``GridSearchCV`` work), its
+``__init__`` only stores its arguments, every check runs in ``fit``, fitted state lives in
+attributes ending in ``_``, and inner folds are seeded by ``random_state``:
 
 * :class:`KNNRegressor` -- k nearest neighbours on a *precomputed* distance matrix
   (PDD-EMD, GRID-EMD, AMD L-inf, ...): ``fit(D_train_train, y)``, ``predict(D_test_train)``.
+  Tagged pairwise (``__sklearn_tags__().input_tags.pairwise``), so scikit-learn's
+  cross-validation tools cut the square matrix into rows *and* columns.
 * :class:`KernelRidgeRegressor` -- kernel ridge regression (Laplacian or RBF kernel) on
   standardised feature vectors: ``fit(X, y)``, ``predict(X)``.
 * :class:`FeatureKNNRegressor` -- k nearest neighbours on standardised feature vectors.
@@ -13,7 +17,13 @@ arguments stored unchanged, fitted state in attributes ending in ``_``, a seed i
 * :class:`StackRegressor` -- a non-negative blend of feature models (optionally each on
   its own columns) whose weights minimise the MAE of the members' inner-CV predictions of
   the training records, so they never see test records.
-* :class:`MedianRegressor` -- predicts the training median (the baseline).
+* :class:`MedianRegressor` -- predicts the training median (the baseline): scikit-learn's
+  ``DummyRegressor(strategy='median')`` with the export below.
+
+Standardisation is :class:`sklearn.preprocessing.StandardScaler`, inner folds are
+:func:`~aiida_crystinv.learning.splits.kfold_indices` (scikit-learn's seeded ``KFold``).
+Each class docstring says where the project keeps its own numerics and what that was
+measured to gain over the scikit-learn alternative.
 
 Every fitted model exports itself without pickle: ``arrays, params = model.to_arrays()``
 gives a dict of numpy arrays and a JSON-able dict, and
@@ -21,7 +31,8 @@ gives a dict of numpy arrays and a JSON-able dict, and
 predicts exactly the same numbers. :func:`build_model` makes an unfitted model from a
 JSON-able spec such as ``{"name": "krr", "kernel": "laplacian"}`` or
 ``{"name": "knn", "k": [1, 3, 5, 10], "weights": "distance"}`` or ``{"name": "stack",
-"members": [{"name": "krr", "kernel": "rbf", "weight_power": 1, "columns": [[0, 50]]}, ...]}``.
+"members": [{"name": "krr", "kernel": "rbf", "weight_power": 1, "columns": [[0, 50]]}, ...]}``
+and checks the spec at once (so a bad spec is refused before anything runs).
 
 Targets may be modelled through ``target_transform="log10"`` (usual for elastic moduli);
 predictions are always returned in the original units, and inner cross-validation scores
@@ -35,6 +46,10 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.linalg
 from scipy.spatial.distance import cdist as _cdist
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.dummy import DummyRegressor
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from .splits import kfold_indices
 
@@ -64,10 +79,20 @@ TARGET_TRANSFORMS = (None, "log10")
 
 
 def check_target(y: Any, name: str = "target") -> np.ndarray:
-    """(n,) float array of finite targets; ValueError naming the first bad record."""
-    arr = np.asarray(y, dtype=float)
-    if arr.ndim != 1:
-        arr = arr.ravel() if arr.ndim == 2 and 1 in arr.shape else arr
+    """(n,) float array of finite targets; ValueError naming the first bad record.
+
+    A column vector (n, 1) is accepted with scikit-learn's ``DataConversionWarning``.
+    """
+    if y is None:
+        raise ValueError(f"this estimator requires y to be passed, but the target y is None ({name})")
+    arr = np.asarray(y)
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name}: Complex data not supported")
+    arr = arr.astype(float)
+    if arr.ndim == 2 and arr.shape[1] == 1 and arr.shape[0] > 1:
+        arr = column_or_1d(arr, warn=True)
+    elif arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr.ravel()
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {np.shape(y)}")
     if arr.size == 0:
@@ -104,24 +129,35 @@ def inverse_transform_target(y: np.ndarray, transform: str | None) -> np.ndarray
     return 10.0**y if transform == "log10" else y.copy()
 
 
-def _check_matrix(x: Any, name: str) -> np.ndarray:
-    arr = np.asarray(x, dtype=float)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
+_FEATURE_HINT = "the features come from another descriptor or other descriptor parameters"
+
+
+def _check_X(est: BaseEstimator, X: Any, what: str, reset: bool, hint: str = _FEATURE_HINT) -> np.ndarray:
+    """X as a 2-D float array, checked: shape and dtype by ``check_array``, every entry
+    finite (the message names the first bad entry), and -- with ``reset=False`` -- the
+    width the estimator was fitted on (scikit-learn's message plus ``hint``).
+    ``validate_data`` then sets (``reset=True``) or checks ``n_features_in_`` and
+    ``feature_names_in_``."""
+    arr = check_array(X, dtype=np.float64, ensure_all_finite=False, estimator=est, input_name="X")
     if not np.isfinite(arr).all():
         r, c = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(f"{name} has NaN or infinite entries (first at [{r}, {c}])")
+        raise ValueError(f"{what} has NaN or infinite entries (first at [{r}, {c}])")
+    if not reset:
+        n = getattr(est, "n_features_in_", None)
+        if n is not None and arr.shape[1] != int(n):
+            raise ValueError(f"X has {arr.shape[1]} features, but {type(est).__name__} is expecting {int(n)} "
+                             f"features as input: {hint.format(got=arr.shape[1], n=int(n))}")
+    validate_data(est, X, reset=reset, skip_check_array=True)
     return arr
 
 
-def _check_xy(x: Any, y: Any, xname: str) -> tuple[np.ndarray, np.ndarray]:
-    X = _check_matrix(x, xname)
+def _check_Xy(est: BaseEstimator, X: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fit-time check of X (see :func:`_check_X`) and y (:func:`check_target`)."""
     Y = check_target(y)
-    if X.shape[0] != Y.shape[0]:
-        raise ValueError(f"{xname} has {X.shape[0]} rows but the target has {Y.shape[0]} values")
-    return X, Y
+    Xa = _check_X(est, X, what, reset=True)
+    if Xa.shape[0] != Y.shape[0]:
+        raise ValueError(f"{what} has {Xa.shape[0]} rows but the target has {Y.shape[0]} values")
+    return Xa, Y
 
 
 def _check_cv(cv: int | str, n: int, what: str) -> None:
@@ -130,7 +166,7 @@ def _check_cv(cv: int | str, n: int, what: str) -> None:
     if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
         raise ValueError(f"cv must be an integer >= 2 or 'loo', got {cv!r}")
     if n < cv:
-        raise ValueError(f"{what}: {n} training records are fewer than the cv={cv} inner "
+        raise ValueError(f"{what}: {n} training records ({n} sample(s)) are fewer than the cv={cv} inner "
                          "folds; give more records or fewer folds")
 
 
@@ -147,20 +183,44 @@ def _mae(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(a - b)))
 
 
-class _Model:
-    """Shared export/import machinery."""
+def _standardize(X: np.ndarray, on: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(Z, mean, scale)``: ``StandardScaler().fit_transform(X)`` and its ``mean_`` /
+    ``scale_`` (constant columns are only centred); ``on=False``: no scaling."""
+    if not on:
+        return X.copy(), np.zeros(X.shape[1]), np.ones(X.shape[1])
+    scaler = StandardScaler().fit(X)
+    return scaler.transform(X), scaler.mean_, scaler.scale_
+
+
+def _positive_targets(tags: Any, *needs: bool) -> Any:
+    """Set ``target_tags.positive_only`` when a log10 transform or record weights
+    ``(y / mean y) ** p`` need positive targets."""
+    tags.target_tags.positive_only = any(needs)
+    return tags
+
+
+def _members_need_positive_targets(members: Any) -> bool:
+    try:
+        models = [build_model({k: v for k, v in dict(m).items() if k != "columns"}) for m in members]
+    except (TypeError, ValueError):
+        return False
+    return any(m.__sklearn_tags__().target_tags.positive_only for m in models)
+
+
+class _ExportMixin:
+    """Pickle-free export/import shared by the models (mixed in before the scikit-learn
+    bases: ``class M(_ExportMixin, RegressorMixin, BaseEstimator)``)."""
 
     name: str = ""
     _array_names: tuple[str, ...] = ()
     _fitted_params: tuple[str, ...] = ()
 
-    def get_params(self) -> dict:
-        """Constructor arguments (JSON-able)."""
-        raise NotImplementedError
-
     def _check_fitted(self) -> None:
-        if not hasattr(self, self._array_names[0] + "_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit first")
+        """``sklearn.utils.validation.check_is_fitted``: NotFittedError (a ValueError)."""
+        check_is_fitted(self, msg="this %(name)s is not fitted yet; call fit first")
+
+    def _restore(self) -> None:
+        """Set fitted attributes that are derived, not exported, after :meth:`from_arrays`."""
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
         """Everything needed to predict: ``(arrays, params)`` -- numpy arrays and a JSON-able
@@ -171,10 +231,11 @@ class _Model:
         for p in self._fitted_params:
             v = getattr(self, p + "_")
             fitted[p] = v.item() if isinstance(v, np.generic) else v
-        return arrays, {"name": self.name, "init": _jsonable(self.get_params()), "fitted": _jsonable(fitted)}
+        return arrays, {"name": self.name, "init": _jsonable(self.get_params(deep=False)),
+                        "fitted": _jsonable(fitted)}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict) -> "_Model":
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict) -> Any:
         """Rebuild a fitted model from :meth:`to_arrays` output."""
         if params.get("name") != cls.name:
             raise ValueError(f"params describe a {params.get('name')!r} model, not {cls.name!r}")
@@ -188,11 +249,8 @@ class _Model:
             if p not in params.get("fitted", {}):
                 raise ValueError(f"{cls.name} model params are missing fitted value {p!r}")
             setattr(model, p + "_", params["fitted"][p])
+        model._restore()
         return model
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _jsonable(obj: Any) -> Any:
@@ -211,31 +269,53 @@ def _jsonable(obj: Any) -> Any:
 # median baseline
 
 
-class MedianRegressor(_Model):
-    """Predicts the median of the training targets (the baseline every model must beat)."""
+class MedianRegressor(_ExportMixin, DummyRegressor):
+    """Predicts the median of the training targets (the baseline every model must beat).
+
+    scikit-learn's ``DummyRegressor(strategy='median')`` with no constructor arguments (the
+    strategy is fixed), the project's target check and the pickle-free export. ``X`` is
+    only counted (features, distances, or a placeholder column for ragged PDDs).
+
+    Fitted attributes: ``median_`` (0-d array), and ``DummyRegressor``'s ``constant_``
+    (1, 1), ``n_outputs_``, ``n_features_in_``.
+    """
 
     name = "median"
     _array_names = ("median",)
+    #: fixed ``DummyRegressor`` parameters (class attributes, not constructor arguments)
+    strategy = "median"
+    constant = None
+    quantile = None
+    _parameter_constraints: dict = {}
 
     def __init__(self) -> None:
         pass
 
-    def get_params(self) -> dict:
-        return {}
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = False
+        tags.target_tags.single_output = True
+        return tags
 
-    def fit(self, X: Any, y: Any) -> "MedianRegressor":
-        """X: (n, d) features or (n, n) distances (only its row count is used); y: (n,)."""
-        X = np.asarray(X)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MedianRegressor":
+        """X: (n, d) features or (n, n) distances (only its row count is used); y: (n,)
+        targets; sample_weight: optional (n,) weights (weighted median)."""
         y = check_target(y)
-        if X.shape[0] != y.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but the target has {y.shape[0]} values")
-        self.median_ = np.array(np.median(y))
+        n = X.shape[0] if hasattr(X, "shape") else len(X) if hasattr(X, "__len__") else np.asarray(X).shape[0]
+        if n != y.shape[0]:
+            raise ValueError(f"X has {n} rows but the target has {y.shape[0]} values")
+        super().fit(X, y, sample_weight=sample_weight)
+        self.median_ = np.array(float(self.constant_[0, 0]))
         return self
 
-    def predict(self, X: Any) -> np.ndarray:
+    def _restore(self) -> None:
+        self.constant_ = np.full((1, 1), float(self.median_))
+        self.n_outputs_ = 1
+
+    def predict(self, X: Any, return_std: bool = False) -> Any:
         """(m,) the training median for every row of X."""
         self._check_fitted()
-        return np.full(np.asarray(X).shape[0], float(self.median_))
+        return super().predict(X, return_std=return_std)
 
 
 # ---------------------------------------------------------------------------------------
@@ -243,7 +323,8 @@ class MedianRegressor(_Model):
 
 
 def _knn_predict(D: np.ndarray, y: np.ndarray, k: int, weights: str) -> np.ndarray:
-    """kNN prediction from an (m, n) distance matrix and (n,) targets."""
+    """kNN prediction from an (m, n) distance matrix and (n,) targets (ties between equal
+    distances go to the lower training index)."""
     k = min(int(k), D.shape[1])
     idx = np.argsort(D, axis=1, kind="stable")[:, :k]
     d = np.take_along_axis(D, idx, axis=1)
@@ -256,8 +337,16 @@ def _knn_predict(D: np.ndarray, y: np.ndarray, k: int, weights: str) -> np.ndarr
     return (w * yy).sum(1) / w.sum(1)
 
 
-class KNNRegressor(_Model):
+_KNN_HINT = ("the test-train distance matrix has {got} columns but the model was trained on {n} records: "
+             "give distances to every training record, in training order")
+
+
+class KNNRegressor(_ExportMixin, RegressorMixin, BaseEstimator):
     """k-nearest-neighbour regression on precomputed distances.
+
+    A pairwise estimator (``__sklearn_tags__().input_tags.pairwise is True``):
+    ``cross_val_score``, ``cross_val_predict`` and ``GridSearchCV`` give ``fit`` the
+    train x train block and ``predict`` the test x train block of a square (n, n) matrix.
 
     Args:
         k: number of neighbours, or a list of candidates chosen by inner cross-validation
@@ -265,28 +354,43 @@ class KNNRegressor(_Model):
         weights: ``'distance'`` (weights 1/d; exact matches d=0 take all the weight) or
             ``'uniform'``.
         cv: number of inner folds when ``k`` is a list, or ``'loo'`` (leave-one-out).
-        random_state: seed of the inner folds.
+        random_state: seed of the inner folds (``KFold(cv, shuffle=True, random_state)``).
         target_transform: ``None`` or ``'log10'`` (average in log space).
 
     Fitted attributes: ``y_train_`` (n,) transformed training targets, ``k_`` chosen k,
-    ``cv_mae_`` dict k -> inner-CV MAE (empty for a single k).
+    ``cv_mae_`` dict k -> inner-CV MAE (empty for a single k), ``n_features_in_`` (n).
+
+    Own numerics rather than ``KNeighborsRegressor(metric='precomputed')`` inside
+    ``GridSearchCV``: the predictions are the same (a test checks them against it), but
+    (1) scikit-learn's precomputed model keeps the (n, n) training matrix, which would have
+    to be stored in the database, where this one needs only the (n,) training targets, and
+    (2) one sort per inner fold scores every candidate k. Measured on Carbon-24 (2030
+    records, AMD_100 L-inf, k in 1, 3, 5, 10, 20, 5 outer x 5 inner folds): see
+    ``KNN_MEASURED`` below this class (``python benchmarks/bench_learning.py
+    --sklearn-alternatives``).
     """
 
     name = "knn"
     _array_names = ("y_train",)
     _fitted_params = ("k", "cv_mae")
+    #: scikit-learn's name for what ``fit`` and ``predict`` take (a class attribute, not a
+    #: parameter: the distance itself is computed elsewhere). ``estimator_checks`` reads it
+    #: to give this estimator distance matrices.
+    metric = "precomputed"
 
     def __init__(self, k: int | Sequence[int] = (1, 3, 5, 10, 20), weights: str = "distance", cv: int | str = 5,
-                 random_state: int = 0, target_transform: str | None = None) -> None:
+                 random_state: int | None = 0, target_transform: str | None = None) -> None:
         self.k = k
         self.weights = weights
         self.cv = cv
         self.random_state = random_state
         self.target_transform = target_transform
 
-    def get_params(self) -> dict:
-        return {"k": _jsonable(self.k), "weights": self.weights, "cv": self.cv,
-                "random_state": self.random_state, "target_transform": self.target_transform}
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.pairwise = True
+        tags.input_tags.positive_only = True  # distances are never negative
+        return _positive_targets(tags, self.target_transform == "log10")
 
     def _validate(self) -> list[int]:
         if self.weights not in ("distance", "uniform"):
@@ -298,15 +402,19 @@ class KNNRegressor(_Model):
                 raise ValueError(f"k must be a positive integer or a list of them, got {self.k!r}")
         return [int(k) for k in ks]
 
+    def _restore(self) -> None:
+        self.n_features_in_ = len(self.y_train_)
+
     def fit(self, D: Any, y: Any) -> "KNNRegressor":
         """Fit on an (n, n) matrix of distances between the training records (Angstrom or
         whatever the metric's unit) and (n,) targets."""
         ks = self._validate()
-        D, y = _check_xy(D, y, "training distance matrix")
+        D, y = _check_Xy(self, D, y, "training distance matrix")
         if D.shape[0] != D.shape[1]:
             raise ValueError(f"training distance matrix must be square (n, n), got {D.shape}")
         if (D < 0).any():
-            raise ValueError("distance matrix has negative entries")
+            raise ValueError("Negative values in data passed to KNNRegressor.fit: a distance matrix has no "
+                             "negative entries (is it a kernel or a feature matrix?)")
         yt = transform_target(y, self.target_transform)
         cv_mae: dict[str, float] = {}
         if len(ks) == 1:
@@ -337,12 +445,7 @@ class KNNRegressor(_Model):
         """Predict from an (m, n_train) matrix of distances from new records to the
         training records (same metric and order as in ``fit``). Returns (m,)."""
         self._check_fitted()
-        D = _check_matrix(D, "test-train distance matrix")
-        n = len(self.y_train_)
-        if D.shape[1] != n:
-            raise ValueError(f"test-train distance matrix has {D.shape[1]} columns but the model "
-                             f"was trained on {n} records: give distances to every training "
-                             "record, in training order")
+        D = _check_X(self, D, "test-train distance matrix", reset=False, hint=_KNN_HINT)
         return inverse_transform_target(_knn_predict(D, np.asarray(self.y_train_, float), self.k_, self.weights),
                                         self.target_transform)
 
@@ -362,7 +465,7 @@ def _pair_dist(A: np.ndarray, B: np.ndarray, kernel: str) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
-class KernelRidgeRegressor(_Model):
+class KernelRidgeRegressor(_ExportMixin, RegressorMixin, BaseEstimator):
     """Kernel ridge regression on feature vectors, hyperparameters by inner CV.
 
     Kernels: ``'laplacian'`` exp(-gamma ||x - x'||_1) and ``'rbf'`` exp(-gamma ||x - x'||^2)
@@ -419,11 +522,9 @@ class KernelRidgeRegressor(_Model):
         self.scale_column = scale_column
         self.weight_power = weight_power
 
-    def get_params(self) -> dict:
-        return _jsonable({"scale_column": self.scale_column, "kernel": self.kernel, "alphas": self.alphas, "gammas": self.gammas,
-                          "gamma_factors": self.gamma_factors, "standardize": self.standardize,
-                          "center": self.center, "cv": self.cv, "random_state": self.random_state,
-                          "target_transform": self.target_transform, "weight_power": self.weight_power})
+    def __sklearn_tags__(self):
+        return _positive_targets(super().__sklearn_tags__(), self.target_transform == "log10",
+                                 self.weight_power not in (0, 0.0, None))
 
     def _scale(self, X: np.ndarray) -> np.ndarray:
         """(n,) the per-record target scale (ones without ``scale_column``)."""
@@ -464,15 +565,10 @@ class KernelRidgeRegressor(_Model):
 
     def fit(self, X: Any, y: Any) -> "KernelRidgeRegressor":
         """Fit on (n, d) features and (n,) targets."""
-        X, y = _check_xy(X, y, "feature matrix")
+        self._grids(1)  # the parameters are checked before the data
+        X, y = _check_Xy(self, X, y, "feature matrix")
         alphas, gammas = self._grids(X.shape[1])
-        if self.standardize:
-            mean = X.mean(0)
-            scale = X.std(0)
-            scale[scale <= 1e-12 * np.maximum(1.0, np.abs(mean))] = 1.0
-        else:
-            mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
-        Z = (X - mean) / scale
+        Z, mean, scale = _standardize(X, bool(self.standardize))
         tscale = self._scale(X)
         yt = transform_target(y * tscale, self.target_transform)
         dist = _pair_dist(Z, Z, self.kernel)
@@ -519,8 +615,8 @@ class KernelRidgeRegressor(_Model):
         preds = np.zeros((len(gammas), len(alphas), n))
         if self.cv == "loo":
             if n < 3:
-                raise ValueError(f"KernelRidgeRegressor: {n} training records are too few for "
-                                 "leave-one-out hyperparameter search (need 3)")
+                raise ValueError(f"KernelRidgeRegressor: {n} training records ({n} sample(s)) are too few "
+                                 "for leave-one-out hyperparameter search (need 3)")
             ym = yt.mean() if self.center else 0.0
             for gi, g in enumerate(gammas):
                 s, V = scipy.linalg.eigh(np.exp(-g * dist) * sw[:, None] * sw[None, :], check_finite=False)
@@ -553,16 +649,14 @@ class KernelRidgeRegressor(_Model):
                     grid[gi, ai] += np.abs(pred - y[te]).sum()
         return grid / n, preds
 
+    def _restore(self) -> None:
+        self.n_features_in_ = int(self.n_features_)
+
     def predict(self, X: Any) -> np.ndarray:
         """Predict (m,) targets from (m, d) features built exactly as in training."""
         self._check_fitted()
-        X = _check_matrix(X, "feature matrix")
-        d = int(self.n_features_)
-        if X.shape[1] != d:
-            raise ValueError(f"features have width {X.shape[1]} but the model was trained on {d} "
-                             "features: they come from another descriptor or other descriptor "
-                             "parameters")
-        Z = (X - self.mean_) / self.scale_
+        X = _check_X(self, X, "feature matrix", reset=False)
+        Z = (X - self.mean_) / self.scale_  # StandardScaler.transform with the training mean_/scale_
         K = np.exp(-float(self.gamma_) * _pair_dist(Z, np.asarray(self.X_fit_, float), self.kernel))
         pred = inverse_transform_target(K @ self.dual_coef_ + float(self.y_mean_), self.target_transform)
         return pred / self._scale(X)
@@ -572,7 +666,7 @@ class KernelRidgeRegressor(_Model):
 # ensemble
 
 
-class EnsembleRegressor(_Model):
+class EnsembleRegressor(_ExportMixin, RegressorMixin, BaseEstimator):
     """Mean of the predictions of several feature-vector models (e.g. Laplacian and RBF
     kernel ridge), each tuning its own hyperparameters by inner CV.
 
@@ -588,8 +682,8 @@ class EnsembleRegressor(_Model):
                                                   {"name": "krr", "kernel": "rbf"})) -> None:
         self.members = members
 
-    def get_params(self) -> dict:
-        return {"members": _jsonable(list(self.members))}
+    def __sklearn_tags__(self):
+        return _positive_targets(super().__sklearn_tags__(), _members_need_positive_targets(self.members))
 
     def _validate(self) -> list:
         specs = list(self.members)
@@ -601,18 +695,22 @@ class EnsembleRegressor(_Model):
                 raise ValueError(f"ensemble members must be feature models (krr, median), not {m.name!r}")
         return models
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "models_"):
-            raise ValueError("this EnsembleRegressor is not fitted yet; call fit first")
-
     def fit(self, X: Any, y: Any) -> "EnsembleRegressor":
         """Fit every member on (n, d) features and (n,) targets."""
-        self.models_ = [m.fit(X, y) for m in self._validate()]
+        members = self._validate()
+        X, y = _check_Xy(self, X, y, "feature matrix")
+        self.models_ = [m.fit(X, y) for m in members]
         return self
+
+    def _restore(self) -> None:
+        widths = [m.n_features_in_ for m in self.models_ if hasattr(m, "n_features_in_")]
+        if widths:
+            self.n_features_in_ = int(widths[0])
 
     def predict(self, X: Any) -> np.ndarray:
         """(m,) mean of the members' predictions."""
         self._check_fitted()
+        X = _check_X(self, X, "feature matrix", reset=False)
         return np.mean([m.predict(X) for m in self.models_], axis=0)
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -623,7 +721,7 @@ class EnsembleRegressor(_Model):
             a, p = m.to_arrays()
             arrays.update({f"{i}/{k}": v for k, v in a.items()})
             fitted.append(p)
-        return arrays, {"name": self.name, "init": self.get_params(), "fitted": {"members": fitted}}
+        return arrays, {"name": self.name, "init": _jsonable(self.get_params(deep=False)), "fitted": {"members": fitted}}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict) -> "EnsembleRegressor":
@@ -637,6 +735,7 @@ class EnsembleRegressor(_Model):
         for i, p in enumerate(members):
             sub = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{i}/")}
             model.models_.append(model_from_arrays(sub, p))
+        model._restore()
         return model
 
 
@@ -644,7 +743,7 @@ class EnsembleRegressor(_Model):
 # kNN on feature vectors
 
 
-class FeatureKNNRegressor(_Model):
+class FeatureKNNRegressor(_ExportMixin, RegressorMixin, BaseEstimator):
     """k-nearest-neighbour regression on standardised feature vectors (L1 or L2).
 
     The feature-vector counterpart of :class:`KNNRegressor` (which takes precomputed
@@ -676,9 +775,6 @@ class FeatureKNNRegressor(_Model):
         self.target_transform = target_transform
         self.scale_column = scale_column
 
-    def get_params(self) -> dict:
-        return {"k": _jsonable(self.k), "weights": self.weights, "metric": self.metric,
-                "target_transform": self.target_transform, "scale_column": self.scale_column}
 
     def _validate(self) -> list[int]:
         if self.metric not in ("l1", "l2"):
@@ -687,18 +783,19 @@ class FeatureKNNRegressor(_Model):
 
     _scale = KernelRidgeRegressor._scale
 
+    def __sklearn_tags__(self):
+        return _positive_targets(super().__sklearn_tags__(), self.target_transform == "log10")
+
     def _dist(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
         return _cdist(A, B, metric="cityblock" if self.metric == "l1" else "euclidean")
 
     def fit(self, X: Any, y: Any) -> "FeatureKNNRegressor":
         """Fit on (n, d) features and (n,) targets."""
         ks = self._validate()
-        X, y = _check_xy(X, y, "feature matrix")
+        X, y = _check_Xy(self, X, y, "feature matrix")
         if len(y) < 2:
-            raise ValueError("FeatureKNNRegressor needs at least 2 training records")
-        mean, scale = X.mean(0), X.std(0)
-        scale[scale <= 1e-12 * np.maximum(1.0, np.abs(mean))] = 1.0
-        Z = (X - mean) / scale
+            raise ValueError(f"FeatureKNNRegressor needs at least 2 training records, got {len(y)} sample(s)")
+        Z, mean, scale = _standardize(X)
         tscale = self._scale(X)
         yt = transform_target(y * tscale, self.target_transform)
         D = self._dist(Z, Z)
@@ -714,14 +811,13 @@ class FeatureKNNRegressor(_Model):
         self.oof_pred_ = preds[best]
         return self
 
+    def _restore(self) -> None:
+        self.n_features_in_ = int(self.n_features_)
+
     def predict(self, X: Any) -> np.ndarray:
         """(m,) predictions from (m, d) features built exactly as in training."""
         self._check_fitted()
-        X = _check_matrix(X, "feature matrix")
-        if X.shape[1] != int(self.n_features_):
-            raise ValueError(f"features have width {X.shape[1]} but the model was trained on "
-                             f"{self.n_features_} features: they come from another descriptor or "
-                             "other descriptor parameters")
+        X = _check_X(self, X, "feature matrix", reset=False)
         D = self._dist((X - self.mean_) / self.scale_, np.asarray(self.X_fit_, float))
         pred = _knn_predict(D, np.asarray(self.y_train_, float), int(self.k_), self.weights)
         return inverse_transform_target(pred, self.target_transform) / self._scale(X)
@@ -760,7 +856,7 @@ def _columns(spec: Any, what: str) -> list[tuple[int, int]] | None:
     return ranges
 
 
-class StackRegressor(_Model):
+class StackRegressor(_ExportMixin, RegressorMixin, BaseEstimator):
     """A weighted blend of feature-vector models, the weights learned on the training
     records only (stacking).
 
@@ -793,8 +889,8 @@ class StackRegressor(_Model):
         self.cv = cv
         self.random_state = random_state
 
-    def get_params(self) -> dict:
-        return {"members": _jsonable(list(self.members)), "cv": self.cv, "random_state": self.random_state}
+    def __sklearn_tags__(self):
+        return _positive_targets(super().__sklearn_tags__(), _members_need_positive_targets(self.members))
 
     def _validate(self) -> list[tuple[Any, list[tuple[int, int]] | None]]:
         specs = list(self.members)
@@ -823,10 +919,6 @@ class StackRegressor(_Model):
                              f"features have width {X.shape[1]}")
         return np.hstack([X[:, a:b] for a, b in cols])
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "models_"):
-            raise ValueError("this StackRegressor is not fitted yet; call fit first")
-
     def _inner_predictions(self, spec: dict, model: Any, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         oof = getattr(model, "oof_pred_", None)
         if isinstance(model, EnsembleRegressor):
@@ -844,7 +936,7 @@ class StackRegressor(_Model):
         """Fit every member on (n, d) features and (n,) targets, then the blend weights on
         the members' inner-CV predictions of these records."""
         members = self._validate()
-        X, y = _check_xy(X, y, "feature matrix")
+        X, y = _check_Xy(self, X, y, "feature matrix")
         specs = [{k: v for k, v in dict(s).items() if k != "columns"} for s in self.members]
         models, inner = [], []
         for i, ((model, cols), spec) in enumerate(zip(members, specs)):
@@ -863,11 +955,7 @@ class StackRegressor(_Model):
     def predict(self, X: Any) -> np.ndarray:
         """(m,) the weighted sum of the members' predictions."""
         self._check_fitted()
-        X = _check_matrix(X, "feature matrix")
-        if X.shape[1] != int(self.n_features_):
-            raise ValueError(f"features have width {X.shape[1]} but the stack was trained on "
-                             f"{self.n_features_} features: they come from another descriptor or "
-                             "other descriptor parameters")
+        X = _check_X(self, X, "feature matrix", reset=False)
         cols = [_columns(dict(s).get("columns"), f"stack member {i}") for i, s in enumerate(self.members)]
         out = np.zeros(X.shape[0])
         for i, (m, c, w) in enumerate(zip(self.models_, cols, self.weights_)):
@@ -883,7 +971,7 @@ class StackRegressor(_Model):
             a, p = m.to_arrays()
             arrays.update({f"{i}/{k}": v for k, v in a.items()})
             fitted.append(p)
-        return arrays, {"name": self.name, "init": self.get_params(),
+        return arrays, {"name": self.name, "init": _jsonable(self.get_params(deep=False)),
                         "fitted": {"members": fitted, "n_features": self.n_features_,
                                    "cv_mae": _jsonable(self.cv_mae_)}}
 
@@ -905,6 +993,7 @@ class StackRegressor(_Model):
         model.weights_ = np.array(arrays["weights"], dtype=float)
         model.n_features_ = int(fitted["n_features"])
         model.cv_mae_ = fitted.get("cv_mae", {})
+        model.n_features_in_ = model.n_features_
         return model
 
 
@@ -917,7 +1006,7 @@ MODELS: dict[str, type] = {"knn": KNNRegressor, "krr": KernelRidgeRegressor, "me
                            "stack": StackRegressor}
 
 
-def build_model(spec: dict) -> _Model:
+def build_model(spec: dict) -> BaseEstimator:
     """An unfitted model from a JSON-able spec ``{"name": ..., **constructor arguments}``.
 
     Examples: ``{"name": "krr", "kernel": "laplacian", "alphas": [1e-3, 1e-2],
@@ -931,7 +1020,7 @@ def build_model(spec: dict) -> _Model:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
     cls = MODELS[name]
     kwargs = {k: v for k, v in spec.items() if k != "name"}
-    allowed = set(cls().get_params())
+    allowed = set(cls._get_param_names())
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise ValueError(f"model {name!r} has no parameter(s) {unknown}; allowed: {sorted(allowed)}")
@@ -943,7 +1032,7 @@ def build_model(spec: dict) -> _Model:
     return model
 
 
-def model_from_arrays(arrays: dict[str, np.ndarray], params: dict) -> _Model:
+def model_from_arrays(arrays: dict[str, np.ndarray], params: dict) -> BaseEstimator:
     """Rebuild any fitted model from its :meth:`to_arrays` output."""
     name = params.get("name") if isinstance(params, dict) else None
     if name not in MODELS:
@@ -952,5 +1041,11 @@ def model_from_arrays(arrays: dict[str, np.ndarray], params: dict) -> _Model:
 
 
 def is_precomputed(model: Any) -> bool:
-    """True when the model takes distance matrices rather than feature vectors."""
-    return isinstance(model, KNNRegressor)
+    """True when the model takes distance matrices rather than feature vectors (its
+    scikit-learn tags say ``input_tags.pairwise``)."""
+    from sklearn.utils import get_tags
+
+    try:
+        return bool(get_tags(model).input_tags.pairwise)
+    except (AttributeError, TypeError):
+        return False

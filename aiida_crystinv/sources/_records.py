@@ -182,6 +182,9 @@ def validate_records(
         reason = None
         for name in names:
             value = targets[name][i]
+            if isinstance(value, (bool, np.bool_)):
+                reason = f"target {name!r} is not a number ({value!r})"
+                break
             try:
                 value = float(value)
             except (TypeError, ValueError):

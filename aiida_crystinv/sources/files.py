@@ -29,6 +29,7 @@ Formats
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import gc
@@ -36,8 +37,10 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import re
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -99,14 +102,57 @@ def gc_paused():
             gc.enable()
 
 
+#: Byte-order marks of the Unicode encodings other than UTF-8 (UTF-32 first: its LE mark
+#: starts with the UTF-16 LE one).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+#: Control bytes that never occur in a text file (tab, newlines, form feed excepted).
+_BINARY_BYTES = bytes(range(0, 9)) + bytes(range(14, 32))
+
+
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """``'utf-16-le'`` / ``'utf-16-be'`` when ``sample`` looks like BOM-less UTF-16 text
+    (every other byte NUL, as for ASCII characters), else ``None``."""
+    even, odd = sample[0::2], sample[1::2]
+    if len(odd) < 8:
+        return None
+    if odd.count(0) > 0.8 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.8 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
+
+
 def _decode(content: bytes, name: str) -> str:
+    """Text of a file: gunzipped; UTF-8 (with or without BOM), UTF-16/32 (BOM or BOM-less
+    UTF-16), else Latin-1.
+
+    Raises:
+        SourceError: corrupt gzip data, an empty file, or a binary (not text) file.
+    """
     if content[:2] == b"\x1f\x8b":
         try:
             content = gzip.decompress(content)
-        except (OSError, EOFError) as exc:
-            raise SourceError(f"{name}: corrupt gzip file ({exc})") from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise SourceError(f"{name}: corrupt gzip file, truncated or damaged ({exc})") from None
     if not content.strip():
         raise SourceError(f"{name}: the file is empty")
+    encoding = next((enc for bom, enc in _BOMS if content.startswith(bom)), None) or _utf16_without_bom(content[:4096])
+    if encoding is not None:
+        try:
+            text = content.decode(encoding)
+        except UnicodeDecodeError:
+            raise SourceError(f"{name}: looks like {encoding.upper()} text but is not valid {encoding.upper()}") from None
+        if not text.strip("\ufeff \t\r\n"):
+            raise SourceError(f"{name}: the file is empty")
+        return text.lstrip("\ufeff")
+    sample = content[: 1 << 16]
+    if content[:2] == b"\x1f\x8b" or sum(sample.count(b) for b in _BINARY_BYTES) > 0.01 * len(sample):
+        raise SourceError(f"{name}: a binary file, not text (CIF, CSV and JSON files are text, optionally gzipped)")
     try:
         return content.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -136,14 +182,119 @@ def _units_for(names: Iterable[str], units: dict[str, str] | None) -> dict[str, 
     return {n: str(units.get(n, KNOWN_UNITS.get(n, ""))) for n in names}
 
 
+#: Longest reason (characters) taken from a pymatgen message.
+_MAX_REASON = 160
+
+#: pymatgen messages -> what they mean for the user.
+_PYMATGEN_REASONS = (
+    (re.compile(r"singular matrix", re.IGNORECASE), "the cell is degenerate (zero volume)"),
+    (re.compile(r"thickness=.*below threshold", re.IGNORECASE | re.DOTALL), "the cell is degenerate (too thin)"),
+    (re.compile(r"no structures", re.IGNORECASE), "no structure in it"),
+)
+
+
+def _pymatgen_reason(exc: BaseException) -> str:
+    """One short line saying why pymatgen could not parse a CIF block."""
+    text = str(exc).strip() or type(exc).__name__
+    text = re.sub(r"No structure parsed for section \d+ in CIF\.?", "", text).strip()
+    for pattern, reason in _PYMATGEN_REASONS:
+        if pattern.search(text):
+            return reason
+    missing = re.fullmatch(r"'(_[^']+)'", text)
+    if missing:
+        return f"the CIF item {missing.group(1)} is missing"
+    text = " ".join(text.split()) or type(exc).__name__
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+
+
+def _cif_number(value: Any) -> float | None:
+    """A CIF numeric value (``'4.05(2)'`` -> 4.05); ``None`` for unknown (``?`` / ``.``).
+
+    Raises:
+        ValueError: not a number.
+    """
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else value
+    text = str(value).strip()
+    if text in ("?", "."):
+        return None
+    try:
+        return float(re.sub(r"\(.*\)?$", "", text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def _check_cif_data(data: dict[str, Any]) -> None:
+    """Checks of one parsed CIF block that pymatgen does not make (or makes silently).
+
+    Cell lengths must be positive, angles strictly between 0 and 180 degrees and together
+    give a non-zero volume; fractional coordinates must be finite numbers; occupancies must
+    be numbers in [0, 1.05] (pymatgen drops sites of occupancy 0 -- an empty site -- but
+    also, silently, negative or NaN ones, and reads text as 1).
+
+    Raises:
+        ValueError: the first problem.
+    """
+    cell: dict[str, float] = {}
+    for axis in "abc":
+        key = f"_cell_length_{axis}"
+        if key in data:
+            try:
+                value = _cif_number(data[key])
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{key} is {value:g}; cell lengths must be positive numbers (Angstrom)")
+    for axis in ("alpha", "beta", "gamma"):
+        key = f"_cell_angle_{axis}"
+        if key in data:
+            try:
+                value = _cif_number(data[key])
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+            if value is not None:
+                if not (math.isfinite(value) and 0 < value < 180):
+                    raise ValueError(f"{key} is {value:g}; cell angles must be between 0 and 180 degrees")
+                cell[axis] = math.radians(value)
+    if len(cell) == 3:
+        ca, cb, cg = (math.cos(cell[a]) for a in ("alpha", "beta", "gamma"))
+        if 1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg < 1e-8:
+            raise ValueError("the cell angles give a zero-volume (degenerate) cell")
+    labels = data.get("_atom_site_label") or []
+    labels = labels if isinstance(labels, list) else [labels]
+    for axis in "xyz":
+        coords = data.get(f"_atom_site_fract_{axis}")
+        for i, raw in enumerate(coords if isinstance(coords, list) else [] if coords is None else [coords]):
+            site = f"site {labels[i]!r}" if i < len(labels) else f"site {i + 1}"
+            try:
+                value = _cif_number(raw)
+            except ValueError as exc:
+                raise ValueError(f"{site}: coordinate {axis} {exc}") from None
+            if value is None or not math.isfinite(value):
+                raise ValueError(f"{site}: coordinate {axis} is {raw!r}; coordinates must be finite numbers")
+    occupancies = data.get("_atom_site_occupancy")
+    if occupancies is not None:
+        values = occupancies if isinstance(occupancies, list) else [occupancies]
+        for i, raw in enumerate(values):
+            site = f"site {labels[i]!r}" if i < len(labels) else f"site {i + 1}"
+            try:
+                occ = _cif_number(raw)
+            except ValueError as exc:
+                raise ValueError(f"{site}: occupancy {exc}") from None
+            if occ is not None and not 0 <= occ <= 1.05:
+                raise ValueError(f"{site} has occupancy {occ:g}; occupancies must be in [0, 1]")
+
+
 def parse_cif_block(text: str, label: str = "block"):
     """Parse one CIF data block into a pymatgen ``Structure``.
 
     Partial occupancies are kept (a disordered structure); symmetry is expanded; the
-    conventional (not primitive) cell is returned.
+    conventional (not primitive) cell is returned. Sites of occupancy 0 are empty and
+    dropped; negative, NaN or non-numeric occupancies, non-positive cell lengths and cell
+    angles outside (0, 180) degrees are errors.
 
     Raises:
-        ValueError: the block has no readable structure; the message says why.
+        ValueError: the block has no readable structure; the message (one line) says why.
     """
     from pymatgen.io.cif import CifParser
 
@@ -151,10 +302,17 @@ def parse_cif_block(text: str, label: str = "block"):
         warnings.simplefilter("ignore")
         try:
             parser = CifParser.from_str(text, occupancy_tolerance=1.05)
+        except Exception as exc:  # noqa: BLE001 - pymatgen raises many types
+            raise ValueError(f"malformed CIF block: {_pymatgen_reason(exc)}") from None
+        for block in getattr(getattr(parser, "_cif", None), "data", {}).values():
+            try:
+                _check_cif_data(getattr(block, "data", {}))
+            except ValueError as exc:
+                raise ValueError(f"malformed CIF block: {exc}") from None
+        try:
             structures = parser.parse_structures(primitive=False, on_error="raise")
         except Exception as exc:  # noqa: BLE001 - pymatgen raises many types
-            msg = str(exc).strip() or type(exc).__name__
-            raise ValueError(f"malformed CIF block: {msg}") from None
+            raise ValueError(f"malformed CIF block: {_pymatgen_reason(exc)}") from None
     if not structures:
         raise ValueError("malformed CIF block: no structure in it")
     return structures[0]
@@ -213,7 +371,11 @@ def read_cif_folder(path: str | Path) -> ReadResult:
     files = sorted(p for p in folder.iterdir() if p.name.lower().endswith((".cif", ".cif.gz")))
     if not files:
         raise SourceError(f"{folder}: no .cif files in this folder")
-    return _read_cif_files((f.name, f.read_bytes()) for f in files)
+    try:
+        contents = [(f.name, f.read_bytes()) for f in files]
+    except OSError as exc:
+        raise SourceError(f"{folder}: cannot read {exc.filename} ({exc.strerror or exc})") from None
+    return _read_cif_files(contents)
 
 
 @gc_paused()
@@ -268,6 +430,8 @@ def read_csv(
     Raises:
         SourceError: empty file, no header, missing CIF / id / target column.
     """
+    checked = _checked_options({"id_column": id_column, "cif_column": cif_column, "target_columns": target_columns, "units": units})
+    target_columns = checked.get("target_columns", target_columns)
     text = content if isinstance(content, str) else _decode(content, name)
     csv.field_size_limit(1 << 30)
     try:
@@ -306,6 +470,14 @@ def read_csv(
         position = f"{name}, row {number}"
         cif_text = row.get(cif_column) or ""
         try:
+            if None in row:
+                raise ValueError(
+                    f"the row has {len(header) + len(row[None])} fields, the header {len(header)} "
+                    "(an unquoted comma? CIF text must be quoted)"
+                )
+            if any(value is None for value in row.values()):
+                fields = sum(value is not None for value in row.values())
+                raise ValueError(f"the row has {fields} field(s), the header {len(header)}")
             if not cif_text.strip():
                 raise ValueError("the CIF cell is empty")
             structure = parse_cif_block(cif_text, rid)
@@ -366,11 +538,17 @@ def read_json(
     Raises:
         SourceError: empty file, invalid JSON, not a list of objects.
     """
+    checked = _checked_options(
+        {"id_column": id_column, "structure_key": structure_key, "target_columns": target_columns, "units": units}
+    )
+    target_columns = checked.get("target_columns", target_columns)
     text = content if isinstance(content, str) else _decode(content, name)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SourceError(f"{name}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise SourceError(f"{name}: not readable JSON (nested too deeply)") from None
     if isinstance(data, dict) and isinstance(data.get("records"), list):
         data = data["records"]
     if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
@@ -395,7 +573,8 @@ def read_json(
         )
     result = ReadResult(records=[], units=_units_for(target_columns, units), source={})
     for number, item in enumerate(data, start=1):
-        rid = str(item.get(id_column) or number) if id_column else str(number)
+        value = item.get(id_column) if id_column else None
+        rid = str(number) if value is None or value == "" else str(value)
         position = f"{name}, record {number}"
         sdict = item if bare else item.get(structure_key)
         if not isinstance(sdict, dict):
@@ -415,6 +594,30 @@ def read_json(
     return result
 
 
+def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The reader options with their types checked (a single target name becomes a list).
+
+    Raises:
+        SourceError: an option of the wrong type.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    for key in ("id_column", "cif_column", "structure_key"):
+        if key in options and not isinstance(options[key], str):
+            raise SourceError(f"option {key} must be a column name (text), got {options[key]!r}")
+    if "target_columns" in options:
+        columns = options["target_columns"]
+        if isinstance(columns, str):
+            columns = [columns]
+        if not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns):
+            raise SourceError(f"option target_columns must be a list of column names, got {columns!r}")
+        options["target_columns"] = list(columns)
+    if "units" in options:
+        units = options["units"]
+        if not isinstance(units, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in units.items()):
+            raise SourceError(f"option units must map column names to unit names, e.g. {{'energy': 'eV'}}, got {units!r}")
+    return options
+
+
 def read_bytes(content: bytes, name: str, format: str | None = None, **options: Any) -> ReadResult:
     """Read a file's bytes in the given (or guessed) format and record where it came from.
 
@@ -428,11 +631,18 @@ def read_bytes(content: bytes, name: str, format: str | None = None, **options: 
     Raises:
         SourceError: unknown format, unknown option, or a file that cannot be read.
     """
+    if format is not None and not isinstance(format, str):
+        raise SourceError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    if not isinstance(content, (bytes, bytearray, memoryview)):
+        raise SourceError(f"{name}: expected the file content as bytes, got {type(content).__name__}")
+    content = bytes(content)
     fmt = (format or detect_format(name)).lower()
     readers = {"cif": read_cif, "csv": read_csv, "json": read_json}
     if fmt not in readers:
         raise SourceError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
-    options = {k: v for k, v in options.items() if v is not None}
+    options = _checked_options({k: v for k, v in options.items() if v is not None})
     allowed = {
         "cif": set(),
         "csv": {"id_column", "cif_column", "target_columns", "units"},
@@ -459,6 +669,8 @@ def read_bytes(content: bytes, name: str, format: str | None = None, **options: 
 
 def read_path(path: str | Path, format: str | None = None, **options: Any) -> ReadResult:
     """Read a file or, for a folder, every CIF file in it. See :func:`read_bytes`."""
+    if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
+        raise SourceError(f"expected a file or folder path, got {type(path).__name__}")
     path = Path(path)
     if path.is_dir():
         result = read_cif_folder(path)
@@ -470,4 +682,8 @@ def read_path(path: str | Path, format: str | None = None, **options: Any) -> Re
         return result
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")
-    return read_bytes(path.read_bytes(), path.name, format, **options)
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    return read_bytes(content, path.name, format, **options)

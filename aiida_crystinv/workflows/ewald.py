@@ -20,10 +20,9 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import ExitCode, WorkChain, calcfunction
 
-__all__ = ("EwaldEnergyWorkChain", "ewald_energy")
+from ..exit_codes import EXIT, add_exit_codes, relay
 
-EXIT_NOT_3D_PERIODIC = 300
-EXIT_OXIDATION_STATES = 310
+__all__ = ("EwaldEnergyWorkChain", "ewald_energy")
 
 
 def _validate_oxidation_states(value: orm.Dict | None, _ctx=None) -> str | None:
@@ -47,12 +46,12 @@ def ewald_energy(structure: orm.StructureData, oxidation_states: orm.Dict | None
     from aiida_crystinv.sources.synthetic import OxidationStateError, ewald_energy_per_atom
 
     if not all(structure.pbc):
-        return ExitCode(EXIT_NOT_3D_PERIODIC, f"the structure is not periodic in 3D (pbc={structure.pbc})")
+        return EXIT.ERROR_INVALID_STRUCTURE.format(message=f"the structure is not periodic in 3D (pbc={structure.pbc})")
     charges = oxidation_states.get_dict() if oxidation_states is not None else None
     try:
         energy = ewald_energy_per_atom(structure.get_pymatgen_structure(), charges)
     except OxidationStateError as exception:
-        return ExitCode(EXIT_OXIDATION_STATES, str(exception))
+        return EXIT.ERROR_ENERGY_FAILED.format(message=f"the oxidation states could not be determined: {exception}")
     return orm.Float(energy)
 
 
@@ -78,14 +77,7 @@ class EwaldEnergyWorkChain(WorkChain):
         )
         spec.outline(cls.compute, cls.finalize)
         spec.output("energy", valid_type=orm.Float, help="Ewald energy per atom, eV/atom.")
-        spec.exit_code(
-            EXIT_NOT_3D_PERIODIC, "ERROR_NOT_3D_PERIODIC", message="The structure is not 3D periodic: {message}"
-        )
-        spec.exit_code(
-            EXIT_OXIDATION_STATES,
-            "ERROR_OXIDATION_STATES",
-            message="The oxidation states could not be determined: {message}",
-        )
+        add_exit_codes(spec, "ERROR_INVALID_STRUCTURE", "ERROR_ENERGY_FAILED")
 
     def compute(self):
         """Run the Ewald summation as a calcfunction (provenance)."""
@@ -94,9 +86,7 @@ class EwaldEnergyWorkChain(WorkChain):
             inputs["oxidation_states"] = self.inputs.oxidation_states
         _, node = ewald_energy.run_get_node(**inputs)
         if not node.is_finished_ok:
-            if node.exit_status == EXIT_NOT_3D_PERIODIC:
-                return self.exit_codes.ERROR_NOT_3D_PERIODIC.format(message=node.exit_message)
-            return self.exit_codes.ERROR_OXIDATION_STATES.format(message=node.exit_message)
+            return relay(self.exit_codes, node, "ERROR_ENERGY_FAILED", passed=("ERROR_INVALID_STRUCTURE", "ERROR_ENERGY_FAILED"))
         self.ctx.energy = node.outputs.result
         return None
 

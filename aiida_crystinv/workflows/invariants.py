@@ -26,16 +26,14 @@ from aiida.engine import ToContext, WorkChain, append_, if_
 
 from ..calculations.functions import compute_invariants, merge_invariants
 from ..data import CrystalDatasetData, InvariantsData
-from ..data.invariants import DESCRIPTORS, UnknownDescriptorError, resolve_descriptor
+from ..calculations.ports import check_invariant, check_positive_int
+from ..exit_codes import add_exit_codes, describe_failure
+from ..specs import INVARIANTS
 
 __all__ = ["InvariantsWorkChain", "InvariantsChunkWorkChain", "launch_invariants", "DEFAULT_CHUNK_SIZE"]
 
 #: Records per chunk when ``chunk_size`` is not given.
 DEFAULT_CHUNK_SIZE = 1000
-
-
-def _descriptor_spec(node: orm.Dict | orm.Str) -> dict[str, Any]:
-    return {"name": node.value} if isinstance(node, orm.Str) else node.get_dict()
 
 
 class InvariantsChunkWorkChain(WorkChain):
@@ -46,11 +44,12 @@ class InvariantsChunkWorkChain(WorkChain):
         """Inputs, outline, outputs and exit codes."""
         super().define(spec)
         spec.input("dataset", valid_type=CrystalDatasetData, help="The dataset.")
-        spec.input("descriptor", valid_type=(orm.Dict, orm.Str), help="{'name': ..., **parameters}.")
+        spec.input("descriptor", valid_type=(orm.Dict, orm.Str), validator=check_invariant,
+                   help="{'name': ..., **parameters}.")
         spec.input("chunk", valid_type=orm.Dict, help="{'start': int, 'stop': int}: the rows of this chunk.")
         spec.outline(cls.compute)
         spec.output("invariants", valid_type=InvariantsData, help="Invariants of the chunk's rows.")
-        spec.exit_code(401, "ERROR_CHUNK_FAILED", message="computing the chunk failed: {message}")
+        add_exit_codes(spec, "ERROR_CHUNK_FAILED")
 
     def compute(self):
         """Run ``compute_invariants`` on the chunk."""
@@ -61,7 +60,7 @@ class InvariantsChunkWorkChain(WorkChain):
             metadata={"call_link_label": "compute_invariants"},
         )
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_CHUNK_FAILED.format(message=f"[{node.exit_status}] {node.exit_message}")
+            return self.exit_codes.ERROR_CHUNK_FAILED.format(message=describe_failure(node))
         self.out("invariants", results["invariants"])
         return None
 
@@ -85,11 +84,13 @@ class InvariantsWorkChain(WorkChain):
         spec.input(
             "descriptor",
             valid_type=(orm.Dict, orm.Str),
-            help=f"{{'name': one of {', '.join(DESCRIPTORS)}, **parameters}}; defaults fill the rest.",
+            validator=check_invariant,
+            help=f"{{'name': one of {', '.join(INVARIANTS)}, **parameters}}; defaults fill the rest.",
         )
         spec.input(
             "chunk_size",
             valid_type=orm.Int,
+            validator=check_positive_int,
             default=lambda: orm.Int(DEFAULT_CHUNK_SIZE),
             help="Records per parallel sub-process.",
         )
@@ -98,26 +99,11 @@ class InvariantsWorkChain(WorkChain):
             if_(cls.is_single_chunk)(cls.run_single).else_(cls.submit_chunks, cls.inspect_chunks, cls.merge),
         )
         spec.output("invariants", valid_type=InvariantsData, help="Invariants of every record, in dataset order.")
-        spec.exit_code(320, "ERROR_UNKNOWN_DESCRIPTOR", message="{message}")
-        spec.exit_code(322, "ERROR_INVALID_PARAMETERS", message="invalid parameters: {message}")
-        spec.exit_code(401, "ERROR_CHUNK_FAILED", message="a chunk failed: {message}")
-        spec.exit_code(402, "ERROR_MERGE_FAILED", message="merging the chunks failed: {message}")
+        add_exit_codes(spec, "ERROR_CHUNK_FAILED", "ERROR_MERGE_FAILED")
 
     def setup(self):
-        """Check the descriptor and the chunk size; plan the chunks."""
-        spec = _descriptor_spec(self.inputs.descriptor)
-        name = str(spec.get("name", "")).lower()
-        if name not in DESCRIPTORS:
-            return self.exit_codes.ERROR_UNKNOWN_DESCRIPTOR.format(
-                message=f"unknown descriptor {spec.get('name')!r}; use one of {', '.join(DESCRIPTORS)}"
-            )
-        try:
-            resolve_descriptor(spec)
-        except UnknownDescriptorError as exc:
-            return self.exit_codes.ERROR_INVALID_PARAMETERS.format(message=str(exc))
+        """Plan the chunks (the descriptor and chunk size were validated at the ports)."""
         size = self.inputs.chunk_size.value
-        if size < 1:
-            return self.exit_codes.ERROR_INVALID_PARAMETERS.format(message=f"chunk_size must be >= 1, got {size}")
         n = len(self.inputs.dataset)
         self.ctx.chunks = [(start, min(n, start + size)) for start in range(0, n, size)]
         return None
@@ -133,7 +119,7 @@ class InvariantsWorkChain(WorkChain):
             metadata={"call_link_label": "compute_invariants"},
         )
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_CHUNK_FAILED.format(message=f"[{node.exit_status}] {node.exit_message}")
+            return self.exit_codes.ERROR_CHUNK_FAILED.format(message=describe_failure(node))
         self.out("invariants", results["invariants"])
         return None
 
@@ -155,7 +141,7 @@ class InvariantsWorkChain(WorkChain):
         for proc in self.ctx.chunk_processes:
             if not proc.is_finished_ok:
                 return self.exit_codes.ERROR_CHUNK_FAILED.format(
-                    message=f"{proc.label} [{proc.exit_status}] {proc.exit_message}"
+                    message=f"{proc.label}: {describe_failure(proc)}"
                 )
         return None
 
@@ -164,7 +150,7 @@ class InvariantsWorkChain(WorkChain):
         chunks = {f"chunk_{i:04d}": proc.outputs.invariants for i, proc in enumerate(self.ctx.chunk_processes)}
         results, node = merge_invariants.run_get_node(**chunks, metadata={"call_link_label": "merge_invariants"})
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_MERGE_FAILED.format(message=f"[{node.exit_status}] {node.exit_message}")
+            return self.exit_codes.ERROR_MERGE_FAILED.format(message=describe_failure(node))
         self.out("invariants", results["invariants"])
         return None
 

@@ -32,38 +32,16 @@ from typing import Any
 import numpy as np
 from aiida import orm
 from aiida.common.links import LinkType
-from aiida.engine import ExitCode, WorkChain, calcfunction, if_
+from aiida.engine import WorkChain, calcfunction, if_
 
 from ..calculations.learning import predict
 from ..data import CrystalDatasetData, InvariantsData
+from ..calculations.ports import check_selection, validate_inputs
 from ..data.model import ModelData
+from ..exit_codes import EXIT, add_exit_codes, describe_failure
+from ..specs.learning import parse_selection
 
-__all__ = ["ScreeningWorkChain", "select_candidates", "resolve_selection", "build_handoff_inputs", "launch_screening"]
-
-
-def resolve_selection(spec: dict[str, Any] | None) -> dict[str, Any]:
-    """Normalised selection ``{'top': int | None, 'threshold': float | None, 'order':
-    'lowest' | 'highest'}`` (default: the 10 lowest).
-
-    Raises:
-        ValueError: unknown key, no criterion, bad values.
-    """
-    spec = dict(spec if spec is not None else {"top": 10})
-    unknown = sorted(set(spec) - {"top", "threshold", "order"})
-    if unknown:
-        raise ValueError(f"unknown selection key(s) {unknown}; allowed: top, threshold, order")
-    top = spec.get("top")
-    threshold = spec.get("threshold")
-    order = spec.get("order", "lowest")
-    if order not in ("lowest", "highest"):
-        raise ValueError(f"order must be 'lowest' or 'highest', got {order!r}")
-    if top is None and threshold is None:
-        raise ValueError("give 'top' (how many) and/or 'threshold' (a predicted value)")
-    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
-        raise ValueError(f"top must be a positive integer, got {top!r}")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not np.isfinite(threshold)):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-    return {"top": top, "threshold": None if threshold is None else float(threshold), "order": order}
+__all__ = ["ScreeningWorkChain", "select_candidates", "build_handoff_inputs", "launch_screening"]
 
 
 @calcfunction
@@ -72,13 +50,10 @@ def select_candidates(predictions: orm.ArrayData, selection: orm.Dict):
 
     ``selection``: ``{'top': N, 'threshold': value, 'order': 'lowest' | 'highest'}``;
     ``threshold`` keeps predictions at most (``lowest``) or at least (``highest``) the
-    value, ``top`` keeps the first N of those. Exit codes: 310 bad selection, 311 nothing
-    selected.
+    value, ``top`` keeps the first N of those (validated at the port). Exit codes: 312
+    nothing selected.
     """
-    try:
-        sel = resolve_selection(selection.get_dict())
-    except ValueError as exc:
-        return ExitCode(310, f"invalid selection: {exc}")
+    sel = parse_selection(selection.get_dict()).normalised()
     ids = predictions.get_array("ids").tolist()
     y = predictions.get_array("y_pred")
     order = np.argsort(y, kind="stable") if sel["order"] == "lowest" else np.argsort(-y, kind="stable")
@@ -88,8 +63,13 @@ def select_candidates(predictions: orm.ArrayData, selection: orm.Dict):
     if sel["top"] is not None:
         order = order[: sel["top"]]
     if len(order) == 0:
-        return ExitCode(311, f"no candidate passes the selection {sel} (predictions range {y.min():.4g} .. {y.max():.4g})")
+        return EXIT.ERROR_NOTHING_SELECTED.format(
+            message=f"no candidate passes the selection {sel} (predictions range {y.min():.4g} .. {y.max():.4g})"
+        )
     return {"ids": orm.List([ids[i] for i in order])}
+
+
+validate_inputs(select_candidates, selection=check_selection)
 
 
 def _port(namespace: Any, dotted: str) -> Any:
@@ -165,6 +145,32 @@ def _nest(inputs: dict[str, Any], dotted: str, value: Any) -> None:
     inputs[parts[-1]] = value
 
 
+def validate_screening_inputs(inputs: Any, _ctx: Any = None) -> str | None:
+    """The hand-off: an installed workflow whose ports take the inputs template."""
+    from aiida.plugins import WorkflowFactory
+
+    handoff = inputs.get("handoff", {}) or {}
+    if any(k in handoff for k in ("inputs", "structure_input")) and "workflow" not in handoff:
+        return "handoff inputs were given without handoff.workflow"
+    if "workflow" not in handoff:
+        return None
+    name = handoff["workflow"].value
+    try:
+        process_class = WorkflowFactory(name)
+    except Exception as exc:  # noqa: BLE001 - MissingEntryPointError, ImportError...
+        from aiida.plugins.entry_point import get_entry_point_names
+
+        known = ", ".join(sorted(get_entry_point_names("aiida.workflows")))
+        return f"{name!r} is not an installed workflow entry point ({type(exc).__name__}); installed: {known}"
+    port = handoff["structure_input"].value if "structure_input" in handoff else "structure"
+    template = handoff["inputs"].get_dict() if "inputs" in handoff else {}
+    try:
+        build_handoff_inputs(process_class, template, port)
+    except ValueError as exc:
+        return f"invalid hand-off inputs: {exc}"
+    return None
+
+
 class ScreeningWorkChain(WorkChain):
     """Predict candidates, select the best, put them in a group and hand them on."""
 
@@ -185,6 +191,7 @@ class ScreeningWorkChain(WorkChain):
             "selection",
             valid_type=orm.Dict,
             default=lambda: orm.Dict({"top": 10, "order": "lowest"}),
+            validator=check_selection,
             help="{'top': N, 'threshold': value, 'order': 'lowest' | 'highest'}.",
         )
         spec.input("group_label", valid_type=orm.Str, required=False, help="Add the selected structures to this group (created if needed).")
@@ -210,14 +217,12 @@ class ScreeningWorkChain(WorkChain):
         spec.output_namespace("structures", valid_type=orm.StructureData, dynamic=True, help="The selected structures.")
         spec.output_namespace("handoff", dynamic=True, help="Outputs of the launched WorkChains, by structure.")
 
-        spec.exit_code(310, "ERROR_INVALID_SELECTION", message="invalid selection: {message}")
-        spec.exit_code(311, "ERROR_NOTHING_SELECTED", message="{message}")
-        spec.exit_code(320, "ERROR_INCOMPATIBLE_INPUTS", message="incompatible inputs: {message}")
-        spec.exit_code(330, "ERROR_UNKNOWN_WORKFLOW", message="unknown hand-off workflow: {message}")
-        spec.exit_code(331, "ERROR_INVALID_HANDOFF_INPUTS", message="invalid hand-off inputs: {message}")
-        spec.exit_code(402, "ERROR_PREDICTION_FAILED", message="the prediction failed: {message}")
-        spec.exit_code(403, "ERROR_EXTRACTION_FAILED", message="extracting the structures failed: {message}")
-        spec.exit_code(410, "ERROR_HANDOFF_FAILED", message="every hand-off WorkChain failed: {message}")
+        spec.inputs.validator = validate_screening_inputs
+        add_exit_codes(
+            spec, "ERROR_NOTHING_SELECTED", "ERROR_INCOMPATIBLE_INPUTS", "ERROR_UNKNOWN_WORKFLOW",
+            "ERROR_INVALID_HANDOFF_INPUTS", "ERROR_PREDICTION_STEP_FAILED", "ERROR_EXTRACTION_FAILED",
+            "ERROR_HANDOFF_FAILED",
+        )
 
     def has_handoff(self) -> bool:
         return "handoff" in self.inputs and "workflow" in self.inputs.handoff
@@ -226,10 +231,7 @@ class ScreeningWorkChain(WorkChain):
         """Check the selection, the model against the candidates' values and the hand-off."""
         from aiida.plugins import WorkflowFactory
 
-        try:
-            self.ctx.selection = resolve_selection(self.inputs.selection.get_dict())
-        except ValueError as exc:
-            return self.exit_codes.ERROR_INVALID_SELECTION.format(message=str(exc))
+        self.ctx.selection = parse_selection(self.inputs.selection.get_dict()).normalised()
         model = self.inputs.model
         if "candidate_values" in self.inputs:
             reason = model.incompatibility(self.inputs.candidate_values)
@@ -243,26 +245,10 @@ class ScreeningWorkChain(WorkChain):
             reason = model.check_reference(self.ctx.reference)
             if reason:
                 return self.exit_codes.ERROR_INCOMPATIBLE_INPUTS.format(message=reason)
-        if "handoff" in self.inputs and any(k in self.inputs.handoff for k in ("inputs", "structure_input")) and not self.has_handoff():
-            return self.exit_codes.ERROR_UNKNOWN_WORKFLOW.format(message="handoff inputs were given without handoff.workflow")
-        if self.has_handoff():
-            name = self.inputs.handoff.workflow.value
-            try:
-                self.ctx.handoff_class = WorkflowFactory(name)
-            except Exception as exc:  # noqa: BLE001 - MissingEntryPointError, ImportError...
-                from aiida.plugins.entry_point import get_entry_point_names
-
-                known = ", ".join(sorted(get_entry_point_names("aiida.workflows")))
-                return self.exit_codes.ERROR_UNKNOWN_WORKFLOW.format(
-                    message=f"{name!r} is not an installed workflow entry point ({type(exc).__name__}); installed: {known}"
-                )
-            port = self.inputs.handoff.structure_input.value if "structure_input" in self.inputs.handoff else "structure"
-            self.ctx.structure_input = port
-            template = self.inputs.handoff.inputs.get_dict() if "inputs" in self.inputs.handoff else {}
-            try:
-                build_handoff_inputs(self.ctx.handoff_class, template, port)
-            except ValueError as exc:
-                return self.exit_codes.ERROR_INVALID_HANDOFF_INPUTS.format(message=str(exc))
+        if self.has_handoff():  # checked at the ports (validate_screening_inputs)
+            self.ctx.handoff_class = WorkflowFactory(self.inputs.handoff.workflow.value)
+            handoff = self.inputs.handoff
+            self.ctx.structure_input = handoff.structure_input.value if "structure_input" in handoff else "structure"
         return None
 
     def _candidate_values(self) -> dict[str, Any]:
@@ -290,7 +276,7 @@ class ScreeningWorkChain(WorkChain):
         if not node.is_finished_ok:
             if node.exit_status == 320:
                 return self.exit_codes.ERROR_INCOMPATIBLE_INPUTS.format(message=node.exit_message)
-            return self.exit_codes.ERROR_PREDICTION_FAILED.format(message=f"[{node.exit_status}] {node.exit_message}")
+            return self.exit_codes.ERROR_PREDICTION_STEP_FAILED.format(message=describe_failure(node))
         self.ctx.predictions = results["predictions"]
         self.out("predictions", results["predictions"])
         return None
@@ -303,7 +289,7 @@ class ScreeningWorkChain(WorkChain):
             predictions=self.ctx.predictions, selection=self.inputs.selection, metadata={"call_link_label": "select"}
         )
         if not node.is_finished_ok:
-            code = self.exit_codes.ERROR_NOTHING_SELECTED if node.exit_status == 311 else self.exit_codes.ERROR_INVALID_SELECTION
+            code = self.exit_codes.ERROR_NOTHING_SELECTED
             return code.format(message=node.exit_message)
         ids = results["ids"]
         self.out("selected_ids", ids)
@@ -311,7 +297,7 @@ class ScreeningWorkChain(WorkChain):
             dataset=self.inputs.candidates, ids=ids, metadata={"call_link_label": "extract_structures"}
         )
         if not enode.is_finished_ok:
-            return self.exit_codes.ERROR_EXTRACTION_FAILED.format(message=f"[{enode.exit_status}] {enode.exit_message}")
+            return self.exit_codes.ERROR_EXTRACTION_FAILED.format(message=describe_failure(enode))
         structures = dict(extracted["structures"])
         values = dict(zip(self.ctx.predictions.get_array("ids").tolist(), self.ctx.predictions.get_array("y_pred").tolist()))
         unit = self.inputs.model.target.get("unit", "")
@@ -346,7 +332,7 @@ class ScreeningWorkChain(WorkChain):
         for label in self.ctx.handoff_labels:
             child = self.ctx[f"handoff_{label}"]
             if not child.is_finished_ok:
-                failed.append(f"{label}: {child.process_label} <{child.pk}> [{child.exit_status}] {child.exit_message}")
+                failed.append(f"{label}: {describe_failure(child)}")
                 continue
             for link in child.base.links.get_outgoing(link_type=(LinkType.RETURN,)).all():
                 self.out(f"handoff.{label}.{link.link_label}", link.node)

@@ -39,19 +39,20 @@ metrics in one ``Dict`` and, if asked, runs a
 
 from __future__ import annotations
 
-import difflib
-import os
 import pathlib
-import re
 from typing import Any, Mapping
 
 from aiida import orm
-from aiida.engine import ExitCode, ToContext, WorkChain, calcfunction, if_
+from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from ..data import CrystalDatasetData, InvariantsData
 from ..data._arrays import jsonable
-from ..data.model import ModelSpecError, resolve_model_descriptor, resolve_model_spec
-from .screening import ScreeningWorkChain, resolve_selection
+from ..exit_codes import EXIT, add_exit_codes, describe_failure
+from ..specs import SpecError
+from ..specs.study import SOURCE_KINDS as _SOURCE_KINDS
+from ..specs.study import StudySpec, parse_study
+from .screening import ScreeningWorkChain
+from .study_report import metrics_table, write_report
 from .training import TrainingWorkChain, find_features, find_invariants
 
 __all__ = [
@@ -70,281 +71,51 @@ __all__ = [
 ]
 
 #: Top-level keys of a study file.
-STUDY_KEYS = ("name", "description", "source", "target", "descriptors", "models", "split", "screening")
-#: Kinds of source, one key each.
-SOURCE_KINDS = ("file", "group", "materials_project", "synthetic", "dataset")
-#: Options of a file source (passed to ``import_dataset``).
-FILE_OPTIONS = ("format", "id_column", "cif_column", "target_columns", "units", "on_error", "structure_key")
-SCREENING_KEYS = ("candidates", "model", "top", "threshold", "order", "group", "handoff")
-HANDOFF_KEYS = ("workflow", "inputs", "structure_input")
+STUDY_KEYS = tuple(StudySpec.model_fields)
+SOURCE_KINDS = _SOURCE_KINDS
 
 
-class StudyError(ValueError):
+class StudyError(SpecError):
     """A study file that cannot be run; the message names the file, the key and the fix."""
 
 
-# ------------------------------------------------------------------------------- validation
+def _check_environment(study: dict[str, Any], where: str) -> None:
+    """What the pure spec cannot know: files exist, the hand-off entry point loads and
+    takes the inputs template."""
+    for role, source in study["sources"].items():
+        if source["kind"] == "file" and not pathlib.Path(source["path"]).exists():
+            raise StudyError(f"{where}: the {role} file {source['path']} does not exist (relative paths are relative "
+                             "to the study file)")
+    handoff = (study.get("screening") or {}).get("handoff")
+    if handoff:
+        from aiida.plugins import WorkflowFactory
 
+        from .screening import build_handoff_inputs
 
-def _unknown(keys: Any, allowed: tuple[str, ...], where: str) -> None:
-    unknown = [k for k in keys if k not in allowed]
-    if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise StudyError(f"{where}: unknown key(s) {', '.join(hints)}; allowed: {', '.join(allowed)}")
-
-
-def _label(text: str) -> str:
-    label = re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_").lower() or "x"
-    return f"x{label}" if label[0].isdigit() else label
-
-
-def _unique(label: str, taken: set[str]) -> str:
-    out, n = label, 2
-    while out in taken:
-        out = f"{label}_{n}"
-        n += 1
-    taken.add(out)
-    return out
-
-
-def _tabular(path: pathlib.Path, options: Mapping[str, Any]) -> bool:
-    """True for a CSV or JSON file (which have target columns), False for CIF files and folders."""
-    from ..sources import SourceError, detect_format
-
-    if path.is_dir():
-        return False
-    fmt = options.get("format")
-    if fmt is None:
         try:
-            fmt = detect_format(path.name)
-        except SourceError:
-            return False
-    return str(fmt).lower() in ("csv", "json")
-
-
-def _source(raw: Any, where: str, base: pathlib.Path, target: str | None, check_files: bool) -> dict[str, Any]:
-    """A normalised source ``{'kind': ..., ...}``."""
-    if isinstance(raw, str):
-        raw = {"file": raw}
-    if not isinstance(raw, Mapping):
-        raise StudyError(f"{where} must be a mapping with one of {', '.join(SOURCE_KINDS)}, got {raw!r}")
-    raw = dict(raw)
-    kinds = [k for k in SOURCE_KINDS if k in raw]
-    if len(kinds) != 1:
-        raise StudyError(
-            f"{where} needs exactly one of {', '.join(SOURCE_KINDS)}"
-            + (f"; it has {', '.join(kinds)}" if kinds else f"; it has {', '.join(map(str, raw)) or 'nothing'}")
-        )
-    kind = kinds[0]
-    value = raw.pop(kind)
-    if kind == "file":
-        _unknown(raw, FILE_OPTIONS, where)
-        path = pathlib.Path(os.path.expanduser(os.path.expandvars(str(value))))
-        if not path.is_absolute():
-            path = (base / path).resolve()
-        if check_files and not path.exists():
-            raise StudyError(f"{where}.file: {path} does not exist (relative paths are relative to the study file)")
-        options = dict(raw)
-        if _tabular(path, options) and "target_columns" not in options:
-            options["target_columns"] = [target] if target is not None else []
-        if "on_error" in options and options["on_error"] not in ("fail", "skip"):
-            raise StudyError(f"{where}.on_error must be 'fail' or 'skip', got {options['on_error']!r}")
-        return {"kind": "file", "path": str(path), "options": jsonable(options)}
-    if kind == "group":
-        _unknown(raw, ("on_error",), where)
-        return {"kind": "group", "label": str(value), "options": jsonable(raw)}
-    if kind == "materials_project":
-        if not isinstance(value, Mapping) or not isinstance(value.get("query"), Mapping) or not value["query"]:
-            raise StudyError(f"{where}.materials_project needs a non-empty 'query' mapping (mp-api summary search arguments)")
-        value = dict(value)
-        _unknown(value, ("query", "properties", "units", "on_error"), f"{where}.materials_project")
-        if any(str(k).lower() in {"api_key", "key", "token"} for k in value["query"]):
-            raise StudyError(f"{where}: never put an API key in a study file; set MP_API_KEY in the environment")
-        options = {k: value[k] for k in ("properties", "units", "on_error") if k in value}
-        if target is not None and "properties" not in options:
-            options["properties"] = [target]
-        return {"kind": "materials_project", "query": jsonable(dict(value["query"])), "options": jsonable(options)}
-    if kind == "synthetic":
-        value = {} if value is None else dict(value)
-        _unknown(value, ("generator", "n", "seed", "duplicate_fraction", "max_atoms"), f"{where}.synthetic")
-        value.setdefault("generator", "ewald_landscape")
-        if value["generator"] != "ewald_landscape":
-            raise StudyError(f"{where}.synthetic.generator: unknown generator {value['generator']!r}; use ewald_landscape")
-        return {"kind": "synthetic", "parameters": jsonable(value)}
-    _unknown(raw, (), where)
-    return {"kind": "dataset", "identifier": str(value)}
+            process_class = WorkflowFactory(handoff["workflow"])
+        except Exception as exc:  # noqa: BLE001 - MissingEntryPointError, ImportError ...
+            raise StudyError(f"{where}.screening.handoff.workflow: {handoff['workflow']!r} is not an installed workflow "
+                             f"entry point ({type(exc).__name__})") from None
+        try:
+            build_handoff_inputs(process_class, dict(handoff.get("inputs") or {}), handoff.get("structure_input", "structure"))
+        except ValueError as exc:
+            raise StudyError(f"{where}.screening.handoff: {exc}") from None
 
 
 def validate_study(raw: Any, base: str | pathlib.Path = ".", where: str = "study", check_files: bool = True) -> dict[str, Any]:
-    """Validate and normalise a study (the parsed YAML); see the module docstring.
-
-    Args:
-        raw: the parsed YAML mapping.
-        base: folder that relative file paths are relative to.
-        where: name used in messages (the file name).
-        check_files: check that files exist and entry points load.
+    """The normalised plan of a study (the parsed YAML); see :class:`aiida_crystinv.specs.study.StudySpec`.
 
     Raises:
-        StudyError: the first problem, naming the key.
+        StudyError: the first problems, each naming its key.
     """
-    base = pathlib.Path(base)
-    if not isinstance(raw, Mapping):
-        raise StudyError(f"{where}: a study is a YAML mapping with keys {', '.join(STUDY_KEYS)}")
-    raw = dict(raw)
-    _unknown(raw, STUDY_KEYS, where)
-    for key in ("source", "target", "descriptors", "models"):
-        if raw.get(key) in (None, "", [], {}):
-            raise StudyError(f"{where}: '{key}' is missing" + (" (the name of the property to learn, e.g. energy_per_atom)" if key == "target" else ""))
-    target = raw["target"]
-    if isinstance(target, str):
-        target = {"name": target}
-    if not isinstance(target, Mapping) or not isinstance(target.get("name"), str) or not target["name"]:
-        raise StudyError(f"{where}.target: give the target's name, e.g. 'target: energy_per_atom' or {{name: ..., transform: log10}}")
-    target = dict(target)
-    _unknown(target, ("name", "transform"), f"{where}.target")
-    if target.get("transform") not in (None, "log10"):
-        raise StudyError(f"{where}.target.transform: use log10 (or leave it out), got {target['transform']!r}")
-
-    def items(key: str) -> list[dict[str, Any]]:
-        value = raw[key]
-        if isinstance(value, (str, Mapping)):
-            value = [value]
-        if not isinstance(value, list):
-            raise StudyError(f"{where}.{key} must be a list")
-        out = []
-        for i, item in enumerate(value):
-            if isinstance(item, str):
-                item = {"name": item}
-            if not isinstance(item, Mapping) or "name" not in item:
-                raise StudyError(f"{where}.{key}[{i}] must be a name or a mapping with a 'name', got {item!r}")
-            out.append(dict(item))
-        return out
-
-    descriptors, taken = [], set()
-    for i, item in enumerate(items("descriptors")):
-        label = item.pop("label", None)
-        try:
-            spec = resolve_model_descriptor(item)
-        except ModelSpecError as exc:
-            raise StudyError(f"{where}.descriptors[{i}]: {exc}") from None
-        descriptors.append({"label": _unique(_label(label or spec["name"]), taken), "spec": spec})
-    models, taken = [], set()
-    for i, item in enumerate(items("models")):
-        label = item.pop("label", None)
-        only = item.pop("descriptors", None)
-        if only is not None:
-            only = [only] if isinstance(only, str) else list(only)
-            known = [d["label"] for d in descriptors]
-            wrong = [o for o in only if _label(o) not in known]
-            if wrong:
-                raise StudyError(f"{where}.models[{i}].descriptors: no descriptor labelled {wrong}; the labels are {known}")
-            only = [_label(o) for o in only]
-        if target.get("transform") and item.get("name") in ("knn", "krr"):
-            item.setdefault("target_transform", target["transform"])
-        try:
-            resolve_model_spec(item)
-        except ModelSpecError as exc:
-            raise StudyError(f"{where}.models[{i}]: {exc}") from None
-        models.append({"label": _unique(_label(label or item["name"]), taken), "spec": jsonable(item), "descriptors": only})
-    pairs, skipped = [], []
-    for d in descriptors:
-        for m in models:
-            if m["descriptors"] is not None and d["label"] not in m["descriptors"]:
-                continue
-            try:
-                resolve_model_spec(m["spec"], d["spec"])
-            except ModelSpecError as exc:
-                skipped.append({"descriptor": d["label"], "model": m["label"], "reason": str(exc)})
-                continue
-            pairs.append({"label": f"{m['label']}_on_{d['label']}", "descriptor": d["label"], "model": m["label"]})
-    if not pairs:
-        reasons = "; ".join(f"{s['model']} on {s['descriptor']}: {s['reason']}" for s in skipped)
-        raise StudyError(f"{where}: no model can be trained on any descriptor ({reasons})")
-
-    sources = {"train": _source(raw["source"], f"{where}.source", base, target["name"], check_files)}
-    split = raw.get("split") or {"kind": "kfold"}
-    if not isinstance(split, Mapping):
-        raise StudyError(f"{where}.split must be a mapping such as {{kind: kfold, n_splits: 5, seed: 0}}")
-    split = dict(split)
-    if split.get("kind") == "test":
-        _unknown(split, ("kind", "source"), f"{where}.split")
-        if "source" not in split:
-            raise StudyError(f"{where}.split: a test split needs a 'source' (the test set), e.g. {{file: my_structures.cif}}")
-        sources["test"] = _source(split["source"], f"{where}.split.source", base, target["name"], check_files)
-        split = {"kind": "test"}
-    else:
-        from ..calculations.learning import resolve_split
-
-        try:
-            split = resolve_split(split)
-        except ValueError as exc:
-            raise StudyError(f"{where}.split: {exc} (or kind: test with a source)") from None
-
-    screening = None
-    if raw.get("screening"):
-        sc = raw["screening"]
-        if not isinstance(sc, Mapping):
-            raise StudyError(f"{where}.screening must be a mapping")
-        sc = dict(sc)
-        _unknown(sc, SCREENING_KEYS, f"{where}.screening")
-        if "candidates" not in sc:
-            raise StudyError(f"{where}.screening: 'candidates' (a source of candidate structures) is missing")
-        sources["candidates"] = _source(sc["candidates"], f"{where}.screening.candidates", base, None, check_files)
-        try:
-            selection = resolve_selection({k: sc[k] for k in ("top", "threshold", "order") if k in sc} or {"top": 10})
-        except ValueError as exc:
-            raise StudyError(f"{where}.screening: {exc}") from None
-        choice = sc.get("model", "best")
-        if choice != "best":
-            if not isinstance(choice, Mapping) or set(choice) != {"descriptor", "model"}:
-                raise StudyError(f"{where}.screening.model: 'best' or {{descriptor: LABEL, model: LABEL}}, got {choice!r}")
-            label = f"{_label(choice['model'])}_on_{_label(choice['descriptor'])}"
-            if label not in [p["label"] for p in pairs]:
-                raise StudyError(
-                    f"{where}.screening.model: no trained pair {label!r}; the pairs are {', '.join(p['label'] for p in pairs)}"
-                )
-            choice = label
-        handoff = None
-        if sc.get("handoff"):
-            handoff = dict(sc["handoff"]) if isinstance(sc["handoff"], Mapping) else {"workflow": sc["handoff"]}
-            _unknown(handoff, HANDOFF_KEYS, f"{where}.screening.handoff")
-            if not handoff.get("workflow"):
-                raise StudyError(f"{where}.screening.handoff: 'workflow' (an entry point such as crystinv.ewald_energy) is missing")
-            if check_files:
-                from aiida.plugins import WorkflowFactory
-
-                try:
-                    process_class = WorkflowFactory(handoff["workflow"])
-                except Exception as exc:  # noqa: BLE001
-                    raise StudyError(
-                        f"{where}.screening.handoff.workflow: {handoff['workflow']!r} is not an installed workflow entry point ({exc})"
-                    ) from None
-                from .screening import build_handoff_inputs
-
-                try:
-                    build_handoff_inputs(process_class, dict(handoff.get("inputs") or {}), handoff.get("structure_input", "structure"))
-                except ValueError as exc:
-                    raise StudyError(f"{where}.screening.handoff: {exc}") from None
-            handoff = jsonable(handoff)
-        screening = {"selection": selection, "model": choice, "group": sc.get("group"), "handoff": handoff}
-
-    return jsonable(
-        {
-            "name": str(raw.get("name") or "study"),
-            "description": str(raw.get("description") or ""),
-            "target": {"name": target["name"], "transform": target.get("transform")},
-            "sources": sources,
-            "descriptors": descriptors,
-            "models": models,
-            "pairs": pairs,
-            "skipped": skipped,
-            "split": split,
-            "screening": screening,
-        }
-    )
+    try:
+        study = parse_study(raw, where, base=base).plan()
+    except SpecError as exc:
+        raise StudyError(str(exc)) from None
+    if check_files:
+        _check_environment(study, where)
+    return study
 
 
 def load_study(path: str | pathlib.Path) -> dict[str, Any]:
@@ -404,10 +175,10 @@ def run_study(path: str | pathlib.Path, submit: bool = False):
 
     from .._runner import run_get_node_promptly
 
-    inputs = build_study_inputs(load_study(path))
+    builder = StudyWorkChain.get_builder_from_study(path)
     if submit:
-        return {}, submit_process(StudyWorkChain, **inputs)
-    return run_get_node_promptly(StudyWorkChain, **inputs)
+        return {}, submit_process(builder)
+    return run_get_node_promptly(builder)
 
 
 # ------------------------------------------------------------------------------- summary
@@ -433,7 +204,7 @@ def summarize_study(study: orm.Dict, **metrics: orm.Dict):
         )
     rows.sort(key=lambda r: (r["mae"] is None, r["mae"]))
     if not rows:
-        return ExitCode(300, "no metrics to summarise")
+        return EXIT.ERROR_MISSING_INPUT.format(message="no metrics to summarise")
     split = info["split"]
     evaluation = {
         "kfold": f"{split.get('n_splits')}-fold cross-validation (seed {split.get('seed')})",
@@ -496,16 +267,51 @@ def find_imported_dataset(source: Mapping[str, Any], file: Any = None) -> Crysta
 # ------------------------------------------------------------------------------- workchain
 
 
+def validate_study_inputs(inputs: Any, _ctx: Any = None) -> str | None:
+    """The study plan is complete, and every file or dataset source has its node."""
+    if "study" not in inputs:
+        return None
+    study = inputs["study"].get_dict()
+    missing = [k for k in ("target", "sources", "descriptors", "models", "pairs", "split") if k not in study]
+    if missing or "train" not in study.get("sources", {}):
+        return f"the study lacks {', '.join(missing) or 'a train source'}: build it with load_study() / StudySpec.plan()"
+    files, datasets = inputs.get("files", {}) or {}, inputs.get("datasets", {}) or {}
+    for role, source in study["sources"].items():
+        if role in datasets:
+            continue
+        if source["kind"] == "file" and role not in files:
+            return f"the {role} source is a file but files.{role} is not given"
+        if source["kind"] == "dataset":
+            return f"the {role} source is a dataset but datasets.{role} is not given"
+    return None
+
+
 class StudyWorkChain(WorkChain):
     """A whole study: import, descriptors, one TrainingWorkChain per pair, summary, screening."""
 
     _ROLES = ("train", "test", "candidates")
 
     @classmethod
+    def get_builder_from_study(cls, study: str | pathlib.Path | Mapping[str, Any], base: str | pathlib.Path = "."):
+        """A builder filled from a study file (or an already parsed study mapping), in the
+        spirit of ``get_builder_from_protocol``: the study is validated (:class:`StudyError`
+        naming the key), file sources become ``SinglefileData``/``FolderData`` inputs and
+        dataset sources are loaded. Change the builder before launching it if you like.
+        """
+        if isinstance(study, (str, pathlib.Path)):
+            plan = load_study(study)
+        else:
+            plan = validate_study(study, base=base)
+        builder = cls.get_builder()
+        for key, value in build_study_inputs(plan).items():
+            builder[key] = value
+        return builder
+
+    @classmethod
     def define(cls, spec):
         """Inputs, outline, outputs and exit codes."""
         super().define(spec)
-        spec.input("study", valid_type=orm.Dict, help="The validated study (load_study / validate_study).")
+        spec.input("study", valid_type=orm.Dict, help="The study plan (load_study / StudySpec.plan()); validated at the port.")
         spec.input_namespace("files", valid_type=(orm.SinglefileData, orm.FolderData), dynamic=True, required=False,
                              help="File sources by role (train, test, candidates).")
         spec.input_namespace("datasets", valid_type=CrystalDatasetData, dynamic=True, required=False,
@@ -525,40 +331,14 @@ class StudyWorkChain(WorkChain):
         spec.output_namespace("training", dynamic=True, help="Outputs of each TrainingWorkChain, by pair label.")
         spec.expose_outputs(ScreeningWorkChain, namespace="screening", namespace_options={"required": False})
 
-        spec.exit_code(300, "ERROR_MISSING_TARGET", message="{message}")
-        spec.exit_code(301, "ERROR_SOURCE_FAILED", message="a source could not be imported: {message}")
-        spec.exit_code(310, "ERROR_INVALID_STUDY", message="invalid study: {message}")
-        spec.exit_code(401, "ERROR_DESCRIPTOR_FAILED", message="a descriptor could not be computed: {message}")
-        spec.exit_code(402, "ERROR_TRAINING_FAILED", message="every training failed: {message}")
-        spec.exit_code(403, "ERROR_SCREENING_FAILED", message="the screening failed: {message}")
+        spec.inputs.validator = validate_study_inputs
+        add_exit_codes(spec, "ERROR_MISSING_TARGET", "ERROR_IMPORT_FAILED", "ERROR_INVARIANTS_FAILED",
+                       "ERROR_TRAINING_FAILED", "ERROR_SCREENING_FAILED", "ERROR_SUMMARY_FAILED")
 
     # ------------------------------------------------------------------ steps
     def setup(self):
-        """Re-validate the study and check that every source has its node."""
-        study = self.inputs.study.get_dict()
-        missing = [k for k in ("target", "sources", "descriptors", "models", "pairs", "split") if k not in study]
-        if missing or "train" not in study.get("sources", {}):
-            return self.exit_codes.ERROR_INVALID_STUDY.format(
-                message=f"the study dict lacks {', '.join(missing) or 'a train source'}: build it with load_study() / validate_study()"
-            )
-        descriptors = {d["label"]: d["spec"] for d in study["descriptors"]}
-        models = {m["label"]: m["spec"] for m in study["models"]}
-        for pair in study["pairs"]:
-            try:
-                resolve_model_spec(models[pair["model"]], resolve_model_descriptor(descriptors[pair["descriptor"]]))
-            except (KeyError, ModelSpecError) as exc:
-                return self.exit_codes.ERROR_INVALID_STUDY.format(message=f"pair {pair.get('label')}: {exc}")
-        self.ctx.study = study
-        files = self.inputs.get("files", {})
-        datasets = self.inputs.get("datasets", {})
-        for role, source in study["sources"].items():
-            if role in datasets:
-                continue
-            if source["kind"] == "file" and role not in files:
-                return self.exit_codes.ERROR_INVALID_STUDY.format(message=f"the {role} source is a file but files.{role} is not given")
-            if source["kind"] == "dataset":
-                return self.exit_codes.ERROR_INVALID_STUDY.format(message=f"the {role} source is a dataset but datasets.{role} is not given")
-        return None
+        """The study was validated at the ports (:func:`validate_study_inputs`)."""
+        self.ctx.study = self.inputs.study.get_dict()
 
     def import_sources(self):
         """Import every source into one dataset node (calcfunctions) and check the target."""
@@ -588,7 +368,7 @@ class StudyWorkChain(WorkChain):
             else:
                 results, node = synthetic_dataset.run_get_node(parameters=orm.Dict(source["parameters"]), metadata=meta)
             if not node.is_finished_ok:
-                return self.exit_codes.ERROR_SOURCE_FAILED.format(message=f"{role} ({kind}): [{node.exit_status}] {node.exit_message}")
+                return self.exit_codes.ERROR_IMPORT_FAILED.format(message=f"{role} ({kind}): {describe_failure(node)}")
             datasets[role] = results["dataset"]
             self.report(f"{role} source ({kind}): dataset <{datasets[role].pk}> with {len(datasets[role])} records")
         target = study["target"]["name"]
@@ -629,7 +409,7 @@ class StudyWorkChain(WorkChain):
                         metadata={"call_link_label": f"features_{key}"},
                     )
                     if not node.is_finished_ok:
-                        return self.exit_codes.ERROR_DESCRIPTOR_FAILED.format(message=f"{key}: [{node.exit_status}] {node.exit_message}")
+                        return self.exit_codes.ERROR_INVARIANTS_FAILED.format(message=f"{key}: {describe_failure(node)}")
                     self.ctx.descriptor_values[key] = results["features"]
                 else:
                     future = self.submit(
@@ -649,8 +429,8 @@ class StudyWorkChain(WorkChain):
                 continue
             proc = self.ctx[f"invariants_{key}"]
             if not proc.is_finished_ok:
-                return self.exit_codes.ERROR_DESCRIPTOR_FAILED.format(
-                    message=f"{key}: InvariantsWorkChain <{proc.pk}> [{proc.exit_status}] {proc.exit_message}"
+                return self.exit_codes.ERROR_INVARIANTS_FAILED.format(
+                    message=f"{key}: {describe_failure(proc)}"
                 )
             self.ctx.descriptor_values[key] = proc.outputs.invariants
         return None
@@ -693,7 +473,7 @@ class StudyWorkChain(WorkChain):
             label = pair["label"]
             child = self.ctx[f"training_{label}"]
             if not child.is_finished_ok:
-                failed.append(f"{label}: <{child.pk}> [{child.exit_status}] {child.exit_message}")
+                failed.append(f"{label}: {describe_failure(child)}")
                 continue
             self.ctx.trained[label] = child
             for link in child.base.links.get_outgoing(link_type=_return_link()).all():
@@ -709,7 +489,7 @@ class StudyWorkChain(WorkChain):
         metrics = {label: child.outputs.metrics for label, child in self.ctx.trained.items()}
         results, node = summarize_study.run_get_node(study=self.inputs.study, **metrics, metadata={"call_link_label": "summarize"})
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(message=node.exit_message)
+            return self.exit_codes.ERROR_SUMMARY_FAILED.format(message=describe_failure(node))
         summary = results["summary"]
         self.out("summary", summary)
         best = summary["rows"][0]
@@ -753,7 +533,7 @@ class StudyWorkChain(WorkChain):
         child = self.ctx.screening
         self.out_many(self.exposed_outputs(child, ScreeningWorkChain, namespace="screening"))
         if not child.is_finished_ok:
-            return self.exit_codes.ERROR_SCREENING_FAILED.format(message=f"<{child.pk}> [{child.exit_status}] {child.exit_message}")
+            return self.exit_codes.ERROR_SCREENING_FAILED.format(message=describe_failure(child))
         return None
 
 
@@ -763,120 +543,3 @@ def _return_link():
     return (LinkType.RETURN,)
 
 
-# ------------------------------------------------------------------------------- report
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def metrics_table(summary: Mapping[str, Any], markdown: bool = False) -> str:
-    """The metrics table of a study summary (plain text, or a Markdown table)."""
-    unit = summary.get("unit") or ""
-    headers = ["model", "descriptor", f"MAE ({unit})", f"median AE ({unit})", f"RMSE ({unit})", "R2", "n",
-               f"median-predictor MAE ({unit})"]
-    rows = [
-        [r["model"], r["descriptor"], _fmt(r["mae"]), _fmt(r["median_ae"]), _fmt(r["rmse"]), _fmt(r["r2"], 3), _fmt(r["n"]),
-         _fmt(r["baseline_mae"])]
-        for r in summary["rows"]
-    ]
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    from tabulate import tabulate
-
-    return tabulate(rows, headers=headers, disable_numparse=True)
-
-
-def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = None) -> pathlib.Path:
-    """Write ``report.md``, the parity plots (``parity_<pair>.png``) and the node table of
-    a finished StudyWorkChain into ``directory`` (default ``./crystinv-study-<pk>``).
-
-    Returns:
-        The path of ``report.md``.
-
-    Raises:
-        ValueError: the node is not a finished StudyWorkChain with a summary.
-    """
-    outputs = node.outputs
-    if "summary" not in outputs:
-        state = "finished" if node.is_finished else "not finished"
-        raise ValueError(
-            f"process <{node.pk}> has no study summary ({state}, exit status {node.exit_status}: {node.exit_message}); "
-            f"see `verdi process report {node.pk}`"
-        )
-    directory = pathlib.Path(directory or f"crystinv-study-{node.pk}")
-    directory.mkdir(parents=True, exist_ok=True)
-    summary = outputs.summary.get_dict()
-    study = node.inputs.study.get_dict()
-    lines = [f"# Study: {summary['name']}", ""]
-    if study.get("description"):
-        lines += [study["description"], ""]
-    lines += [
-        f"- study file: `{study.get('file', '-')}`",
-        f"- StudyWorkChain: pk {node.pk}, uuid `{node.uuid}` (`verdi process show {node.pk}`, "
-        f"`verdi node graph generate --process-out --process-in {node.pk}`)",
-        f"- target: `{summary['target']}` ({summary['unit'] or 'no unit'})"
-        + (f", models fitted on log10 of it" if study["target"].get("transform") == "log10" else ""),
-        f"- evaluation: {summary['evaluation']}; the same split for every model",
-    ]
-    datasets = outputs.datasets if "datasets" in outputs else {}
-    for role in ("train", "test", "candidates"):
-        if role in datasets:
-            ds = datasets[role]
-            lines.append(f"- {role} dataset: {len(ds)} records, pk {ds.pk}, uuid `{ds.uuid}`")
-    lines += ["", "## Metrics", "", "Best first. Each row is one model trained on one descriptor; the last column is the "
-              "median of the training targets used as the prediction (the baseline).", "",
-              metrics_table(summary, markdown=True), ""]
-    for s in summary.get("skipped", []):
-        lines.append(f"- not run: {s['model']} on {s['descriptor']} ({s['reason']})")
-    if summary.get("skipped"):
-        lines.append("")
-    lines += ["## Parity plots", ""]
-    training = outputs.training if "training" in outputs else {}
-    node_rows = []
-    for row in summary["rows"]:
-        label = row["label"]
-        if label not in training:
-            continue
-        out = training[label]
-        if "parity_plot" in out:
-            name = f"parity_{label}.png"
-            (directory / name).write_bytes(out["parity_plot"].get_content(mode="rb"))
-            lines += [f"### {row['model']} on {row['descriptor']}", "", f"![{label}]({name})", ""]
-        for key in ("model", "metrics", "predictions", "parity_plot", "invariants", "features", "distances"):
-            if key in out:
-                n = out[key]
-                node_rows.append(f"| {label} | {key} | {type(n).__name__} | {n.pk} | `{n.uuid}` |")
-    lines += ["## Nodes", "", "| pair | role | type | pk | uuid |", "|---|---|---|---|---|", *node_rows, ""]
-    if "screening" in outputs:
-        sc = outputs.screening
-        lines += ["## Screening", ""]
-        if "selected_ids" in sc:
-            preds = sc["predictions"]
-            values = dict(zip(preds.get_array("ids").tolist(), preds.get_array("y_pred").tolist()))
-            structures = {s.label: s for s in sc["structures"].values()} if "structures" in sc else {}
-            handoff = sc["handoff"] if "handoff" in sc else {}
-            by_label = {}
-            for key, s in (sc["structures"].items() if "structures" in sc else []):
-                by_label[s.label] = key
-            lines += [f"Selected {len(sc['selected_ids'])} of {len(values)} candidates (predictions: pk {preds.pk}).", ""]
-            lines += ["| candidate | predicted | StructureData pk | hand-off outputs |", "|---|---|---|---|"]
-            for rid in sc["selected_ids"].get_list():
-                key = by_label.get(rid)
-                ho = handoff.get(key, {}) if key else {}
-                ho_text = ", ".join(
-                    f"{k} = {_fmt(v.value)}" if hasattr(v, "value") and not isinstance(v, orm.Dict) else f"{k} (pk {v.pk})"
-                    for k, v in ho.items()
-                ) or "-"
-                s = structures.get(rid)
-                lines.append(f"| {rid} | {_fmt(values.get(rid))} | {s.pk if s else '-'} | {ho_text} |")
-            lines.append("")
-    path = directory / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path

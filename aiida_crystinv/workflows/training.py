@@ -40,9 +40,12 @@ from ..calculations.learning import (
     cross_validate,
     parity_plot,
     predict,
-    resolve_split,
     train_model,
 )
+from ..calculations.ports import check_descriptor, check_model, check_split, spec_of
+from ..exit_codes import add_exit_codes, describe_failure, relay
+from ..specs import SpecError, parse_descriptor
+from ..specs.learning import parse_split, resolve_pair
 from ..data import CrystalDatasetData, DistancesData, InvariantsData
 from ..data._arrays import jsonable
 from ..data.model import (
@@ -50,8 +53,6 @@ from ..data.model import (
     ModelData,
     ModelSpecError,
     descriptor_incompatibility,
-    resolve_model_descriptor,
-    resolve_model_spec,
     spec_hash,
     values_spec,
 )
@@ -132,6 +133,23 @@ def find_distances(invariants: InvariantsData, metric: dict[str, Any]) -> Distan
 # ------------------------------------------------------------------------------- workchain
 
 
+def validate_training_inputs(inputs: Any, _ctx: Any = None) -> str | None:
+    """The model must fit the descriptor (kNN needs invariants and a metric that applies to
+    them; vector models need vectors), and given values must be of the descriptor's kind."""
+    if "descriptor" not in inputs or "model" not in inputs:
+        return None
+    try:
+        descriptor = parse_descriptor(spec_of(inputs["descriptor"]))
+        resolve_pair(inputs["model"].get_dict(), descriptor)
+    except SpecError as exc:
+        return str(exc)
+    kind = descriptor.kind
+    for key in ("invariants", "features", "test_invariants", "test_features"):
+        if key in inputs and key.endswith("invariants") != (kind == "invariants"):
+            return f"input {key!r} does not fit a {kind} descriptor ({descriptor.name!r})"
+    return None
+
+
 class TrainingWorkChain(WorkChain):
     """Cross-validate (or test), train and plot one model on one descriptor of a dataset."""
 
@@ -144,18 +162,21 @@ class TrainingWorkChain(WorkChain):
         spec.input(
             "descriptor",
             valid_type=(orm.Dict, orm.Str),
+            validator=check_descriptor,
             help="{'name': 'pdd', 'k': 50} (invariants: amd, pdd, grid, rdf, composition) or "
             "{'name': 'amd+composition', 'kind': 'features', ...}.",
         )
         spec.input(
             "model",
             valid_type=orm.Dict,
+            validator=check_model,
             help="{'name': 'knn' | 'krr' | 'median', ...parameters}; knn takes a 'metric'.",
         )
         spec.input(
             "split",
             valid_type=orm.Dict,
             required=False,
+            validator=check_split,
             help="{'kind': 'kfold', 'n_splits': 5, 'seed': 0} (default) or {'kind': 'holdout', "
             "'test_fraction': 0.2, 'seed': 0}; ignored when a test_dataset is given.",
         )
@@ -192,34 +213,19 @@ class TrainingWorkChain(WorkChain):
         spec.output("features", valid_type=orm.ArrayData, required=False, help="Features of the dataset used.")
         spec.output("distances", valid_type=DistancesData, required=False, help="Pairwise distances used by kNN.")
 
-        spec.exit_code(300, "ERROR_MISSING_TARGET", message="{message}")
-        spec.exit_code(301, "ERROR_INVALID_TARGET", message="invalid target values: {message}")
-        spec.exit_code(302, "ERROR_TOO_FEW_RECORDS", message="too few records: {message}")
-        spec.exit_code(310, "ERROR_INVALID_DESCRIPTOR", message="invalid descriptor: {message}")
-        spec.exit_code(311, "ERROR_INVALID_MODEL", message="invalid model: {message}")
-        spec.exit_code(312, "ERROR_INVALID_SPLIT", message="invalid split: {message}")
-        spec.exit_code(320, "ERROR_INCOMPATIBLE_INPUTS", message="incompatible inputs: {message}")
-        spec.exit_code(401, "ERROR_INVARIANTS_FAILED", message="computing the descriptor failed: {message}")
-        spec.exit_code(402, "ERROR_DISTANCES_FAILED", message="computing the distances failed: {message}")
-        spec.exit_code(403, "ERROR_EVALUATION_FAILED", message="the evaluation failed: {message}")
-        spec.exit_code(404, "ERROR_TRAINING_FAILED", message="training the model failed: {message}")
-        spec.exit_code(405, "ERROR_PLOT_FAILED", message="the parity plot failed: {message}")
+        spec.inputs.validator = validate_training_inputs
+        add_exit_codes(
+            spec, "ERROR_MISSING_TARGET", "ERROR_INVALID_TARGET", "ERROR_TOO_FEW_RECORDS", "ERROR_INVALID_SPEC",
+            "ERROR_INCOMPATIBLE_INPUTS", "ERROR_INVARIANTS_FAILED", "ERROR_DISTANCES_STEP_FAILED",
+            "ERROR_EVALUATION_FAILED", "ERROR_TRAINING_FAILED", "ERROR_PLOT_FAILED",
+        )
 
     # ------------------------------------------------------------------ helpers
     def _child_failed(self, node, fallback: str):
-        """Pass a calcfunction's 3xx exit code on under the same status, else ``fallback``."""
-        for label in ("ERROR_MISSING_TARGET", "ERROR_INVALID_TARGET", "ERROR_TOO_FEW_RECORDS", "ERROR_INVALID_DESCRIPTOR",
-                      "ERROR_INVALID_MODEL", "ERROR_INVALID_SPLIT", "ERROR_INCOMPATIBLE_INPUTS"):
-            code = getattr(self.exit_codes, label)
-            if code.status == node.exit_status:
-                message = node.exit_message or ""
-                prefix = code.message.split("{message}")[0]
-                if prefix and message.startswith(prefix):
-                    message = message[len(prefix):]
-                return code.format(message=message)
-        return getattr(self.exit_codes, fallback).format(
-            message=f"{node.process_label} <{node.pk}> [{node.exit_status}] {node.exit_message}"
-        )
+        """Pass a calcfunction's input-problem code on as it is, else ``fallback``."""
+        return relay(self.exit_codes, node, fallback, passed=(
+            "ERROR_MISSING_TARGET", "ERROR_INVALID_TARGET", "ERROR_TOO_FEW_RECORDS", "ERROR_INVALID_SPEC",
+            "ERROR_INCOMPATIBLE_INPUTS"))
 
     def _values_input(self, test: bool = False) -> dict[str, Any]:
         key = "test_values" if test else "train_values"
@@ -238,19 +244,11 @@ class TrainingWorkChain(WorkChain):
                 return self.exit_codes.ERROR_MISSING_TARGET.format(
                     message=f"the {label} <{ds.pk}> has no target {target!r}; its targets are {ds.target_names or 'none'}"
                 )
-        raw = self.inputs.descriptor
-        try:
-            self.ctx.descriptor = resolve_model_descriptor({"name": raw.value} if isinstance(raw, orm.Str) else raw.get_dict())
-        except ModelSpecError as exc:
-            return self.exit_codes.ERROR_INVALID_DESCRIPTOR.format(message=str(exc))
-        try:
-            self.ctx.model_spec = resolve_model_spec(self.inputs.model.get_dict(), self.ctx.descriptor)
-        except ModelSpecError as exc:
-            return self.exit_codes.ERROR_INVALID_MODEL.format(message=str(exc))
-        try:
-            self.ctx.split = resolve_split(self.inputs.split.get_dict() if "split" in self.inputs else None)
-        except ValueError as exc:
-            return self.exit_codes.ERROR_INVALID_SPLIT.format(message=str(exc))
+        # the specs and their combination were validated at the ports
+        descriptor = parse_descriptor(spec_of(self.inputs.descriptor))
+        self.ctx.descriptor = descriptor.normalised()
+        self.ctx.model_spec = resolve_pair(self.inputs.model.get_dict(), descriptor)
+        self.ctx.split = parse_split(spec_of(self.inputs.get("split"))).as_dict()
         n = len(dataset)
         if "test_dataset" not in self.inputs:
             if self.ctx.split["kind"] == "kfold" and n < self.ctx.split["n_splits"]:
@@ -261,12 +259,7 @@ class TrainingWorkChain(WorkChain):
                 return self.exit_codes.ERROR_TOO_FEW_RECORDS.format(
                     message=f"a hold-out of {self.ctx.split['test_fraction']} of {n} records leaves an empty set"
                 )
-        kind = self.ctx.descriptor["kind"]
         for key in ("invariants", "features", "test_invariants", "test_features"):
-            if key in self.inputs and (key.endswith("invariants")) != (kind == "invariants"):
-                return self.exit_codes.ERROR_INCOMPATIBLE_INPUTS.format(
-                    message=f"input {key!r} does not fit a {kind} descriptor ({self.ctx.descriptor['name']!r})"
-                )
             if key in self.inputs:
                 try:
                     reason = descriptor_incompatibility(self.ctx.descriptor, values_spec(self.inputs[key]))
@@ -338,7 +331,7 @@ class TrainingWorkChain(WorkChain):
                 continue
             if not proc.is_finished_ok:
                 return self.exit_codes.ERROR_INVARIANTS_FAILED.format(
-                    message=f"InvariantsWorkChain <{proc.pk}> [{proc.exit_status}] {proc.exit_message}"
+                    message=describe_failure(proc)
                 )
             self.ctx[key] = proc.outputs.invariants
         return None
@@ -360,7 +353,7 @@ class TrainingWorkChain(WorkChain):
             invariants=self.ctx.train_values, metric=orm.Dict(metric), metadata={"call_link_label": "distances"}
         )
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_DISTANCES_FAILED.format(message=f"[{node.exit_status}] {node.exit_message}")
+            return self.exit_codes.ERROR_DISTANCES_STEP_FAILED.format(message=describe_failure(node))
         self.ctx.distances = results["distances"]
         return None
 
@@ -415,7 +408,7 @@ class TrainingWorkChain(WorkChain):
         """The parity plot of the evaluation."""
         results, node = parity_plot.run_get_node(predictions=self.ctx.predictions, metadata={"call_link_label": "parity_plot"})
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_PLOT_FAILED.format(message=f"[{node.exit_status}] {node.exit_message}")
+            return self.exit_codes.ERROR_PLOT_FAILED.format(message=describe_failure(node))
         self.ctx.plot = results["plot"]
         return None
 

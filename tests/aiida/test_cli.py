@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from aiida_crystinv.cli import cmd_crystinv
 from aiida_crystinv.cli.cmd_compute import DESCRIPTOR_NAMES, METRIC_NAMES
 from aiida_crystinv.cli.cmd_demo import DEMO_STEPS, DemoResult, register_demo_step, run_demo
-from aiida_crystinv.data import DESCRIPTORS, METRICS, CrystalDatasetData, DistancesData, InvariantsData
+from aiida_crystinv.data import CrystalDatasetData, DistancesData, InvariantsData
+from aiida_crystinv.specs import INVARIANTS, METRICS
 from aiida_crystinv.sources.synthetic import ewald_landscape
 
 from .test_importers import GOOD_BLOCK, three_blocks
@@ -79,7 +80,7 @@ def test_group_help_and_verdi_entry_point():
 
 
 def test_choices_match_the_data_layer():
-    assert tuple(DESCRIPTOR_NAMES) == tuple(DESCRIPTORS)
+    assert tuple(DESCRIPTOR_NAMES) == tuple(INVARIANTS)
     assert set(METRIC_NAMES) == set(METRICS)
 
 
@@ -363,3 +364,47 @@ def test_demo_command():
     workflow = workflow.order_by({orm.WorkChainNode: {"id": "desc"}}).first()[0]
     logs = orm.Log.collection.get_logs_for(workflow)
     assert any("submitted 4 chunks" in entry.message for entry in logs)  # ... but in the database
+
+
+# ----------------------------------------------------------------------------- export, byte for byte
+def test_export_writes_what_pymatgen_writes(tmp_path):
+    """`export` files equal what pymatgen's CifWriter and Structure.as_dict write for the
+    imported structures (the expected text is made here, without the code under test)."""
+    import gzip
+    import re
+
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    structures = [
+        Structure(Lattice.from_parameters(4.0, 4.1, 4.2, 90, 95, 90), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Structure(Lattice.cubic(4.0), ["Na", {"Cl": 0.5, "Br": 0.4}], [[0, 0, 0], [0.5, 0.5, 0.5]]),  # disordered
+    ]
+    ids, block_names, energies = ["ord-1", "NaCl rocksalt", "dis/2"], ["ord-1", "NaCl_rocksalt", "dis_2"], [-1.5, -2.25, -3.0]
+    dataset = CrystalDatasetData.from_structures(structures, ids=ids, targets={"e": energies}, units={"e": "eV/atom"})
+    dataset.store()
+
+    def cif_block(structure, name):
+        return re.sub(r"^data_.*$", f"data_{name}", str(CifWriter(structure)), count=1, flags=re.MULTILINE)
+
+    def json_text(order):
+        return json.dumps(
+            [
+                {"id": ids[i], "formula": structures[i].composition.reduced_formula, "structure": structures[i].as_dict(), "e": energies[i]}
+                for i in order
+            ]
+        )
+
+    run("export", dataset.pk, "-o", tmp_path / "all.cif")
+    assert (tmp_path / "all.cif").read_text() == "".join(cif_block(s, n) for s, n in zip(structures, block_names))
+    run("export", dataset.pk, "--ids", "dis/2,ord-1", "-o", tmp_path / "two.cif")
+    assert (tmp_path / "two.cif").read_text() == cif_block(structures[2], "dis_2") + cif_block(structures[0], "ord-1")
+    run("export", dataset.pk, "-o", tmp_path / "all.json")
+    assert (tmp_path / "all.json").read_text() == json_text([0, 1, 2])
+    run("export", dataset.pk, "-i", "dis/2", "-i", "NaCl rocksalt", "-o", tmp_path / "two.json.gz")
+    with gzip.open(tmp_path / "two.json.gz", "rt") as handle:
+        assert handle.read() == json_text([2, 1])
+    assert dataset.to_json_text(["ord-1"]) == json_text([0])
+    with pytest.raises(KeyError, match="no record"):
+        dataset.to_cif_text(["ord-1", "nope", "neither"])

@@ -49,7 +49,7 @@ def test_explicit_oxidation_states():
 def test_exit_code_without_oxidation_states():
     metal = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     _, node = run_get_node(EwaldEnergyWorkChain, structure=orm.StructureData(pymatgen=metal))
-    assert node.exit_status == EwaldEnergyWorkChain.exit_codes.ERROR_OXIDATION_STATES.status
+    assert node.exit_status == EwaldEnergyWorkChain.exit_codes.ERROR_ENERGY_FAILED.status
     assert "Fe" in node.exit_message
     assert "energy" not in node.outputs
 
@@ -61,7 +61,7 @@ def test_exit_code_not_neutral():
         structure=orm.StructureData(pymatgen=structure),
         oxidation_states=orm.Dict({"Mg": 2, "O": -1}),
     )
-    assert node.exit_status == EwaldEnergyWorkChain.exit_codes.ERROR_OXIDATION_STATES.status
+    assert node.exit_status == EwaldEnergyWorkChain.exit_codes.ERROR_ENERGY_FAILED.status
     assert "not charge neutral" in node.exit_message
 
 

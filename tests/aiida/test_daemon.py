@@ -56,11 +56,10 @@ def test_workchain_on_daemon(two_worker_daemon, submit_and_await, mp_records):
     assert all(c.inputs.dataset.uuid == dataset.uuid for c in chunks)
 
 
-def test_failing_chunk_on_daemon(two_worker_daemon, submit_and_await, mp_records):
+def test_invalid_spec_is_refused_before_the_daemon_sees_it(two_worker_daemon, submit_and_await, mp_records):
     file = orm.SinglefileData(io.BytesIO(json.dumps(mp_records[:6]).encode()), filename="mp.json")
     dataset = import_dataset(file=file)["dataset"]
-    node = submit_and_await(
-        InvariantsWorkChain, dataset=dataset, descriptor=orm.Dict({"name": "amd", "k": 0}), timeout=120
-    )
-    assert node.exit_status == InvariantsWorkChain.exit_codes.ERROR_INVALID_PARAMETERS.status
-    assert "invariants" not in node.outputs
+    before = orm.QueryBuilder().append(orm.ProcessNode).count()
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        submit_and_await(InvariantsWorkChain, dataset=dataset, descriptor=orm.Dict({"name": "amd", "k": 0}), timeout=120)
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == before

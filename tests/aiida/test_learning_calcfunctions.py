@@ -9,7 +9,6 @@ from aiida.plugins import CalculationFactory, DataFactory
 
 from aiida_crystinv.calculations.functions import compute_invariants
 from aiida_crystinv.calculations.learning import (
-    LearningExitCodes,
     compute_features,
     cross_validate,
     parity_plot,
@@ -18,6 +17,7 @@ from aiida_crystinv.calculations.learning import (
     train_model,
 )
 from aiida_crystinv.data import CrystalDatasetData
+from aiida_crystinv.exit_codes import EXIT
 from aiida_crystinv.data.model import ModelData
 
 TARGET = "ewald_energy_per_atom"
@@ -120,13 +120,13 @@ def test_holdout_split(landscape, pdd):
 @pytest.mark.parametrize(
     "kwargs, status, words",
     [
-        ({"target": "band_gap"}, 300, "no target 'band_gap'"),
-        ({"model": {"name": "random_forest"}}, 311, "unknown model 'random_forest'"),
-        ({"model": {"name": "knn", "k": 3}, "descriptor": {"name": "amd+composition"}}, 311, "features descriptor"),
-        ({"descriptor": {"name": "pdd", "q": 1}}, 310, "no parameter"),
-        ({"split": {"kind": "kfold", "n_splits": 50}}, 302, "at least 50 records"),
-        ({"split": {"kind": "bootstrap"}}, 312, "unknown split kind"),
-        ({"model": {"name": "krr", "target_transform": "log10"}}, 301, "positive targets"),
+        ({"target": "band_gap"}, 230, "no target 'band_gap'"),
+        ({"model": {"name": "random_forest"}}, "refused", "unknown model"),
+        ({"model": {"name": "knn", "k": 3}, "descriptor": {"name": "amd+composition"}}, 222, "features descriptor"),
+        ({"descriptor": {"name": "pdd", "q": 1}}, "refused", "unknown key(s) 'q'"),
+        ({"split": {"kind": "kfold", "n_splits": 50}}, 232, "at least 50 records"),
+        ({"split": {"kind": "bootstrap"}}, "refused", "split kind must be"),
+        ({"model": {"name": "krr", "target_transform": "log10"}}, 231, "positive targets"),
     ],
 )
 def test_bad_input_exit_codes(landscape, kwargs, status, words):
@@ -137,6 +137,13 @@ def test_bad_input_exit_codes(landscape, kwargs, status, words):
         "descriptor": orm.Dict(kwargs.get("descriptor", {"name": "amd", "k": 8})),
         "split": orm.Dict(kwargs.get("split", {"kind": "kfold", "n_splits": 3})),
     }
+    if status == "refused":  # an invalid spec: refused at the ports, nothing stored
+        before = orm.QueryBuilder().append(orm.Node).count()
+        with pytest.raises(ValueError) as info:
+            cross_validate.run_get_node(**inputs)
+        assert words in str(info.value)
+        assert orm.QueryBuilder().append(orm.Node).count() == before
+        return
     _, node = cross_validate.run_get_node(**inputs)
     assert node.exit_status == status, node.exit_message
     assert words in node.exit_message
@@ -154,7 +161,7 @@ def test_nan_target_refused(landscape):
     _, node = train_model.run_get_node(
         dataset=bad, target=orm.Str("e"), model=orm.Dict({"name": "median"}), descriptor=orm.Dict({"name": "amd", "k": 4})
     )
-    assert node.exit_status == LearningExitCodes.ERROR_INVALID_TARGET.status
+    assert node.exit_status == EXIT.ERROR_INVALID_TARGET.status
     assert "NaN" in node.exit_message
     assert not node.base.links.get_outgoing().all()
 
@@ -166,19 +173,19 @@ def test_model_refuses_other_invariants(landscape, pdd):
     model = results["model"]
     other_params, _ = compute_invariants.run_get_node(dataset=landscape, descriptor=orm.Dict({"name": "pdd", "k": 10}))
     _, node = predict.run_get_node(model=model, invariants=other_params["invariants"])
-    assert node.exit_status == 320
+    assert node.exit_status == 222
     assert "other parameters" in node.exit_message and "k=10" in node.exit_message
     assert not node.base.links.get_outgoing().all()
     other_desc, _ = compute_invariants.run_get_node(dataset=landscape, descriptor=orm.Dict({"name": "amd", "k": 12}))
     _, node = predict.run_get_node(model=model, invariants=other_desc["invariants"])
-    assert node.exit_status == 320
+    assert node.exit_status == 222
     assert "'amd'" in node.exit_message
     # the invariants of another dataset for training
     _, node = train_model.run_get_node(
         dataset=CrystalDatasetData.from_structures(landscape.get_structures(range(5)), targets={TARGET: [0.0] * 5}).store(),
         target=orm.Str(TARGET), model=orm.Dict({"name": "knn", "k": 1}), invariants=pdd,
     )
-    assert node.exit_status == 320 and "not the records of" in node.exit_message
+    assert node.exit_status == 222 and "not the records of" in node.exit_message
 
 
 def test_import_group(landscape):
@@ -194,4 +201,4 @@ def test_import_group(landscape):
     assert sorted(dataset.ids) == sorted(landscape.ids[:3])
     assert set(dataset.get_node_uuids()) == {n.uuid for n in nodes}
     _, node = import_group.run_get_node(group=orm.Str("no-such-group-label"))
-    assert node.exit_status == 350 and "no-such-group-label" in node.exit_message
+    assert node.exit_status == 202 and "no-such-group-label" in node.exit_message

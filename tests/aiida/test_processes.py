@@ -14,7 +14,6 @@ from aiida.engine import run_get_node
 from aiida.plugins import CalculationFactory, WorkflowFactory
 
 from aiida_crystinv.calculations.functions import (
-    ExitCodes,
     collect_structures,
     compute_distances,
     compute_invariant_set,
@@ -27,6 +26,7 @@ from aiida_crystinv.calculations.functions import (
     structure_invariants,
 )
 from aiida_crystinv.data import CrystalDatasetData, DistancesData, InvariantsData
+from aiida_crystinv.exit_codes import EXIT
 from aiida_crystinv.invariants import amd, pdd
 from aiida_crystinv.workflows import InvariantsWorkChain
 
@@ -42,6 +42,14 @@ def mp_dataset(mp_records) -> CrystalDatasetData:
     results, node = import_dataset.run_get_node(file=jsonfile(mp_records[:24]))
     assert node.is_finished_ok, node.exit_message
     return results["dataset"]
+
+
+def assert_refused(launch, match: str) -> None:
+    """An input refused at the ports: a ValueError naming the problem, and no node at all."""
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(ValueError, match=match):
+        launch()
+    assert orm.QueryBuilder().append(orm.Node).count() == before
 
 
 def assert_failed_without_outputs(node, code) -> None:
@@ -72,7 +80,7 @@ def test_import_on_error_fail_and_skip():
     text = three_blocks().encode()
     file = orm.SinglefileData(io.BytesIO(text), filename="three.cif")
     _, node = import_dataset.run_get_node(file=file)
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_RECORD)
+    assert_failed_without_outputs(node, EXIT.ERROR_INVALID_RECORD)
     assert "'broken'" in node.exit_message and "block 2" in node.exit_message
     results, node = import_dataset.run_get_node(file=file, options=orm.Dict({"on_error": "skip"}))
     assert node.is_finished_ok
@@ -84,20 +92,18 @@ def test_import_on_error_fail_and_skip():
 def test_import_bad_files():
     empty = orm.SinglefileData(io.BytesIO(b""), filename="empty.cif")
     _, node = import_dataset.run_get_node(file=empty)
-    assert_failed_without_outputs(node, ExitCodes.ERROR_READING_INPUT)
+    assert_failed_without_outputs(node, EXIT.ERROR_READING_INPUT)
     assert "empty" in node.exit_message
     wrong = orm.SinglefileData(io.BytesIO(b'{"a": 1}'), filename="data.cif")
     _, node = import_dataset.run_get_node(file=wrong)
-    assert_failed_without_outputs(node, ExitCodes.ERROR_READING_INPUT)
+    assert_failed_without_outputs(node, EXIT.ERROR_READING_INPUT)
     _, node = import_dataset.run_get_node(file=wrong, options=orm.Dict({"format": "json"}))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_READING_INPUT)
-    _, node = import_dataset.run_get_node(file=wrong, options=orm.Dict({"colour": "red"}))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_OPTIONS)
-    _, node = import_dataset.run_get_node(file=wrong, options=orm.Dict({"on_error": "ignore"}))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_OPTIONS)
+    assert_failed_without_outputs(node, EXIT.ERROR_READING_INPUT)
+    assert_refused(lambda: import_dataset.run_get_node(file=wrong, options=orm.Dict({"colour": "red"})), "colour")
+    assert_refused(lambda: import_dataset.run_get_node(file=wrong, options=orm.Dict({"on_error": "ignore"})), "on_error")
     only_bad = orm.SinglefileData(io.BytesIO(BAD_BLOCK.encode()), filename="bad.cif")
     _, node = import_dataset.run_get_node(file=only_bad, options=orm.Dict({"on_error": "skip"}))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_NO_VALID_RECORDS)
+    assert_failed_without_outputs(node, EXIT.ERROR_NO_VALID_RECORDS)
 
 
 def test_import_folder_and_materials_project_errors(tmp_path, monkeypatch):
@@ -108,7 +114,7 @@ def test_import_folder_and_materials_project_errors(tmp_path, monkeypatch):
     assert node.is_finished_ok and results["dataset"].ids == ["a", "b"]
     monkeypatch.delenv("MP_API_KEY", raising=False)
     _, node = import_materials_project.run_get_node(query=orm.Dict({"material_ids": ["mp-149"]}))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_MATERIALS_PROJECT)
+    assert_failed_without_outputs(node, EXIT.ERROR_SOURCE_FAILED)
     assert "mp-api" in node.exit_message or "MP_API_KEY" in node.exit_message
 
 
@@ -118,9 +124,9 @@ def test_wrong_node_type_is_a_clear_error(mp_dataset):
     with pytest.raises(ValueError, match="invariants"):
         compute_distances(invariants=mp_dataset)
     _, node = merge_invariants.run_get_node(a=orm.Int(1))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_WRONG_NODE_TYPE)
+    assert_failed_without_outputs(node, EXIT.ERROR_WRONG_NODE_TYPE)
     _, node = collect_structures.run_get_node(a=orm.Int(1))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_WRONG_NODE_TYPE)
+    assert_failed_without_outputs(node, EXIT.ERROR_WRONG_NODE_TYPE)
 
 
 @pytest.mark.postgres
@@ -152,29 +158,23 @@ def test_compute_invariant_set(mp_dataset):
     single = compute_invariants(dataset=mp_dataset, descriptor=orm.Dict({"name": "amd", "k": 5}))["invariants"]
     np.testing.assert_array_equal(results["amd"].get_stack(), single.get_stack())
     assert all(r.creator.uuid == node.uuid for r in results.values())
-    _, node = compute_invariant_set.run_get_node(dataset=mp_dataset, descriptors=orm.List(["amd", "nope"]))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_UNKNOWN_DESCRIPTOR)
-    _, node = compute_invariant_set.run_get_node(dataset=mp_dataset, descriptors=orm.List([]))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_PARAMETERS)
+    assert_refused(lambda: compute_invariant_set.run_get_node(dataset=mp_dataset, descriptors=orm.List(["amd", "nope"])),
+                   "unknown invariant")
+    assert_refused(lambda: compute_invariant_set.run_get_node(dataset=mp_dataset, descriptors=orm.List([])), "no descriptors")
 
 
 def test_unknown_descriptor_and_parameters(mp_dataset):
-    _, node = compute_invariants.run_get_node(dataset=mp_dataset, descriptor=orm.Dict({"name": "sine_matrix"}))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_UNKNOWN_DESCRIPTOR)
-    assert "sine_matrix" in node.exit_message and "amd" in node.exit_message
-    _, node = compute_invariants.run_get_node(dataset=mp_dataset, descriptor=orm.Dict({"name": "amd", "kk": 3}))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_PARAMETERS)
-    _, node = compute_invariants.run_get_node(dataset=mp_dataset, descriptor=orm.Dict({"name": "amd", "k": -3}))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_PARAMETERS)
-    _, node = compute_invariants.run_get_node(
-        dataset=mp_dataset, descriptor=orm.Dict({"name": "rdf", "normalise": "bogus"})
-    )
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_PARAMETERS)
-    assert "normalise" in node.exit_message
+    def launch(descriptor):
+        return lambda: compute_invariants.run_get_node(dataset=mp_dataset, descriptor=orm.Dict(descriptor))
+
+    assert_refused(launch({"name": "sine_matrix"}), "unknown invariant; use one of amd")
+    assert_refused(launch({"name": "amd", "kk": 3}), "'kk' .did you mean 'k'")
+    assert_refused(launch({"name": "amd", "k": -3}), r"descriptor.k: Input should be greater than or equal to 1")
+    assert_refused(launch({"name": "rdf", "normalise": "bogus"}), "normalise")
     _, node = compute_invariants.run_get_node(
         dataset=mp_dataset, descriptor=orm.Str("amd"), chunk=orm.Dict({"start": 5, "stop": 500})
     )
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_PARAMETERS)
+    assert_failed_without_outputs(node, EXIT.ERROR_INVALID_SPEC)
 
 
 @pytest.mark.postgres
@@ -213,17 +213,17 @@ def test_distance_exit_codes(mp_dataset):
     pdds = compute_invariants(dataset=mp_dataset, descriptor=orm.Dict({"name": "pdd", "k": 5}))["invariants"]
     amds = compute_invariants(dataset=mp_dataset, descriptor=orm.Dict({"name": "amd", "k": 5}))["invariants"]
     other_k = compute_invariants(dataset=mp_dataset, descriptor=orm.Dict({"name": "pdd", "k": 6}))["invariants"]
-    _, node = compute_distances.run_get_node(invariants=pdds, metric=orm.Str("cosine"))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_UNKNOWN_METRIC)
+    assert_refused(lambda: compute_distances.run_get_node(invariants=pdds, metric=orm.Str("cosine")), "cosine")
     _, node = compute_distances.run_get_node(invariants=amds, metric=orm.Str("pdd_emd"))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_METRIC_NOT_APPLICABLE)
+    assert_failed_without_outputs(node, EXIT.ERROR_METRIC_NOT_APPLICABLE)
     _, node = compute_distances.run_get_node(invariants=pdds, other=amds)
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INCOMPATIBLE_INVARIANTS)
+    assert_failed_without_outputs(node, EXIT.ERROR_INCOMPATIBLE_INPUTS)
     _, node = nearest_neighbours.run_get_node(invariants=pdds, k=orm.Int(1), other=other_k)
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INCOMPATIBLE_INVARIANTS)
+    assert_failed_without_outputs(node, EXIT.ERROR_INCOMPATIBLE_INPUTS)
     assert "k=5 vs 6" in node.exit_message
     _, node = nearest_neighbours.run_get_node(invariants=pdds, k=orm.Int(100))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INVALID_PARAMETERS)
+    assert_failed_without_outputs(node, EXIT.ERROR_INVALID_SPEC)
+    assert_refused(lambda: nearest_neighbours.run_get_node(invariants=pdds, k=orm.Int(0)), "positive integer")
 
 
 @pytest.mark.postgres
@@ -240,7 +240,7 @@ def test_merge_invariants(mp_dataset):
         dataset=mp_dataset, descriptor=orm.Dict({"name": "pdd", "k": 4}), chunk=orm.Dict({"start": 12, "stop": 24})
     )["invariants"]
     _, node = merge_invariants.run_get_node(a=parts["part_1"], b=gap)
-    assert_failed_without_outputs(node, ExitCodes.ERROR_INCOMPATIBLE_INVARIANTS)
+    assert_failed_without_outputs(node, EXIT.ERROR_INCOMPATIBLE_INPUTS)
     assert "do not tile" in node.exit_message
 
 
@@ -268,7 +268,7 @@ def test_extract_collect_round_trip(mp_dataset):
     np.testing.assert_allclose(inv.get_stack()[0], amd(mp_dataset.get_structure(first.label), 8), atol=1e-12)
     assert inv.ids == [first.label]
     _, node = extract_structures.run_get_node(dataset=mp_dataset, ids=orm.List(["mp-does-not-exist"]))
-    assert_failed_without_outputs(node, ExitCodes.ERROR_UNKNOWN_RECORD)
+    assert_failed_without_outputs(node, EXIT.ERROR_UNKNOWN_RECORD)
     assert "mp-does-not-exist" in node.exit_message
 
 
@@ -289,10 +289,11 @@ def test_workchain_chunks_and_provenance(mp_dataset):
     results, node = run_get_node(InvariantsWorkChain, dataset=mp_dataset, descriptor=orm.Str("amd"))
     assert node.is_finished_ok and len(node.called) == 1
     # exit codes
-    _, node = run_get_node(InvariantsWorkChain, dataset=mp_dataset, descriptor=orm.Str("nope"))
-    assert node.exit_status == InvariantsWorkChain.exit_codes.ERROR_UNKNOWN_DESCRIPTOR.status
-    _, node = run_get_node(InvariantsWorkChain, dataset=mp_dataset, descriptor=orm.Str("amd"), chunk_size=orm.Int(0))
-    assert node.exit_status == InvariantsWorkChain.exit_codes.ERROR_INVALID_PARAMETERS.status
+    assert_refused(lambda: run_get_node(InvariantsWorkChain, dataset=mp_dataset, descriptor=orm.Str("nope")), "unknown invariant")
+    assert_refused(
+        lambda: run_get_node(InvariantsWorkChain, dataset=mp_dataset, descriptor=orm.Str("amd"), chunk_size=orm.Int(0)),
+        "positive integer",
+    )
 
 
 def test_launch_invariants_does_not_wait_on_the_profile_poll_interval(mp_dataset, monkeypatch):

@@ -86,32 +86,33 @@ def test_threshold_highest_with_inputs_template(trained):
 
 def test_unknown_entry_point_stores_nothing(trained):
     model, candidates = trained
-    _, node = run_get_node(
-        ScreeningWorkChain, model=model, candidates=candidates, handoff={"workflow": orm.Str("quantumespresso.no_such")}
-    )
-    assert node.exit_status == ScreeningWorkChain.exit_codes.ERROR_UNKNOWN_WORKFLOW.status
-    assert "quantumespresso.no_such" in node.exit_message and "crystinv.ewald_energy" in node.exit_message
-    assert not node.called and not node.base.links.get_outgoing().all()
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(ValueError) as info:
+        run_get_node(
+            ScreeningWorkChain, model=model, candidates=candidates, handoff={"workflow": orm.Str("quantumespresso.no_such")}
+        )
+    assert "quantumespresso.no_such" in str(info.value) and "crystinv.ewald_energy" in str(info.value)
+    assert orm.QueryBuilder().append(orm.Node).count() == before
 
 
 def test_bad_template_and_selection(trained):
     model, candidates = trained
-    _, node = run_get_node(
-        ScreeningWorkChain, model=model, candidates=candidates,
-        handoff={"workflow": orm.Str("crystinv.ewald_energy"), "inputs": orm.Dict({"kpoints_distance": 0.2})},
-    )
-    assert node.exit_status == 331 and "kpoints_distance" in node.exit_message and "oxidation_states" in node.exit_message
-    assert not node.called
+    with pytest.raises(ValueError) as info:
+        run_get_node(
+            ScreeningWorkChain, model=model, candidates=candidates,
+            handoff={"workflow": orm.Str("crystinv.ewald_energy"), "inputs": orm.Dict({"kpoints_distance": 0.2})},
+        )
+    assert "kpoints_distance" in str(info.value) and "oxidation_states" in str(info.value)
     other, _ = compute_invariants.run_get_node(dataset=candidates, descriptor=orm.Dict({"name": "amd", "k": 12}))
     _, node = run_get_node(ScreeningWorkChain, model=model, candidates=candidates, candidate_values=other["invariants"])
-    assert node.exit_status == 320 and "k=12 (trained with 10)" in node.exit_message
+    assert node.exit_status == 222 and "k=12 (trained with 10)" in node.exit_message
     assert not node.called
-    _, node = run_get_node(ScreeningWorkChain, model=model, candidates=candidates, selection=orm.Dict({"order": "best"}))
-    assert node.exit_status == 310 and not node.called
+    with pytest.raises(ValueError, match="order"):
+        run_get_node(ScreeningWorkChain, model=model, candidates=candidates, selection=orm.Dict({"order": "best"}))
     _, node = run_get_node(
         ScreeningWorkChain, model=model, candidates=candidates, selection=orm.Dict({"threshold": -1e9, "order": "lowest"})
     )
-    assert node.exit_status == 311 and "no candidate" in node.exit_message
+    assert node.exit_status == 312 and "no candidate" in node.exit_message
 
 
 def test_handoff_template_conversion():

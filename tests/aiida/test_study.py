@@ -82,8 +82,8 @@ def test_examples_are_valid():
         ({"models": [{"name": "knn", "descriptors": ["pdd"]}]}, "no descriptor labelled ['pdd']"),
         ({"source": {"file": "nowhere.csv"}}, "does not exist"),
         ({"source": {"file": "x.csv", "group": "g"}}, "exactly one of"),
-        ({"split": {"kind": "test"}}, "needs a 'source'"),
-        ({"split": {"kind": "kfold", "folds": 3}}, "unknown key(s) ['folds']"),
+        ({"split": {"kind": "test"}}, "split: 'source' is missing"),
+        ({"split": {"kind": "kfold", "folds": 3}}, "unknown key(s) 'folds'"),
         ({"target": {"name": TARGET, "transform": "log"}}, "transform"),
         ({"descriptors": ["amd+composition"], "models": [{"name": "knn"}]}, "no model can be trained"),
         ({"screening": {"top": 3}}, "'candidates'"),
@@ -198,7 +198,7 @@ def test_missing_target_and_nan_targets(tmp_path):
     (tmp_path / "nan.json").write_text(json.dumps(data))
     study = {**SMALL, "source": {"file": "nan.json", "id_column": "id"}}
     _, node = run_get_node(StudyWorkChain, **build_study_inputs(load_study(write(tmp_path, study))))
-    assert node.exit_status == StudyWorkChain.exit_codes.ERROR_SOURCE_FAILED.status
+    assert node.exit_status == StudyWorkChain.exit_codes.ERROR_IMPORT_FAILED.status
     assert "NaN" in node.exit_message and "nothing was stored" in node.exit_message
     assert "summary" not in node.outputs
 
@@ -225,7 +225,7 @@ def test_materials_project_without_key(tmp_path, monkeypatch):
     loaded = load_study(write(tmp_path, study))
     assert loaded["sources"]["train"]["options"] == {"properties": ["band_gap"]}
     _, node = run_get_node(StudyWorkChain, **build_study_inputs(loaded))
-    assert node.exit_status == StudyWorkChain.exit_codes.ERROR_SOURCE_FAILED.status
+    assert node.exit_status == StudyWorkChain.exit_codes.ERROR_IMPORT_FAILED.status
     assert "Materials Project" in node.exit_message and ("MP_API_KEY" in node.exit_message or "mp-api" in node.exit_message)
 
 

@@ -211,7 +211,7 @@ def test_feature_knn_leave_one_out_and_prediction(data):
     np.testing.assert_allclose(model.oof_pred_, y[:45][idx].mean(1))
     idx = np.argsort(cdist(Z[45:], Z[:45], "cityblock"), 1)[:, :model.k_]
     np.testing.assert_allclose(model.predict(X[45:]), y[:45][idx].mean(1))
-    with pytest.raises(ValueError, match="width"):
+    with pytest.raises(ValueError, match="X has 3 features, but FeatureKNNRegressor is expecting 5"):
         model.predict(X[45:, :3])
 
 
@@ -270,7 +270,7 @@ def test_stack_bad_specs_and_inputs(data):
     with pytest.raises(ValueError, match="width 5"):
         build_model({"name": "stack", "members": [{"name": "krr", "columns": [[0, 9]]}]}).fit(X, y)
     model = build_model(_stack_spec()).fit(X, y)
-    with pytest.raises(ValueError, match="width 4"):
+    with pytest.raises(ValueError, match="X has 4 features, but StackRegressor is expecting 5"):
         model.predict(X[:, :4])
     arrays, params = model.to_arrays()
     with pytest.raises(ValueError, match="missing"):
@@ -404,7 +404,8 @@ def test_bad_inputs_give_clear_errors(data):
     with pytest.raises(ValueError, match="unknown kernel"):
         build_model({"name": "krr", "kernel": "poly"})
     model = KernelRidgeRegressor(alphas=0.1, gammas=0.1).fit(X, y)
-    with pytest.raises(ValueError, match="width 4 but the model was trained on 5 features"):
+    with pytest.raises(ValueError, match="X has 4 features, but KernelRidgeRegressor is expecting 5 features"
+                                         ".*another descriptor"):
         model.predict(X[:, :4])
     knn = KNNRegressor(k=3).fit(cdist(X, X), y)
     with pytest.raises(ValueError, match="trained on 60 records"):

@@ -1,0 +1,144 @@
+"""The one table of exit codes of every process of the package.
+
+Each number has one meaning everywhere (``tests/aiida/test_exit_codes.py`` walks every
+process spec and every calcfunction against this table). The ranges follow AiiDA's
+convention:
+
+========  ===========================================================================
+range     meaning
+========  ===========================================================================
+100-199   the scheduler (reserved for CalcJobs)
+200-299   the input is at fault: unreadable, invalid records, specs that do not fit
+          together, a missing target. Most spec problems are refused at the ports
+          before a process exists; these codes cover what only the data can reveal.
+300-349   the computation failed on valid input (an invariant, a fit)
+350-399   parsing the output of a job (reserved for CalcJob parsers)
+400-449   a sub-process (calcfunction, WorkChain, hand-off) failed; the message names
+          it with its pk, exit status and message
+========  ===========================================================================
+
+Every message has a ``{message}`` placeholder: ``EXIT.ERROR_X.format(message=...)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiida.engine import ExitCode
+
+__all__ = ["EXIT", "EXIT_CODES", "add_exit_codes", "exit_code_table", "describe_failure", "relay"]
+
+#: status -> (label, message)
+EXIT_CODES: dict[int, tuple[str, str]] = {
+    # 200-209: a file or source that cannot be read
+    200: ("ERROR_READING_INPUT", "the input cannot be read: {message}"),
+    201: ("ERROR_INVALID_OPTIONS", "invalid options: {message}"),
+    202: ("ERROR_SOURCE_FAILED", "the source could not be read: {message}"),
+    # 210-219: records and nodes
+    210: ("ERROR_INVALID_RECORD", "invalid record (nothing was stored; use on_error='skip' to drop it): {message}"),
+    211: ("ERROR_NO_VALID_RECORDS", "no valid record to store: {message}"),
+    212: ("ERROR_UNKNOWN_RECORD", "unknown record: {message}"),
+    213: ("ERROR_WRONG_NODE_TYPE", "wrong node type: {message}"),
+    214: ("ERROR_INVALID_STRUCTURE", "invalid structure: {message}"),
+    # 220-229: specs and inputs that do not fit together
+    220: ("ERROR_INVALID_SPEC", "invalid specification: {message}"),
+    221: ("ERROR_METRIC_NOT_APPLICABLE", "metric not applicable: {message}"),
+    222: ("ERROR_INCOMPATIBLE_INPUTS", "incompatible inputs: {message}"),
+    223: ("ERROR_UNKNOWN_WORKFLOW", "unknown hand-off workflow: {message}"),
+    224: ("ERROR_INVALID_HANDOFF_INPUTS", "invalid hand-off inputs: {message}"),
+    225: ("ERROR_MISSING_INPUT", "missing input: {message}"),
+    # 230-239: the target
+    230: ("ERROR_MISSING_TARGET", "missing target: {message}"),
+    231: ("ERROR_INVALID_TARGET", "invalid target values: {message}"),
+    232: ("ERROR_TOO_FEW_RECORDS", "too few records: {message}"),
+    # 300-349: the computation
+    300: ("ERROR_INVARIANT_FAILED", "the invariant of a structure could not be computed: {message}"),
+    301: ("ERROR_DESCRIPTOR_FAILED", "the descriptor could not be computed: {message}"),
+    302: ("ERROR_DISTANCES_FAILED", "the distances could not be computed: {message}"),
+    310: ("ERROR_FIT_FAILED", "fitting the model failed: {message}"),
+    311: ("ERROR_PREDICTION_FAILED", "the prediction failed: {message}"),
+    312: ("ERROR_NOTHING_SELECTED", "no candidate selected: {message}"),
+    320: ("ERROR_ENERGY_FAILED", "the energy could not be computed: {message}"),
+    # 400-449: sub-processes
+    400: ("ERROR_SUB_PROCESS_FAILED", "a sub-process failed: {message}"),
+    401: ("ERROR_CHUNK_FAILED", "a chunk failed: {message}"),
+    402: ("ERROR_MERGE_FAILED", "merging the chunks failed: {message}"),
+    403: ("ERROR_IMPORT_FAILED", "a source could not be imported: {message}"),
+    404: ("ERROR_INVARIANTS_FAILED", "computing the descriptor failed: {message}"),
+    405: ("ERROR_DISTANCES_STEP_FAILED", "computing the distances failed: {message}"),
+    406: ("ERROR_EVALUATION_FAILED", "the evaluation failed: {message}"),
+    407: ("ERROR_TRAINING_FAILED", "training failed: {message}"),
+    408: ("ERROR_PLOT_FAILED", "the parity plot failed: {message}"),
+    409: ("ERROR_PREDICTION_STEP_FAILED", "the prediction step failed: {message}"),
+    410: ("ERROR_EXTRACTION_FAILED", "extracting the structures failed: {message}"),
+    411: ("ERROR_HANDOFF_FAILED", "every hand-off WorkChain failed: {message}"),
+    412: ("ERROR_SCREENING_FAILED", "the screening failed: {message}"),
+    413: ("ERROR_SUMMARY_FAILED", "summarising the metrics failed: {message}"),
+}
+
+
+class _Table:
+    """``EXIT.ERROR_READING_INPUT`` is the ``ExitCode`` of that label."""
+
+    def __init__(self, table: dict[int, tuple[str, str]]):
+        self._by_label = {label: ExitCode(status, message) for status, (label, message) in table.items()}
+        if len(self._by_label) != len(table):
+            raise RuntimeError("an exit-code label is used twice")
+
+    def __getattr__(self, label: str) -> ExitCode:
+        try:
+            return self._by_label[label]
+        except KeyError:
+            raise AttributeError(f"no exit code {label!r} in aiida_crystinv.exit_codes") from None
+
+    def labels(self) -> list[str]:
+        return list(self._by_label)
+
+
+#: The exit codes by label.
+EXIT: Any = _Table(EXIT_CODES)
+
+
+def add_exit_codes(spec: Any, *labels: str) -> None:
+    """Declare exit codes of the table on a process spec (WorkChain / CalcJob ``define``)."""
+    for label in labels:
+        code = getattr(EXIT, label)
+        spec.exit_code(code.status, label, message=code.message)
+
+
+def exit_code_table() -> str:
+    """The table as Markdown (the docs' table is checked against it by a test)."""
+    lines = ["| status | label | message |", "|---|---|---|"]
+    for status, (label, message) in sorted(EXIT_CODES.items()):
+        lines.append(f"| {status} | `{label}` | {message.replace('{message}', '...').replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def describe_failure(node: Any, limit: int = 400) -> str:
+    """``'compute_invariants <12> [300] the invariant of ...'`` for a failed process, or
+    ``'... excepted: <exception>'`` / ``'... was killed'``; capped at ``limit`` characters
+    (the whole text is in the child's report)."""
+    head = f"{node.process_label} <{node.pk}>"
+    if node.is_excepted:
+        text = f"{head} excepted: {(node.exception or '').strip().splitlines()[-1:] or ['(no exception recorded)']}"
+        text = text.replace("['", "").replace("']", "")
+    elif node.is_killed:
+        text = f"{head} was killed"
+    else:
+        text = f"{head} [{node.exit_status}] {node.exit_message or ''}".rstrip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def relay(exit_codes: Any, node: Any, fallback: str, passed: tuple[str, ...] = ()) -> ExitCode:
+    """The exit code of a process whose child ``node`` failed: the child's own code when it
+    is one of ``passed`` (same status, same meaning: an input problem the caller should
+    see as it is), else ``fallback`` naming the child."""
+    for label in passed:
+        code = getattr(exit_codes, label)
+        if code.status == node.exit_status:
+            message = node.exit_message or ""
+            prefix = code.message.split("{message}")[0]
+            if prefix and message.startswith(prefix):
+                message = message[len(prefix):]
+            return code.format(message=message)
+    return getattr(exit_codes, fallback).format(message=describe_failure(node))

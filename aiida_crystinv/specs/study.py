@@ -1,0 +1,462 @@
+"""Specs of sources, hand-offs, screenings and whole studies (the YAML study file).
+
+:class:`StudySpec` validates a parsed study file; :meth:`StudySpec.plan` turns it into the
+normalised JSON plan that the ``StudyWorkChain`` runs (labels, every compatible
+(descriptor, model) pair, the sources by role). File paths are resolved relative to the
+``base`` folder passed in the validation context (the study file's folder); whether files
+exist and entry points load is checked by the AiiDA layer, not here.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+from typing import Annotated, Any, Literal, Mapping, Union
+
+from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+
+from ._base import Float, Int, Name, PositiveInt, Spec, SpecError, parse, register_tags
+from .descriptors import DescriptorSpec, FeaturesSpec, InvariantSpec
+from .learning import (
+    HoldoutSpec,
+    KFoldSpec,
+    KNNSpec,
+    KRRSpec,
+    ModelSpec,
+    SelectionSpec,
+    _ModelBase,
+    pair_problem,
+)
+
+__all__ = [
+    "FileSource",
+    "GroupSource",
+    "MaterialsProjectSource",
+    "SyntheticSource",
+    "DatasetSource",
+    "SourceSpec",
+    "HandoffSpec",
+    "ScreeningSpec",
+    "TargetSpec",
+    "TestSplitSpec",
+    "StudySpec",
+    "parse_study",
+    "SOURCE_KINDS",
+    "FILE_OPTIONS",
+    "SECRET_KEYS",
+    "ImportOptions",
+    "MPOptions",
+]
+
+SOURCE_KINDS = ("file", "group", "materials_project", "synthetic", "dataset")
+FILE_OPTIONS = ("format", "id_column", "cif_column", "target_columns", "units", "on_error", "structure_key")
+#: Keys that must never be written into a study (credentials come from the environment).
+SECRET_KEYS = re.compile(r"(api[-_]?key|apikey|token|password|secret|x-api-key)", re.IGNORECASE)
+
+OnError = Literal["fail", "skip"]
+
+
+class ImportOptions(Spec):
+    """Options of reading a file (``import_dataset``'s ``options``, a file source's keys)."""
+
+    format: Literal["cif", "csv", "json"] | None = None
+    id_column: Name | None = None
+    cif_column: Name | None = None
+    target_columns: list[Name] | None = None
+    units: dict[str, str] | None = None
+    on_error: OnError = "fail"
+    structure_key: Name | None = None
+
+    @classmethod
+    def parse(cls, data: Any, where: str = "options") -> "ImportOptions":
+        return parse(cls, {} if data is None else data, where)
+
+
+class FileSource(Spec):
+    """A CIF/CSV/JSON file or a folder of CIFs; options as ``import_dataset``'s."""
+
+    file: Name
+    format: Literal["cif", "csv", "json"] | None = None
+    id_column: Name | None = None
+    cif_column: Name | None = None
+    target_columns: list[Name] | None = None
+    units: dict[str, str] | None = None
+    on_error: OnError = "fail"
+    structure_key: Name | None = None
+
+    @field_validator("file")
+    @classmethod
+    def _resolve(cls, value: str, info: ValidationInfo) -> str:
+        path = pathlib.Path(os.path.expanduser(os.path.expandvars(value)))
+        if not path.is_absolute():
+            base = pathlib.Path((info.context or {}).get("base", "."))
+            path = (base / path).resolve()
+        return str(path)
+
+    def normalised(self, target: str | None) -> dict[str, Any]:
+        options = self.model_dump(mode="json", exclude_unset=True, exclude={"file"})
+        if self.is_tabular and "target_columns" not in options:
+            options["target_columns"] = [target] if target is not None else []
+        return {"kind": "file", "path": self.file, "options": options}
+
+    @property
+    def is_tabular(self) -> bool:
+        """A CSV or JSON file (which has target columns), not CIFs."""
+        if pathlib.Path(self.file).is_dir():
+            return False
+        fmt = self.format
+        if fmt is None:
+            name = self.file.lower().removesuffix(".gz")
+            fmt = "csv" if name.endswith(".csv") else "json" if name.endswith(".json") else "cif"
+        return fmt in ("csv", "json")
+
+
+class GroupSource(Spec):
+    """The ``StructureData`` of an AiiDA group (by label)."""
+
+    group: Name
+    on_error: OnError = "fail"
+
+    def normalised(self, target: str | None) -> dict[str, Any]:
+        return {"kind": "group", "label": self.group, "options": self.model_dump(mode="json", exclude_unset=True,
+                                                                               exclude={"group"})}
+
+
+class MPOptions(Spec):
+    """Options of a Materials Project import: summary fields kept as targets, units."""
+
+    properties: list[Name] | None = None
+    units: dict[str, str] | None = None
+    on_error: OnError = "fail"
+
+
+class MaterialsProjectQuery(MPOptions):
+    """``query``: arguments of mp-api's summary search; the key comes from ``MP_API_KEY``."""
+
+    query: Annotated[dict[str, Any], Field(min_length=1)]
+
+    @field_validator("query")
+    @classmethod
+    def _no_secret(cls, query: dict[str, Any]) -> dict[str, Any]:
+        for key in query:
+            if SECRET_KEYS.search(str(key)):
+                raise ValueError("never put an API key in a study or query; set MP_API_KEY in the environment")
+        return query
+
+
+class MaterialsProjectSource(Spec):
+    materials_project: MaterialsProjectQuery
+
+    def normalised(self, target: str | None) -> dict[str, Any]:
+        mp = self.materials_project
+        options = mp.model_dump(mode="json", exclude_unset=True, exclude={"query"})
+        if target is not None and "properties" not in options:
+            options["properties"] = [target]
+        return {"kind": "materials_project", "query": dict(mp.query), "options": options}
+
+
+class SyntheticParameters(Spec):
+    """A generated landscape of ionic polymorphs (:mod:`aiida_crystinv.sources.synthetic`)."""
+
+    generator: Literal["ewald_landscape"] = "ewald_landscape"
+    n: Annotated[PositiveInt, Field(le=1_000_000)] = 200
+    seed: Int = 0
+    duplicate_fraction: Annotated[Float, Field(ge=0, lt=1)] | None = None
+    max_atoms: PositiveInt | None = None
+
+
+class SyntheticSource(Spec):
+    synthetic: SyntheticParameters = SyntheticParameters()
+
+    @field_validator("synthetic", mode="before")
+    @classmethod
+    def _empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    def normalised(self, target: str | None) -> dict[str, Any]:
+        params = self.synthetic.model_dump(mode="json", exclude_unset=True)
+        params.setdefault("generator", "ewald_landscape")
+        return {"kind": "synthetic", "parameters": params}
+
+
+class DatasetSource(Spec):
+    """An existing dataset node: pk, UUID or label."""
+
+    dataset: Union[Int, Name]
+
+    def normalised(self, target: str | None) -> dict[str, Any]:
+        return {"kind": "dataset", "identifier": str(self.dataset)}
+
+
+register_tags(*SOURCE_KINDS)
+
+
+def _source_tag(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        kinds = [k for k in SOURCE_KINDS if k in value]
+        return kinds[0] if len(kinds) == 1 else None
+    for kind, cls in zip(SOURCE_KINDS, (FileSource, GroupSource, MaterialsProjectSource, SyntheticSource, DatasetSource)):
+        if isinstance(value, cls):
+            return kind
+    return None
+
+
+SourceSpec = Annotated[
+    Annotated[
+        Union[Annotated[FileSource, Tag("file")], Annotated[GroupSource, Tag("group")],
+              Annotated[MaterialsProjectSource, Tag("materials_project")], Annotated[SyntheticSource, Tag("synthetic")],
+              Annotated[DatasetSource, Tag("dataset")]],
+        Discriminator(_source_tag, custom_error_type="source_kind",
+                      custom_error_message="a source needs exactly one of " + ", ".join(SOURCE_KINDS)),
+    ],
+    BeforeValidator(lambda v: {"file": v} if isinstance(v, str) else v),
+]
+
+
+class HandoffSpec(Spec):
+    """Hand the selected structures to a WorkChain (an entry point), one child each."""
+
+    workflow: Name
+    inputs: dict[str, Any] = {}
+    structure_input: Name = "structure"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"workflow": data} if isinstance(data, str) else data
+
+    @field_validator("inputs")
+    @classmethod
+    def _no_secret(cls, inputs: dict[str, Any]) -> dict[str, Any]:
+        def walk(value: Any, path: str) -> None:
+            if isinstance(value, Mapping):
+                for k, v in value.items():
+                    if SECRET_KEYS.search(str(k)):
+                        raise ValueError(f"{path}{k}: never put a credential in a study; use the environment")
+                    walk(v, f"{path}{k}.")
+        walk(inputs, "")
+        return inputs
+
+
+class PairChoice(Spec):
+    descriptor: Name
+    model: Name
+
+
+class ScreeningSpec(Spec):
+    """Screen ``candidates`` with the best (or a chosen) trained model."""
+
+    candidates: SourceSpec
+    model: Union[Literal["best"], PairChoice] = "best"
+    top: PositiveInt | None = None
+    threshold: Float | None = None
+    order: Literal["lowest", "highest"] = "lowest"
+    group: Name | None = None
+    handoff: HandoffSpec | None = None
+
+    @property
+    def selection(self) -> SelectionSpec:
+        return SelectionSpec(top=self.top, threshold=self.threshold, order=self.order)
+
+
+class TargetSpec(Spec):
+    """The property to learn, optionally fitted in log10."""
+
+    name: Name
+    transform: Literal["log10"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+
+class TestSplitSpec(Spec):
+    """An explicit test set: a second source."""
+
+    kind: Literal["test"] = "test"
+    source: SourceSpec
+
+
+register_tags("test", "spec")
+
+
+def _study_split_tag(value: Any) -> str | None:
+    kind = value.get("kind", "kfold") if isinstance(value, Mapping) else getattr(value, "kind", None)
+    return kind if kind in ("kfold", "holdout", "test") else None
+
+
+StudySplit = Annotated[
+    Union[Annotated[KFoldSpec, Tag("kfold")], Annotated[HoldoutSpec, Tag("holdout")], Annotated[TestSplitSpec, Tag("test")]],
+    Discriminator(_study_split_tag, custom_error_type="unknown_split",
+                  custom_error_message="split kind must be kfold, holdout or test (with a source)"),
+]
+
+
+def _as_list(value: Any) -> Any:
+    if isinstance(value, (str, Mapping)):
+        return [value]
+    return value
+
+
+def _labelled(value: Any) -> Any:
+    """Items are a name or a mapping; ``label`` (and ``descriptors`` for models) are
+    study-level keys, split off before the item is validated."""
+    value = _as_list(value)
+    if not isinstance(value, list):
+        return value
+    return [{"name": v} if isinstance(v, str) else v for v in value]
+
+
+def label_of(text: str) -> str:
+    """A link-label-safe, lower-case label (``'amd+composition'`` -> ``'amd_composition'``)."""
+    label = re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_").lower() or "x"
+    return f"x{label}" if label[0].isdigit() else label
+
+
+def _unique(label: str, taken: set[str]) -> str:
+    out, n = label, 2
+    while out in taken:
+        out = f"{label}_{n}"
+        n += 1
+    taken.add(out)
+    return out
+
+
+class LabelledDescriptor(Spec):
+    label: Name | None = None
+    spec: DescriptorSpec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "spec" not in data:
+            data = dict(data)
+            return {"label": data.pop("label", None), "spec": data}
+        return data
+
+
+class LabelledModel(Spec):
+    label: Name | None = None
+    descriptors: list[Name] | None = None
+    spec: ModelSpec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "spec" not in data:
+            data = dict(data)
+            only = data.pop("descriptors", None)
+            return {"label": data.pop("label", None), "descriptors": _as_list(only), "spec": data}
+        return data
+
+
+class StudySpec(Spec):
+    """A whole study file (see :mod:`aiida_crystinv.workflows.study`)."""
+
+    name: Name = "study"
+    description: str = ""
+    source: SourceSpec
+    target: TargetSpec
+    descriptors: Annotated[list[LabelledDescriptor], BeforeValidator(_labelled), Field(min_length=1)]
+    models: Annotated[list[LabelledModel], BeforeValidator(_labelled), Field(min_length=1)]
+    split: StudySplit = KFoldSpec()
+    screening: ScreeningSpec | None = None
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _default_split(cls, value: Any) -> Any:
+        return {"kind": "kfold"} if value is None else value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "StudySpec":
+        self.plan()  # every cross-reference is checked here, so an invalid study never validates
+        return self
+
+    def plan(self) -> dict[str, Any]:
+        """The normalised plan the StudyWorkChain runs (JSON).
+
+        Raises:
+            ValueError: a model restricted to an unknown descriptor label, no trainable pair,
+                or a screening model that is not a trained pair.
+        """
+        target = self.target
+        descriptors, taken = [], set()
+        for d in self.descriptors:
+            descriptors.append({"label": _unique(label_of(d.label or d.spec.name), taken), "spec": d.spec.normalised()})
+        models, taken = [], set()
+        for i, m in enumerate(self.models):
+            only = None
+            if m.descriptors is not None:
+                known = [d["label"] for d in descriptors]
+                wrong = [o for o in m.descriptors if label_of(o) not in known]
+                if wrong:
+                    raise ValueError(f"models[{i}].descriptors: no descriptor labelled {wrong}; the labels are {known}")
+                only = [label_of(o) for o in m.descriptors]
+            spec = m.spec.normalised()
+            if target.transform and isinstance(m.spec, (KNNSpec, KRRSpec)) and "target_transform" not in spec:
+                spec["target_transform"] = target.transform
+            models.append({"label": _unique(label_of(m.label or m.spec.name), taken), "spec": spec, "descriptors": only})
+        pairs, skipped = [], []
+        for d, dspec in zip(descriptors, self.descriptors):
+            for m, mspec in zip(models, self.models):
+                if m["descriptors"] is not None and d["label"] not in m["descriptors"]:
+                    continue
+                problem = pair_problem(mspec.spec, dspec.spec)
+                if problem:
+                    skipped.append({"descriptor": d["label"], "model": m["label"], "reason": problem})
+                    continue
+                pairs.append({"label": f"{m['label']}_on_{d['label']}", "descriptor": d["label"], "model": m["label"]})
+        if not pairs:
+            reasons = "; ".join(f"{s['model']} on {s['descriptor']}: {s['reason']}" for s in skipped)
+            raise ValueError(f"no model can be trained on any descriptor ({reasons})")
+        sources = {"train": self.source.normalised(target.name)}
+        if isinstance(self.split, TestSplitSpec):
+            sources["test"] = self.split.source.normalised(target.name)
+            split: dict[str, Any] = {"kind": "test"}
+        else:
+            split = self.split.as_dict()
+        screening = None
+        if self.screening is not None:
+            sc = self.screening
+            sources["candidates"] = sc.candidates.normalised(None)
+            choice: str = "best"
+            if isinstance(sc.model, PairChoice):
+                choice = f"{label_of(sc.model.model)}_on_{label_of(sc.model.descriptor)}"
+                if choice not in [p["label"] for p in pairs]:
+                    raise ValueError(f"screening.model: no trained pair {choice!r}; the pairs are "
+                                     + ", ".join(p["label"] for p in pairs))
+            screening = {
+                "selection": sc.selection.normalised(),
+                "model": choice,
+                "group": sc.group,
+                "handoff": sc.handoff.as_dict() if sc.handoff else None,
+            }
+        return {
+            "name": self.name,
+            "description": self.description,
+            "target": {"name": target.name, "transform": target.transform},
+            "sources": sources,
+            "descriptors": descriptors,
+            "models": models,
+            "pairs": pairs,
+            "skipped": skipped,
+            "split": split,
+            "screening": screening,
+        }
+
+
+def parse_study(data: Any, where: str = "study", base: str | pathlib.Path = ".") -> StudySpec:
+    """A validated study (the parsed YAML); relative paths are relative to ``base``.
+
+    Raises:
+        SpecError: the first problems, each naming its key.
+    """
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{where}: a study is a YAML mapping with keys " + ", ".join(StudySpec.model_fields))
+    return parse(StudySpec, data, where, context={"base": str(base)})
+
+
+__all__ += ["label_of", "PairChoice", "MaterialsProjectQuery", "SyntheticParameters", "_ModelBase", "InvariantSpec",
+            "FeaturesSpec"]

@@ -1,0 +1,654 @@
+"""``DemoWorkChain``: the whole pipeline on a synthetic landscape, as one provenance graph.
+
+``n``, ``seed`` ->
+
+1. :func:`generate_landscape` (calcfunction): ``n`` ionic structures from
+   :func:`aiida_crystinv.sources.synthetic.ewald_landscape`, labelled with their Ewald
+   energy, as a JSON dataset file (``file``) and what was planted in it (``landscape``:
+   counts, the planted near-duplicate pairs);
+2. ``import_dataset``: the file as one dataset node (``dataset``);
+3. + 4. :class:`~aiida_crystinv.workflows.invariants.InvariantsWorkChain` for AMD, then
+   for PDD (``k = 100``), each in chunks of ``chunk_size`` (``amd``, ``pdd``);
+5. ``nearest_neighbours`` on the PDDs with PDD-EMD (``knn``), then
+   :func:`~aiida_crystinv.workflows.neighbours.near_duplicate_pairs` within
+   ``threshold`` (``duplicates``).
+
+Every input is checked at its port (``n >= 2``, ``seed >= 0``, ``k >= 1``, ``threshold``
+a finite number >= 0, ``chunk_size >= 1``): a bad value is refused before any node is
+stored.
+
+From Python, :func:`launch_demo` runs it here (reporting each step as it finishes) or
+submits it, and returns a :class:`DemoResult` with the nodes by role::
+
+    from aiida import load_profile
+    from aiida_crystinv.workflows.demo import launch_demo
+
+    load_profile()
+    result, node = launch_demo(n=200, seed=0, on_step=lambda step: print(step.line))
+    result.nodes["dataset"], result.nodes["pdd"], result.nodes["knn"], result.duplicates
+    result.found_planted, len(result.planted)
+
+To extend the demo from Python (e.g. with a model-training study), register a step; it
+runs after the WorkChain, in this process, timed and reported like the built-in ones::
+
+    from aiida_crystinv.workflows.demo import DemoResult, register_demo_step
+
+    @register_demo_step("train a kNN energy model on the PDD-EMD graph")
+    def train(result: DemoResult) -> str:
+        ...                                  # use result.nodes["dataset"], ["pdd"] ...
+        result.nodes["model"] = model_node   # appears in the provenance summary
+        return "kNN model: MAE 0.05 eV/atom"   # the step's line
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import json
+import pathlib
+import time
+import typing as t
+from collections import Counter
+
+from aiida import orm
+from aiida.common.links import LinkType
+from aiida.engine import ToContext, WorkChain, calcfunction
+
+from ..calculations.functions import import_dataset, nearest_neighbours
+from ..calculations.ports import check_finite, check_positive_int, validate_inputs
+from ..data import CrystalDatasetData, DistancesData, InvariantsData
+from ..exit_codes import EXIT, add_exit_codes
+from .invariants import InvariantsWorkChain
+from .neighbours import near_duplicate_pairs
+
+__all__ = [
+    "DemoWorkChain",
+    "generate_landscape",
+    "landscape_records",
+    "launch_demo",
+    "DemoResult",
+    "DemoStep",
+    "register_demo_step",
+    "DEMO_STEPS",
+    "provenance_dot",
+]
+
+#: The target of the landscape and its unit.
+TARGET, TARGET_UNIT = "ewald_energy_per_atom", "eV/atom"
+#: ``k`` of the AMD and PDD invariants of the demo.
+INVARIANTS_K = 100
+#: The metric of the neighbour graph and the near-duplicate search.
+METRIC = "pdd_emd"
+#: Descriptors computed, in this order, with the link label of their WorkChain.
+DESCRIPTORS = ("amd", "pdd")
+
+
+def default_chunk_size(n: int) -> int:
+    """Structures per invariants chunk when none is given: ``n / 4``, at least 50 (four
+    chunks from 200 structures, one below 51)."""
+    return max(50, -(-n // 4))
+
+
+# ---------------------------------------------------------------------------- generation
+def landscape_records(n: int, seed: int) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]]:
+    """The Ewald landscape as JSON-ready records, and what is in it.
+
+    Returns:
+        ``(records, info)``: ``n`` dicts ``{'id', 'formula', 'structure' (pymatgen
+        ``as_dict``), 'ewald_energy_per_atom' (eV/atom)}`` and ``{'n', 'seed',
+        'compositions', 'prototypes', 'planted': [[original_id, duplicate_id], ...],
+        'target', 'unit'}``.
+
+    Raises:
+        ValueError: ``n < 1`` or a negative ``seed``.
+    """
+    from ..sources.synthetic import TARGET_NAME, ewald_landscape
+
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    ids, structures, targets, units = ewald_landscape(n=n, seed=seed)
+    records = [
+        {"id": rid, "formula": s.composition.reduced_formula, "structure": s.as_dict(), TARGET_NAME: float(e)}
+        for rid, s, e in zip(ids, structures, targets[TARGET_NAME])
+    ]
+    info = {
+        "n": n,
+        "seed": seed,
+        "compositions": len({s.composition.reduced_formula for s in structures}),
+        "prototypes": len({rid.split("-")[1] for rid in ids}),
+        "planted": [[rid[: -len("-dup")], rid] for rid in ids if rid.endswith("-dup")],
+        "target": TARGET_NAME,
+        "unit": units[TARGET_NAME],
+    }
+    return records, info
+
+
+@calcfunction
+def generate_landscape(n: orm.Int, seed: orm.Int):
+    """The synthetic Ewald landscape of ``n`` structures as a JSON dataset ``file``
+    (``ewald_landscape_n<n>_seed<seed>.json``, the format ``import_dataset`` reads), and
+    ``landscape``: a Dict of what is in it (see :func:`landscape_records`).
+
+    ``n`` and ``seed`` are checked at the ports; exit code 220 if the generator refuses them.
+    """
+    try:
+        records, info = landscape_records(n.value, seed.value)
+    except ValueError as exc:
+        return EXIT.ERROR_INVALID_SPEC.format(message=str(exc))
+    payload = io.BytesIO(json.dumps(records).encode())
+    name = f"ewald_landscape_n{n.value}_seed{seed.value}.json"
+    return {"file": orm.SinglefileData(payload, filename=name), "landscape": orm.Dict(info)}
+
+
+def _at_least(minimum: int) -> t.Callable[[t.Any, t.Any], str | None]:
+    """A port validator: an integer ``>= minimum``."""
+
+    def validator(value: t.Any, _port: t.Any = None) -> str | None:
+        if value is None:
+            return None
+        v = value.value
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            return f"must be an integer >= {minimum}, got {v!r}"
+        return None
+
+    return validator
+
+
+validate_inputs(generate_landscape, n=_at_least(1), seed=_at_least(0))
+
+
+# ---------------------------------------------------------------------------- the WorkChain
+
+
+class DemoWorkChain(WorkChain):
+    """Generate a synthetic landscape, import it, compute AMD and PDD invariants, the
+    PDD-EMD kNN graph and the near-duplicates within a threshold.
+
+    Inputs: ``n`` (Int, >= 2), ``seed`` (Int, >= 0), ``k`` (Int, >= 1; lowered to
+    ``n - 1``), ``threshold`` (Float, Angstrom, finite, >= 0), ``chunk_size`` (Int, optional:
+    ``n / 4``, at least 50). Outputs: ``file``, ``landscape``, ``dataset``, ``amd``,
+    ``pdd``, ``knn``, ``duplicates``.
+    """
+
+    @classmethod
+    def define(cls, spec):
+        """Inputs, outline, outputs and exit codes."""
+        super().define(spec)
+        spec.input(
+            "n", valid_type=orm.Int, default=lambda: orm.Int(200), validator=_at_least(2), help="Number of structures."
+        )
+        spec.input(
+            "seed",
+            valid_type=orm.Int,
+            default=lambda: orm.Int(0),
+            validator=_at_least(0),
+            help="Random seed of the landscape (the same seed gives the same structures).",
+        )
+        spec.input(
+            "k",
+            valid_type=orm.Int,
+            default=lambda: orm.Int(5),
+            validator=check_positive_int,
+            help="Neighbours per structure in the kNN graph (lowered to n - 1).",
+        )
+        spec.input(
+            "threshold",
+            valid_type=orm.Float,
+            default=lambda: orm.Float(0.05),
+            serializer=lambda value: orm.Float(value),
+            validator=check_finite,
+            help="PDD-EMD (Angstrom) at or under which two structures are near-duplicates.",
+        )
+        spec.input(
+            "chunk_size",
+            valid_type=orm.Int,
+            required=False,
+            validator=check_positive_int,
+            help="Structures per invariants chunk (default: n / 4, at least 50).",
+        )
+        spec.outline(
+            cls.generate,
+            cls.import_landscape,
+            cls.run_amd,
+            cls.inspect_amd,
+            cls.run_pdd,
+            cls.inspect_pdd,
+            cls.neighbours,
+            cls.near_duplicates,
+        )
+        spec.output("file", valid_type=orm.SinglefileData, help="The generated landscape as a JSON dataset file.")
+        spec.output("landscape", valid_type=orm.Dict, help="What was generated: counts and the planted near-duplicate pairs.")
+        spec.output("dataset", valid_type=CrystalDatasetData, help="All structures and their Ewald energies, one node.")
+        spec.output("amd", valid_type=InvariantsData, help=f"AMD invariants (k={INVARIANTS_K}).")
+        spec.output("pdd", valid_type=InvariantsData, help=f"PDD invariants (k={INVARIANTS_K}).")
+        spec.output("knn", valid_type=DistancesData, help="The PDD-EMD k-nearest-neighbour graph.")
+        spec.output("duplicates", valid_type=orm.List, help="[id_a, id_b, PDD-EMD] pairs within the threshold, closest first.")
+        add_exit_codes(
+            spec, "ERROR_SUB_PROCESS_FAILED", "ERROR_IMPORT_FAILED", "ERROR_INVARIANTS_FAILED", "ERROR_DISTANCES_STEP_FAILED"
+        )
+
+    def generate(self):
+        """Generate the landscape as a JSON dataset file."""
+        results, node = generate_landscape.run_get_node(
+            n=self.inputs.n, seed=self.inputs.seed, metadata={"call_link_label": "generate_landscape"}
+        )
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED.format(message=_failure(node))
+        self.ctx.file, self.ctx.landscape = results["file"], results["landscape"]
+        self.out("file", results["file"])
+        self.out("landscape", results["landscape"])
+        self.report(describe_generation(results["landscape"].get_dict()))
+        return None
+
+    def import_landscape(self):
+        """Import the file as one dataset node."""
+        n, seed = self.inputs.n.value, self.inputs.seed.value
+        options = {
+            "on_error": "fail",
+            "format": "json",
+            "id_column": "id",
+            "target_columns": [TARGET],
+            "units": {TARGET: TARGET_UNIT},
+        }
+        results, node = import_dataset.run_get_node(
+            file=self.ctx.file, options=orm.Dict(options), metadata={"call_link_label": "import_dataset"}
+        )
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_IMPORT_FAILED.format(message=_failure(node))
+        dataset = results["dataset"]
+        dataset.label = f"ewald-landscape-n{n}-seed{seed}"
+        dataset.description = "Synthetic ionic polymorph landscape (aiida_crystinv.sources.synthetic), Ewald energies"
+        self.ctx.dataset = dataset
+        self.out("dataset", dataset)
+        self.report(describe_import(dataset, node))
+        chunk = self.inputs.chunk_size if "chunk_size" in self.inputs else orm.Int(default_chunk_size(n))
+        self.ctx.chunk_size = chunk
+        return None
+
+    def _run_invariants(self, name: str):
+        future = self.submit(
+            InvariantsWorkChain,
+            dataset=self.ctx.dataset,
+            descriptor=orm.Dict({"name": name, "k": INVARIANTS_K}),
+            chunk_size=self.ctx.chunk_size,
+            metadata={"call_link_label": name, "label": f"{name.upper()} invariants"},
+        )
+        return ToContext(**{name: future})
+
+    def _inspect_invariants(self, name: str):
+        process = self.ctx[name]
+        if not process.is_finished_ok:
+            return self.exit_codes.ERROR_INVARIANTS_FAILED.format(message=f"{name.upper()}: {_failure(process)}")
+        self.out(name, process.outputs.invariants)
+        self.report(describe_invariants(name, process))
+        return None
+
+    def run_amd(self):
+        """AMD invariants of the dataset (chunked WorkChain)."""
+        return self._run_invariants("amd")
+
+    def inspect_amd(self):
+        """The AMD WorkChain must have finished successfully."""
+        return self._inspect_invariants("amd")
+
+    def run_pdd(self):
+        """PDD invariants of the dataset (chunked WorkChain)."""
+        return self._run_invariants("pdd")
+
+    def inspect_pdd(self):
+        """The PDD WorkChain must have finished successfully."""
+        return self._inspect_invariants("pdd")
+
+    def neighbours(self):
+        """The PDD-EMD k-nearest-neighbour graph."""
+        n = self.inputs.n.value
+        k = self.inputs.k if self.inputs.k.value < n else orm.Int(n - 1)
+        results, node = nearest_neighbours.run_get_node(
+            invariants=self.ctx.pdd.outputs.invariants,
+            k=k,
+            metric=orm.Dict({"name": METRIC}),
+            metadata={"call_link_label": "nearest_neighbours"},
+        )
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_DISTANCES_STEP_FAILED.format(message=_failure(node))
+        self.ctx.knn = results["distances"]
+        self.out("knn", results["distances"])
+        return None
+
+    def near_duplicates(self):
+        """The pairs of the kNN graph within the threshold."""
+        knn = self.ctx.knn
+        results, node = near_duplicate_pairs.run_get_node(
+            distances=knn, threshold=self.inputs.threshold, metadata={"call_link_label": "near_duplicates"}
+        )
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_DISTANCES_STEP_FAILED.format(message=_failure(node))
+        self.out("duplicates", results["pairs"])
+        planted = self.ctx.landscape.get_dict()["planted"]
+        self.report(describe_neighbours(knn, knn.creator, results["pairs"].get_list(), planted, self.inputs.threshold.value))
+        return None
+
+
+def _failure(node: orm.ProcessNode) -> str:
+    """``'<process label> <pk> [status] message'`` of a failed sub-process."""
+    if node.is_excepted:
+        lines = (node.exception or "").strip().splitlines()
+        return f"{node.process_label} {node.pk} excepted: {lines[-1] if lines else 'an exception'}"
+    return f"{node.process_label} {node.pk} [{node.exit_status}] {node.exit_message}"
+
+
+# ---------------------------------------------------------------------------- what each step did
+def _unordered(pairs: t.Iterable[t.Sequence[t.Any]]) -> set[tuple[str, str]]:
+    return {(a, b) if a < b else (b, a) for a, b, *_ in pairs}
+
+
+def count_planted(duplicates: t.Sequence[t.Sequence[t.Any]], planted: t.Sequence[t.Sequence[str]]) -> tuple[int, int]:
+    """``(planted pairs found, other pairs)`` among ``duplicates`` (``(a, b, distance)``)."""
+    found = _unordered(duplicates)
+    truth = _unordered(planted)
+    return len(found & truth), len(found - truth)
+
+
+def describe_generation(info: t.Mapping[str, t.Any]) -> str:
+    """One line: what :func:`generate_landscape` made."""
+    return (
+        f"generated {info['n']} ionic structures ({info['compositions']} compositions x {info['prototypes']} prototypes, "
+        f"random strains and displacements, {len(info['planted'])} planted near-duplicates), "
+        f"labelled with their Ewald energy [{info['unit']}]"
+    )
+
+
+def describe_import(dataset: CrystalDatasetData, process: orm.ProcessNode) -> str:
+    """One line: the dataset and the process that imported it."""
+    return f"imported as dataset {dataset.pk} ({len(dataset)} records) by import_dataset {process.pk}"
+
+
+def describe_invariants(name: str, process: orm.ProcessNode) -> str:
+    """One line: the invariants made by an InvariantsWorkChain and in how many chunks."""
+    invariants = process.outputs.invariants
+    n_chunks = -(-len(invariants) // process.inputs.chunk_size.value)
+    how = f"in {n_chunks} chunks" if n_chunks > 1 else "in one chunk"
+    k = invariants.parameters.get("k")
+    return f"{name.upper()} invariants (k={k}): node {invariants.pk}, by InvariantsWorkChain {process.pk} {how}"
+
+
+def describe_neighbours(
+    knn: DistancesData,
+    process: orm.ProcessNode,
+    duplicates: t.Sequence[t.Sequence[t.Any]],
+    planted: t.Sequence[t.Sequence[str]],
+    threshold: float,
+) -> str:
+    """One line: the kNN graph, the near-duplicates and how many planted ones they include."""
+    found, other = count_planted(duplicates, planted)
+    k = knn.base.attributes.get("k")
+    return (
+        f"PDD-EMD {k}-nearest-neighbour graph: node {knn.pk} (nearest_neighbours {process.pk}); "
+        f"{len(duplicates)} near-duplicate pairs within {threshold} A: "
+        f"{found}/{len(planted)} planted ones found, {other} other"
+    )
+
+
+# ---------------------------------------------------------------------------- running it from Python
+@dataclasses.dataclass
+class DemoResult:
+    """What a demo made: nodes by role, timings (s), the near-duplicates, the planted pairs.
+
+    Roles: ``workflow`` (the DemoWorkChain), ``generate``, ``file``, ``landscape``,
+    ``import``, ``dataset``, ``amd_workflow``, ``amd``, ``pdd_workflow``, ``pdd``,
+    ``knn_process``, ``knn``, ``duplicates_process``, ``duplicates``, plus whatever
+    registered steps add.
+    """
+
+    n: int
+    seed: int
+    output: pathlib.Path | None
+    nodes: dict[str, t.Any] = dataclasses.field(default_factory=dict)
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    duplicates: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
+    planted: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    threshold: float = 0.05
+    first_pk: int = 0
+    wall_time: float = 0.0
+    extra: dict[str, t.Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def found_planted(self) -> int:
+        """How many planted near-duplicate pairs the search found."""
+        return count_planted(self.duplicates, self.planted)[0]
+
+    @property
+    def other_found(self) -> int:
+        """How many pairs found were not planted."""
+        return count_planted(self.duplicates, self.planted)[1]
+
+    def stored_node_counts(self) -> Counter:
+        """Nodes stored since the demo started (PK >= :attr:`first_pk`), by type name."""
+        builder = orm.QueryBuilder().append(orm.Node, filters={"id": {">=": self.first_pk}}, project=["node_type"])
+        return Counter(row[0].rstrip(".").split(".")[-1] for row in builder.all())
+
+
+@dataclasses.dataclass
+class DemoStep:
+    """A finished step: ``number`` of ``total``, its ``key``, its ``line`` and ``seconds``."""
+
+    number: int
+    total: int
+    key: str
+    line: str | None
+    seconds: float
+
+
+DemoStepFunction = t.Callable[[DemoResult], t.Optional[str]]
+#: Extra steps run after the WorkChain: ``(title, function)``.
+DEMO_STEPS: list[tuple[str, DemoStepFunction]] = []
+
+#: The built-in steps: key -> link labels of the first and last sub-process of the step.
+_STEPS = {
+    "generate": ("generate_landscape", "generate_landscape"),
+    "import": ("import_dataset", "import_dataset"),
+    "amd": ("amd", "amd"),
+    "pdd": ("pdd", "pdd"),
+    "neighbours": ("nearest_neighbours", "near_duplicates"),
+}
+
+
+def register_demo_step(title: str) -> t.Callable[[DemoStepFunction], DemoStepFunction]:
+    """Decorator: run ``func(result) -> str | None`` as an extra step after the demo."""
+
+    def decorator(func: DemoStepFunction) -> DemoStepFunction:
+        DEMO_STEPS.append((title, func))
+        return func
+
+    return decorator
+
+
+def _max_pk() -> int:
+    builder = orm.QueryBuilder().append(orm.Node, project=["id"]).order_by({orm.Node: {"id": "desc"}}).limit(1)
+    rows = builder.all()
+    return int(rows[0][0]) if rows else 0
+
+
+def _called(node: orm.ProcessNode) -> dict[str, orm.ProcessNode]:
+    links = node.base.links.get_outgoing(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK)).all()
+    return {link.link_label: link.node for link in links}
+
+
+class _StepTracker:
+    """Turns the finished sub-processes of a DemoWorkChain into :class:`DemoStep` reports, in order."""
+
+    def __init__(self, result: DemoResult, total: int, on_step: t.Callable[[DemoStep], None] | None):
+        self.result, self.total, self.on_step = result, total, on_step
+        self.keys = list(_STEPS)
+        self.done = 0
+
+    def poll(self, workflow: orm.ProcessNode) -> None:
+        if self.done == len(self.keys):
+            return
+        called = _called(workflow)
+        while self.done < len(self.keys):
+            key = self.keys[self.done]
+            first, last = (called.get(label) for label in _STEPS[key])
+            if first is None or last is None or not last.is_finished_ok:
+                return
+            seconds = (last.mtime - first.ctime).total_seconds()
+            self.result.timings[key] = seconds
+            line = self._collect(key, first, last)
+            self.done += 1
+            if self.on_step is not None:
+                self.on_step(DemoStep(self.done, self.total, key, line, seconds))
+
+    def _collect(self, key: str, first: orm.ProcessNode, last: orm.ProcessNode) -> str:
+        result, nodes = self.result, self.result.nodes
+        if key == "generate":
+            nodes.update({"generate": first, "file": first.outputs.file, "landscape": first.outputs.landscape})
+            info = first.outputs.landscape.get_dict()
+            result.planted = [tuple(p) for p in info["planted"]]
+            return describe_generation(info)
+        if key == "import":
+            nodes.update({"import": first, "dataset": first.outputs.dataset})
+            return describe_import(first.outputs.dataset, first)
+        if key in DESCRIPTORS:
+            nodes.update({key: first.outputs.invariants, f"{key}_workflow": first})
+            return describe_invariants(key, first)
+        knn = first.outputs.distances
+        nodes.update({"knn": knn, "knn_process": first, "duplicates": last.outputs.pairs, "duplicates_process": last})
+        result.duplicates = [(a, b, float(d)) for a, b, d in last.outputs.pairs.get_list()]
+        return describe_neighbours(knn, first, result.duplicates, result.planted, result.threshold)
+
+
+def _run_here(inputs: dict[str, t.Any], tracker: _StepTracker, poll_interval: float = 0.1) -> orm.ProcessNode:
+    """Run the DemoWorkChain in this process; report steps as their sub-processes finish."""
+    from aiida.engine import run_get_node
+    from aiida.engine import utils as engine_utils
+
+    from .._runner import in_process_runner
+
+    runner = in_process_runner()
+    if runner.loop.is_running():  # called from inside a running process: no live reports
+        _, node = run_get_node(DemoWorkChain, **inputs)
+        tracker.poll(node)
+        return node
+    with engine_utils.loop_scope(runner.loop):
+        process = runner.instantiate_process(DemoWorkChain, **inputs)
+
+        async def drive() -> None:
+            task = asyncio.ensure_future(process.step_until_terminated())
+            while not task.done():
+                await asyncio.sleep(poll_interval)
+                tracker.poll(process.node)
+            await task
+
+        runner.loop.run_until_complete(drive())
+    tracker.poll(process.node)
+    return process.node
+
+
+def demo_inputs(
+    n: int = 200, seed: int = 0, k: int = 5, threshold: float = 0.05, chunk_size: int | None = None
+) -> dict[str, t.Any]:
+    """The inputs of a :class:`DemoWorkChain` (unstored nodes)."""
+    inputs: dict[str, t.Any] = {"n": orm.Int(n), "seed": orm.Int(seed), "k": orm.Int(k), "threshold": orm.Float(threshold)}
+    if chunk_size is not None:
+        inputs["chunk_size"] = orm.Int(chunk_size)
+    return inputs
+
+
+def launch_demo(
+    n: int = 200,
+    seed: int = 0,
+    k: int = 5,
+    threshold: float = 0.05,
+    chunk_size: int | None = None,
+    *,
+    output: pathlib.Path | str | None = None,
+    submit: bool = False,
+    on_step: t.Callable[[DemoStep], None] | None = None,
+) -> tuple[DemoResult | None, orm.ProcessNode]:
+    """Run (or submit to the daemon) a :class:`DemoWorkChain`; needs a loaded profile.
+
+    Run here, each step is reported to ``on_step`` when it finishes, then the registered
+    extra steps (:data:`DEMO_STEPS`) run, and with ``output`` the folder gets the generated
+    JSON file, ``demo.json`` (PKs, timings, duplicates) and ``provenance.dot`` (the graph
+    in Graphviz DOT text).
+
+    Args:
+        n: number of structures of the synthetic landscape (>= 2).
+        seed: its random seed (>= 0).
+        k: neighbours per structure in the kNN graph (lowered to ``n - 1``).
+        threshold: PDD-EMD (Angstrom) at or under which two structures are near-duplicates.
+        chunk_size: structures per invariants chunk (default: ``n / 4``, at least 50).
+        output: folder to keep the files in (created if needed; not with ``submit``).
+        submit: hand the WorkChain to the daemon and return at once.
+        on_step: called with a :class:`DemoStep` as each step finishes.
+
+    Returns:
+        ``(DemoResult, node)`` when run (``(None, node)`` when the WorkChain failed: see
+        ``node.exit_status`` / ``exit_message``); ``(None, node)`` when submitted.
+
+    Raises:
+        ValueError: an input refused by its port (e.g. ``n < 2``, a NaN threshold), before
+            any node is stored; ``output`` with ``submit``.
+    """
+    inputs = demo_inputs(n, seed, k, threshold, chunk_size)
+    if submit:
+        if output is not None:
+            raise ValueError("output files are written by the launching process: not with submit=True")
+        from aiida.engine import submit as submit_process
+
+        return None, submit_process(DemoWorkChain, **inputs)
+
+    start = time.perf_counter()
+    result = DemoResult(n=n, seed=seed, output=pathlib.Path(output) if output else None, threshold=float(threshold))
+    result.first_pk = _max_pk() + 1
+    tracker = _StepTracker(result, len(_STEPS) + len(DEMO_STEPS), on_step)
+    node = _run_here(inputs, tracker)
+    if not node.is_finished_ok:
+        return None, node
+    result.nodes = {"workflow": node, **result.nodes}
+
+    for number, (title, func) in enumerate(DEMO_STEPS, start=len(_STEPS) + 1):
+        t0 = time.perf_counter()
+        line = func(result)
+        result.timings[title] = time.perf_counter() - t0
+        if line and on_step is not None:
+            on_step(DemoStep(number, tracker.total, title, line, result.timings[title]))
+
+    result.wall_time = time.perf_counter() - start
+    if result.output is not None:
+        write_demo_files(result)
+    return result, node
+
+
+def write_demo_files(result: DemoResult) -> None:
+    """Write the generated JSON file, ``demo.json`` and ``provenance.dot`` into ``result.output``."""
+    folder = result.output
+    assert folder is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    file_node = result.nodes["file"]
+    (folder / file_node.filename).write_bytes(file_node.get_content(mode="rb"))
+    dot = folder / "provenance.dot"
+    dot.write_text(provenance_dot(file_node))
+    result.extra["provenance_dot"] = dot
+    summary = {
+        "n": result.n,
+        "seed": result.seed,
+        "nodes": {role: {"pk": node.pk, "uuid": node.uuid, "type": type(node).__name__} for role, node in result.nodes.items()},
+        "timings_s": result.timings,
+        "wall_time_s": result.wall_time,
+        "duplicates": result.duplicates,
+    }
+    (folder / "demo.json").write_text(json.dumps(summary, indent=2))
+
+
+def provenance_dot(root: orm.Node) -> str:
+    """The provenance graph downstream of ``root`` in Graphviz DOT text (no Graphviz needed to write it).
+
+    Render it with ``dot -Tpdf provenance.dot -o provenance.pdf`` or any DOT viewer.
+    """
+    from aiida.tools.visualization import Graph
+
+    graph = Graph(graph_attr={"rankdir": "TB"})
+    graph.recurse_descendants(root, include_process_inputs=True)
+    return graph.graphviz.source

@@ -1,0 +1,141 @@
+"""Launchers of the distance calcfunctions, and the near-duplicate search.
+
+* :func:`launch_distances`, :func:`launch_neighbours`, :func:`find_near_duplicates`:
+  Python launchers (what ``crystinv distances / neighbours / duplicates`` call);
+* :func:`near_duplicate_pairs`: a calcfunction storing the near-duplicate pairs of a
+  distances node as a ``List`` (used by the ``DemoWorkChain``).
+
+Each launcher checks its arguments first and raises ``ValueError`` with an actionable message
+before any node is stored, then runs the calcfunction here and returns
+``(output or None, process node)`` (``None`` when the process failed: its
+``exit_status`` and ``exit_message`` say why).
+
+Example::
+
+    from aiida_crystinv.workflows.neighbours import find_near_duplicates
+
+    pairs, knn, node = find_near_duplicates(pdd_invariants, threshold=0.05, k=5)
+    pairs[:3]   # [('KBr-wurtzite-3', 'KBr-wurtzite-3-dup', 0.0114), ...]  (PDD-EMD, Angstrom)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiida import orm
+from aiida.engine import calcfunction
+
+from ..calculations.functions import compute_distances, nearest_neighbours
+from ..calculations.ports import check_finite, validate_inputs
+from ..data import DistancesData, InvariantsData
+from ..data.distances import check_threshold
+from ..exit_codes import EXIT
+from ..specs import METRICS
+
+__all__ = ["check_metric_applies", "launch_distances", "launch_neighbours", "find_near_duplicates", "near_duplicate_pairs"]
+
+
+def check_metric_applies(invariants: InvariantsData, metric: str | None) -> None:
+    """Refuse a metric that does not apply to the descriptor of ``invariants``.
+
+    Raises:
+        ValueError: the message lists the metrics that apply.
+    """
+    if metric is None:
+        return
+    if invariants.descriptor not in METRICS.get(metric, ()):
+        usable = [m for m, descs in METRICS.items() if invariants.descriptor in descs]
+        raise ValueError(
+            f"metric {metric} does not apply to {invariants.descriptor} invariants; use one of {', '.join(usable)}"
+        )
+
+
+def _metric_input(metric: str | None) -> dict[str, Any]:
+    return {"metric": orm.Dict({"name": metric})} if metric else {}
+
+
+def launch_distances(
+    invariants: InvariantsData, other: InvariantsData | None = None, metric: str | None = None
+) -> tuple[DistancesData | None, orm.ProcessNode]:
+    """Run ``compute_distances``: all pairs within ``invariants`` (condensed) or the dense
+    matrix from ``invariants`` (rows) to ``other`` (columns).
+
+    Args:
+        metric: a name of :data:`~aiida_crystinv.data.METRICS`; default: the descriptor's.
+
+    Raises:
+        ValueError: a metric that does not apply, or ``other`` of another descriptor.
+    """
+    check_metric_applies(invariants, metric)
+    if other is not None and other.descriptor != invariants.descriptor:
+        raise ValueError(
+            f"cannot compare {invariants.descriptor} invariants ({invariants.pk}) with "
+            f"{other.descriptor} invariants ({other.pk})"
+        )
+    inputs: dict[str, Any] = {"invariants": invariants, **_metric_input(metric)}
+    if other is not None:
+        inputs["other"] = other
+    results, node = compute_distances.run_get_node(**inputs)
+    return results.get("distances"), node
+
+
+def launch_neighbours(
+    invariants: InvariantsData, k: int, metric: str | None = None
+) -> tuple[DistancesData | None, orm.ProcessNode]:
+    """Run ``nearest_neighbours``: the exact ``k`` nearest neighbours of every record.
+
+    Raises:
+        ValueError: ``k`` < 1 or not smaller than the number of records, or a metric
+            that does not apply.
+    """
+    check_metric_applies(invariants, metric)
+    n = len(invariants)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if k >= n:
+        raise ValueError(f"k={k} is too large: there are only {n} structures (k < {n})")
+    results, node = nearest_neighbours.run_get_node(invariants=invariants, k=orm.Int(k), **_metric_input(metric))
+    return results.get("distances"), node
+
+
+def find_near_duplicates(
+    invariants: InvariantsData, threshold: float, k: int = 5, metric: str | None = None
+) -> tuple[list[tuple[str, str, float]], DistancesData | None, orm.ProcessNode]:
+    """Near-duplicate pairs: the ``k``-nearest-neighbour graph (stored), then its pairs
+    within ``threshold`` (:meth:`~aiida_crystinv.data.DistancesData.pairs_within`).
+
+    ``k`` is lowered to the number of records minus one; a cluster of more than ``k + 1``
+    copies of one crystal shows partly.
+
+    Returns:
+        ``(pairs, knn, node)``; ``([], None, node)`` when the search failed.
+
+    Raises:
+        ValueError: a NaN or negative ``threshold``, a single record, a metric that does
+            not apply (all checked before anything is stored).
+    """
+    check_threshold(threshold)
+    check_metric_applies(invariants, metric)
+    k = min(k, len(invariants) - 1)
+    if k < 1:
+        raise ValueError("a single structure has no duplicates")
+    knn, node = launch_neighbours(invariants, k, metric)
+    return (knn.pairs_within(threshold) if knn is not None else []), knn, node
+
+
+@calcfunction
+def near_duplicate_pairs(distances: DistancesData, threshold: orm.Float):
+    """The pairs of ``distances`` at most ``threshold`` apart, as ``pairs``: a ``List`` of
+    ``[id_a, id_b, distance]`` (``id_a < id_b``), closest first
+    (:meth:`~aiida_crystinv.data.DistancesData.pairs_within`).
+
+    ``threshold`` is checked at its port (a finite number >= 0).
+    """
+    try:
+        pairs = distances.pairs_within(threshold.value)
+    except ValueError as exc:
+        return EXIT.ERROR_INVALID_SPEC.format(message=str(exc))
+    return {"pairs": orm.List([list(pair) for pair in pairs])}
+
+
+validate_inputs(near_duplicate_pairs, threshold=check_finite)
