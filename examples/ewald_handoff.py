@@ -30,7 +30,7 @@ def main() -> None:
     structures, node = extract_structures.run_get_node(dataset=dataset, ids=orm.List(chosen))
     print(f"extract_structures {node.pk}: {', '.join(chosen)}")
     workflow = WorkflowFactory("crystinv.ewald_energy")
-    for label, structure in structures["structures"].items():
+    for structure in structures["structures"].values():
         results, run = run_get_node(workflow, structure=structure)
         stored = energies[dataset.index_of(structure.label)]
         print(

@@ -92,7 +92,7 @@ def transport_simplex(wa, wb, C, max_iter):
     queue = np.empty(nn, dtype=np.int64)
     path_a = np.empty(nn, dtype=np.int64)
     path_b = np.empty(nn, dtype=np.int64)
-    for it in range(max_iter):
+    for _ in range(max_iter):
         # adjacency of the basis tree (CSR)
         deg[:] = 0
         for q in range(nb):

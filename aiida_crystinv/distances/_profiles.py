@@ -148,23 +148,23 @@ def _fill_profile(a, i, snap, lo, hi, inv, k0s, start, pstart, vals, pabs, pone)
     """Window values of profile ``i`` and prefix sums of |P| and |1 - P| over them."""
     for s in range(a.shape[1]):
         f = inv[i, s]
-        l = lo[i, s]
+        low = lo[i, s]
         h = hi[i, s]
         acc = 0.0
-        for k in range(k0s[i, s], l):  # the same additions as in _scan_profile
+        for k in range(k0s[i, s], low):  # the same additions as in _scan_profile
             acc += a[i, s, k]
         st = start[i, s]
         ps = pstart[i, s]
         x = 0.0
         y = 0.0
-        for k in range(l, h):
+        for k in range(low, h):
             acc += a[i, s, k]
             v = _snap(acc * f, snap)
-            vals[st + k - l] = v
+            vals[st + k - low] = v
             x += abs(v)
             y += abs(1.0 - v)
-            pabs[ps + k - l + 1] = x
-            pone[ps + k - l + 1] = y
+            pabs[ps + k - low + 1] = x
+            pone[ps + k - low + 1] = y
 
 
 @njit(cache=True)

@@ -8,7 +8,7 @@ not periodic in three dimensions are bad records (``on_error`` decides).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 

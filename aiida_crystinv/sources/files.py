@@ -275,6 +275,7 @@ def _check_cif_data(data: dict[str, Any]) -> None:
     occupancies = data.get("_atom_site_occupancy")
     if occupancies is not None:
         values = occupancies if isinstance(occupancies, list) else [occupancies]
+        parsed = []
         for i, raw in enumerate(values):
             site = f"site {labels[i]!r}" if i < len(labels) else f"site {i + 1}"
             try:
@@ -283,6 +284,9 @@ def _check_cif_data(data: dict[str, Any]) -> None:
                 raise ValueError(f"{site}: occupancy {exc}") from None
             if occ is not None and not 0 <= occ <= 1.05:
                 raise ValueError(f"{site} has occupancy {occ:g}; occupancies must be in [0, 1]")
+            parsed.append(occ)
+        if parsed and all(occ == 0 for occ in parsed):
+            raise ValueError("every site has occupancy 0: there are no atoms")
 
 
 def parse_cif_block(text: str, label: str = "block"):

@@ -114,7 +114,8 @@ def _message(error: Mapping[str, Any]) -> str:
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
     value = error.get("input")
-    if isinstance(value, Mapping) and isinstance(value.get("name"), str) and msg.startswith("unknown ") and ";" in msg:
+    if (error.get("type") in ("unknown_model", "unknown_invariant", "unknown_descriptor") and isinstance(value, Mapping)
+            and isinstance(value.get("name"), str) and ";" in msg):
         head, tail = msg.split(";", 1)
         msg = f"{head} {value['name']!r};{tail}"
     if error.get("type", "").endswith(("_type", "_parsing", "greater_than", "greater_than_equal", "less_than",

@@ -247,7 +247,7 @@ def _descriptor_tag(value: Any) -> str | None:
 register_tags(*INVARIANTS, "features")
 
 #: Any invariant: ``{'name': 'amd', 'k': 50}`` or ``'amd'``.
-InvariantDescriptor = Annotated[
+InvariantDescriptor = Annotated[  # type: ignore[valid-type]
     Annotated[
         Union[tuple(Annotated[cls, Tag(name)] for name, cls in INVARIANTS.items())],  # type: ignore[misc]
         Discriminator(
@@ -260,7 +260,7 @@ InvariantDescriptor = Annotated[
 ]
 
 #: Any descriptor, invariant or features.
-DescriptorSpec = Annotated[
+DescriptorSpec = Annotated[  # type: ignore[valid-type]
     Annotated[
         Union[tuple([*(Annotated[cls, Tag(name)] for name, cls in INVARIANTS.items()),  # type: ignore[misc]
                      Annotated[FeaturesSpec, Tag("features")]])],
@@ -349,7 +349,7 @@ def parse_descriptor(data: Any, where: str = "descriptor") -> InvariantSpec | Fe
     """A validated descriptor spec (invariant or features); raises SpecError."""
     if isinstance(data, (InvariantSpec, FeaturesSpec)):
         return data
-    return parse(DescriptorSpec, data, where)
+    return parse(DescriptorSpec, data, where)  # type: ignore[no-any-return]
 
 
 def parse_invariant(data: Any, where: str = "descriptor") -> InvariantSpec:

@@ -142,7 +142,8 @@ class EnsembleSpec(_ModelBase):
     """The mean of several feature models."""
 
     name: Literal["ensemble"] = "ensemble"
-    members: Annotated[list["ModelSpec"], Field(min_length=1)] = [KRRSpec(kernel="laplacian"), KRRSpec(kernel="rbf")]
+    members: Annotated[list["ModelSpec"], Field(min_length=1)] = [  # type: ignore[valid-type]
+        KRRSpec(kernel="laplacian"), KRRSpec(kernel="rbf")]
 
     @field_validator("members")
     @classmethod
@@ -155,7 +156,7 @@ class EnsembleSpec(_ModelBase):
     def estimator_params(self) -> dict[str, Any]:
         out = super().estimator_params()
         if "members" in out:
-            out["members"] = [m.estimator_params() for m in self.members]
+            out["members"] = [m.estimator_params() for m in self.members]  # type: ignore[attr-defined]
         return out
 
 
@@ -204,7 +205,7 @@ MODEL_SPECS: dict[str, type[_ModelBase]] = {
 }
 register_tags(*MODEL_SPECS)
 
-ModelSpec = Annotated[
+ModelSpec = Annotated[  # type: ignore[valid-type]
     Annotated[
         Union[tuple(Annotated[cls, Tag(name)] for name, cls in MODEL_SPECS.items())],  # type: ignore[misc]
         Discriminator(_model_tag, custom_error_type="unknown_model",
@@ -293,7 +294,7 @@ def _split_tag(value: Any) -> str | None:
     return kind if kind in ("kfold", "holdout") else None
 
 
-SplitSpec = Annotated[
+SplitSpec = Annotated[  # type: ignore[valid-type]
     Union[Annotated[KFoldSpec, Tag("kfold")], Annotated[HoldoutSpec, Tag("holdout")]],
     Discriminator(_split_tag, custom_error_type="unknown_split",
                   custom_error_message="split kind must be 'kfold' or 'holdout' (an explicit test set is a second dataset)"),

@@ -326,7 +326,7 @@ def _unique(label: str, taken: set[str]) -> str:
 
 class LabelledDescriptor(Spec):
     label: Name | None = None
-    spec: DescriptorSpec
+    spec: DescriptorSpec  # type: ignore[valid-type]
 
     @model_validator(mode="before")
     @classmethod
@@ -340,7 +340,7 @@ class LabelledDescriptor(Spec):
 class LabelledModel(Spec):
     label: Name | None = None
     descriptors: list[Name] | None = None
-    spec: ModelSpec
+    spec: ModelSpec  # type: ignore[valid-type]
 
     @model_validator(mode="before")
     @classmethod
@@ -382,10 +382,13 @@ class StudySpec(Spec):
                 or a screening model that is not a trained pair.
         """
         target = self.target
-        descriptors, taken = [], set()
+        taken: set[str] = set()
+        descriptors: list[dict[str, Any]] = []
         for d in self.descriptors:
-            descriptors.append({"label": _unique(label_of(d.label or d.spec.name), taken), "spec": d.spec.normalised()})
-        models, taken = [], set()
+            dspec: Any = d.spec
+            descriptors.append({"label": _unique(label_of(d.label or dspec.name), taken), "spec": dspec.normalised()})
+        models: list[dict[str, Any]] = []
+        taken = set()
         for i, m in enumerate(self.models):
             only = None
             if m.descriptors is not None:
@@ -394,20 +397,23 @@ class StudySpec(Spec):
                 if wrong:
                     raise ValueError(f"models[{i}].descriptors: no descriptor labelled {wrong}; the labels are {known}")
                 only = [label_of(o) for o in m.descriptors]
-            spec = m.spec.normalised()
-            if target.transform and isinstance(m.spec, (KNNSpec, KRRSpec)) and "target_transform" not in spec:
+            mspec: Any = m.spec
+            spec = mspec.normalised()
+            if target.transform and isinstance(mspec, (KNNSpec, KRRSpec)) and "target_transform" not in spec:
                 spec["target_transform"] = target.transform
-            models.append({"label": _unique(label_of(m.label or m.spec.name), taken), "spec": spec, "descriptors": only})
-        pairs, skipped = [], []
-        for d, dspec in zip(descriptors, self.descriptors):
-            for m, mspec in zip(models, self.models):
-                if m["descriptors"] is not None and d["label"] not in m["descriptors"]:
+            models.append({"label": _unique(label_of(m.label or mspec.name), taken), "spec": spec, "descriptors": only})
+        pairs: list[dict[str, Any]] = []
+        skipped: list[dict[str, Any]] = []
+        for dplan, dinput in zip(descriptors, self.descriptors):
+            for mplan, minput in zip(models, self.models):
+                if mplan["descriptors"] is not None and dplan["label"] not in mplan["descriptors"]:
                     continue
-                problem = pair_problem(mspec.spec, dspec.spec)
+                problem = pair_problem(minput.spec, dinput.spec)
                 if problem:
-                    skipped.append({"descriptor": d["label"], "model": m["label"], "reason": problem})
+                    skipped.append({"descriptor": dplan["label"], "model": mplan["label"], "reason": problem})
                     continue
-                pairs.append({"label": f"{m['label']}_on_{d['label']}", "descriptor": d["label"], "model": m["label"]})
+                pairs.append({"label": f"{mplan['label']}_on_{dplan['label']}", "descriptor": dplan["label"],
+                              "model": mplan["label"]})
         if not pairs:
             reasons = "; ".join(f"{s['model']} on {s['descriptor']}: {s['reason']}" for s in skipped)
             raise ValueError(f"no model can be trained on any descriptor ({reasons})")

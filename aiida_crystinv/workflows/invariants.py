@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, append_, if_
+from aiida.engine import WorkChain, append_, if_
 
 from ..calculations.functions import compute_invariants, merge_invariants
 from ..data import CrystalDatasetData, InvariantsData

@@ -69,7 +69,7 @@ def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = 
         f"- StudyWorkChain: pk {node.pk}, uuid `{node.uuid}` (`verdi process show {node.pk}`, "
         f"`verdi node graph generate --process-out --process-in {node.pk}`)",
         f"- target: `{summary['target']}` ({summary['unit'] or 'no unit'})"
-        + (f", models fitted on log10 of it" if study["target"].get("transform") == "log10" else ""),
+        + (", models fitted on log10 of it" if study["target"].get("transform") == "log10" else ""),
         f"- evaluation: {summary['evaluation']}; the same split for every model",
     ]
     datasets = outputs.datasets if "datasets" in outputs else {}

@@ -262,8 +262,8 @@ def test_unknown_descriptor(dataset):
 
 
 def test_unknown_and_invalid_parameters(dataset):
-    assert "has no parameter" in run("invariants", dataset.pk, "-d", "amd", "-p", "kk=3", ok=False).output
-    assert "positive integer" in run("invariants", dataset.pk, "-d", "amd", "-p", "k=-1", ok=False).output
+    assert "unknown key(s) 'kk' (did you mean 'k'?)" in run("invariants", dataset.pk, "-d", "amd", "-p", "kk=3", ok=False).output
+    assert "-p.k: Input should be greater than or equal to 1" in run("invariants", dataset.pk, "-d", "amd", "-p", "k=-1", ok=False).output
     assert "key=value" in run("invariants", dataset.pk, "-d", "amd", "-p", "k", ok=False).output
 
 

@@ -208,3 +208,21 @@ def test_find_near_duplicates_checks_before_storing(demo):
     stored = node.outputs.duplicates.get_list()  # floats in the database: 15 significant digits
     assert [(a, b) for a, b, _ in pairs] == [(a, b) for a, b, _ in stored]
     assert [d for *_, d in pairs] == pytest.approx([d for *_, d in stored], rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- on the daemon
+@pytest.mark.daemon
+def test_demo_on_the_daemon(daemon_ready, daemon_client, submit_and_await):
+    """Submitted, the DemoWorkChain and its chunked sub-WorkChains run on daemon workers."""
+    if not daemon_client.is_daemon_running:
+        daemon_client.start_daemon(number_workers=2)
+    result, node = launch_demo(n=12, seed=4, k=2, chunk_size=4, submit=True)
+    assert result is None
+    node = submit_and_await(node, timeout=300)
+    assert node.is_finished_ok, f"[{node.exit_status}] {node.exit_message}"
+    assert len(node.outputs.dataset) == 12
+    planted = {tuple(p) for p in node.outputs.landscape["planted"]}
+    found = {(a, b) for a, b, _ in node.outputs.duplicates.get_list()}
+    assert planted and planted <= found
+    assert all(sum(c.process_label == "InvariantsChunkWorkChain" for c in node.outputs[name].creator.caller.called) == 3
+               for name in ("amd", "pdd"))

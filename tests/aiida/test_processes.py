@@ -25,7 +25,7 @@ from aiida_crystinv.calculations.functions import (
     nearest_neighbours,
     structure_invariants,
 )
-from aiida_crystinv.data import CrystalDatasetData, DistancesData, InvariantsData
+from aiida_crystinv.data import CrystalDatasetData
 from aiida_crystinv.exit_codes import EXIT
 from aiida_crystinv.invariants import amd, pdd
 from aiida_crystinv.workflows import InvariantsWorkChain
