@@ -162,6 +162,9 @@ def build_study_inputs(study: dict[str, Any]) -> dict[str, Any]:
                 raise StudyError(f"source {role}: node {node.pk} is a {type(node).__name__}, not a crystal dataset")
             datasets[role] = node
     inputs: dict[str, Any] = {"study": orm.Dict(study), "metadata": {"label": study.get("name", "study")}}
+    inputs["training"] = {"target": orm.Str(study["target"]["name"])}
+    if study["split"]["kind"] != "test":
+        inputs["training"]["split"] = orm.Dict(study["split"])
     if files:
         inputs["files"] = files
     if datasets:
@@ -283,6 +286,16 @@ def validate_study_inputs(inputs: Any, _ctx: Any = None) -> str | None:
             return f"the {role} source is a file but files.{role} is not given"
         if source["kind"] == "dataset":
             return f"the {role} source is a dataset but datasets.{role} is not given"
+    training = inputs.get("training", {}) or {}
+    if "target" in training and training["target"].value != study["target"]["name"]:
+        return f"training.target {training['target'].value!r} is not the study's target {study['target']['name']!r}"
+    if "split" in training:
+        if study["split"]["kind"] == "test":
+            return "training.split was given but the study evaluates on an explicit test set"
+        from ..specs.learning import parse_split
+
+        if parse_split(training["split"].get_dict()).as_dict() != study["split"]:
+            return f"training.split {training['split'].get_dict()} is not the study's split {study['split']}"
     return None
 
 
@@ -316,6 +329,12 @@ class StudyWorkChain(WorkChain):
                              help="File sources by role (train, test, candidates).")
         spec.input_namespace("datasets", valid_type=CrystalDatasetData, dynamic=True, required=False,
                              help="Datasets by role (train, test, candidates), instead of importing a source.")
+        spec.expose_inputs(
+            TrainingWorkChain, namespace="training", include=("target", "split", "chunk_size"),
+            namespace_options={"required": False, "populate_defaults": False,
+                               "help": "Inputs given to every TrainingWorkChain (get_builder_from_study fills target "
+                                       "and split from the study; chunk_size is yours to set)."},
+        )
         spec.outline(
             cls.setup,
             cls.import_sources,
@@ -440,14 +459,18 @@ class StudyWorkChain(WorkChain):
         study = self.ctx.study
         descriptors = {d["label"]: d for d in study["descriptors"]}
         models = {m["label"]: m for m in study["models"]}
-        target = orm.Str(study["target"]["name"])
-        split = orm.Dict(study["split"]) if study["split"]["kind"] != "test" else None
+        shared = self.exposed_inputs(TrainingWorkChain, namespace="training")
+        target = shared.pop("target", None) or orm.Str(study["target"]["name"])
+        split = shared.pop("split", None)
+        if split is None and study["split"]["kind"] != "test":
+            split = orm.Dict(study["split"])
         for s in study.get("skipped", []):
             self.report(f"skipping {s['model']} on {s['descriptor']}: {s['reason']}")
         futures = {}
         for pair in study["pairs"]:
             d = descriptors[pair["descriptor"]]
             inputs: dict[str, Any] = {
+                **shared,
                 "dataset": self.ctx.datasets["train"],
                 "target": target,
                 "descriptor": orm.Dict({"kind": d["spec"]["kind"], "name": d["spec"]["name"], "params": d["spec"]["params"]}),

@@ -246,3 +246,23 @@ def test_study_on_the_daemon(tmp_path, daemon_ready, submit_and_await):
     assert node.is_finished_ok, node.exit_message
     result = run_cli("study", "report", pk, "--report", tmp_path / "daemon-report")
     assert "knn" in result.output and (tmp_path / "daemon-report" / "report.md").exists()
+
+
+def test_builder_from_study_exposes_the_training_inputs(tmp_path):
+    """get_builder_from_study fills the exposed TrainingWorkChain inputs from the file; a
+    builder changed to disagree with the study is refused at the ports, storing nothing."""
+    from aiida.engine import run_get_node
+
+    builder = StudyWorkChain.get_builder_from_study(write(tmp_path, SMALL))
+    assert builder.training.target.value == TARGET
+    assert builder.training.split.get_dict() == {"kind": "kfold", "n_splits": 3, "seed": 0}
+    assert builder.study["pairs"][0]["label"] == "knn_on_amd"
+    builder.training.split = orm.Dict({"kind": "kfold", "n_splits": 4})
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(ValueError, match="is not the study's split"):
+        run_get_node(builder)
+    with pytest.raises(ValueError, match="n_splits"):  # the builder checks the port on assignment
+        builder.training.split = orm.Dict({"kind": "kfold", "n_splits": 1})
+    assert orm.QueryBuilder().append(orm.Node).count() == before
+    with pytest.raises(StudyError, match="unknown key"):
+        StudyWorkChain.get_builder_from_study({**SMALL, "modles": []}, base=tmp_path)
