@@ -49,10 +49,10 @@ from aiida.engine import ExitCode, calcfunction
 
 from ..data import CrystalDatasetData, DistancesData, InvariantsData
 from ..data._arrays import as_str_array, jsonable
-from ..data.model import (
+from ..data.model import ModelData
+from ..data.values import (
     FEATURES_ATTRIBUTE,
     DescriptorValues,
-    ModelData,
     ModelSpecError,
     blas_limit,
     compute_values,

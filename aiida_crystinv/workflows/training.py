@@ -48,14 +48,8 @@ from ..specs import SpecError, parse_descriptor
 from ..specs.learning import parse_split, resolve_pair
 from ..data import CrystalDatasetData, DistancesData, InvariantsData
 from ..data._arrays import jsonable
-from ..data.model import (
-    FEATURES_ATTRIBUTE,
-    ModelData,
-    ModelSpecError,
-    descriptor_incompatibility,
-    spec_hash,
-    values_spec,
-)
+from ..data.model import ModelData
+from ..data.values import FEATURES_ATTRIBUTE, ModelSpecError, descriptor_incompatibility, spec_hash, values_spec
 
 __all__ = ["TrainingWorkChain", "find_invariants", "find_features", "find_distances", "launch_training"]
 
