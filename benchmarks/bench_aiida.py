@@ -7,7 +7,7 @@ PDD-EMD 1-nearest-neighbour graph.
 * **without AiiDA**: the pure layer -- the project's JSON reader, ``amd``/``pdd``/``grid``
   on each structure, ``distances.nearest_neighbours``;
 * **with AiiDA**: the file as a ``SinglefileData``, then the calcfunctions
-  ``import_dataset`` -> ``compute_invariants`` (x3) -> ``nearest_neighbours``, every
+  ``import_dataset`` -> ``compute_invariants`` (x3) -> ``compute_neighbours``, every
   output a stored node linked to its inputs, in a fresh temporary profile.
 
 Both sides are warm: numba kernels compiled, and the AiiDA engine imported by a
@@ -182,8 +182,8 @@ def run_aiida(content: bytes, name: str, batched: bool = False) -> tuple[dict[st
     from aiida_crystinv.calculations.functions import (
         compute_invariant_set,
         compute_invariants,
+        compute_neighbours,
         import_dataset,
-        nearest_neighbours,
     )
 
     def count(cls=orm.Node) -> int:
@@ -213,11 +213,11 @@ def run_aiida(content: bytes, name: str, batched: bool = False) -> tuple[dict[st
         invariants[key] = results["invariants"]
         times[label] = time.perf_counter() - t
     t = start_clock()
-    results, node = nearest_neighbours.run_get_node(
+    results, node = compute_neighbours.run_get_node(
         invariants=invariants["pdd"], k=orm.Int(1), metric=orm.Dict({"name": "pdd_emd"})
     )
     if not node.is_finished_ok:
-        raise RuntimeError(f"nearest_neighbours failed: {node.exit_message}")
+        raise RuntimeError(f"compute_neighbours failed: {node.exit_message}")
     times["PDD-EMD 1-NN"] = time.perf_counter() - t
     times["n"] = len(dataset)
     nodes = {

@@ -60,15 +60,15 @@ _KRR = {"name": "krr", "gamma_factors": [0.5, 1.0, 2.0], "alphas": [1e-6, 1e-5, 
 _ENSEMBLE = {"name": "ensemble", "members": [dict(_KRR, kernel="laplacian"), dict(_KRR, kernel="rbf")]}
 _KRR_MP = dict(_KRR, alphas=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1], target_transform="log10", scale_column=0)
 
-#: MP descriptor: density (7) + element_roles (k=48) + composition + pdd_stats (k=16)
-_MP_DESC = ("density+element_roles+composition+pdd_stats", {"element_roles": {"k": 48}, "pdd_stats": {"k": 16}})
+#: MP descriptor: density (7) + element_roles (k=48) + element_stats + pdd_stats (k=16)
+_MP_DESC = ("density+element_roles+element_stats+pdd_stats", {"element_roles": {"k": 48}, "pdd_stats": {"k": 16}})
 
 
 def _mp_views() -> tuple[list, list]:
     """Column ranges of two views of the MP descriptor: (a) density + element_roles (AMD_48
-    per role) + composition; (b) density + element_roles with AMD_24 per role + composition
+    per role) + element_stats; (b) density + element_roles with AMD_24 per role + element_stats
     + pdd_stats."""
-    from aiida_crystinv.learning._elements import ELEMENT_PROPERTIES
+    from aiida_crystinv.invariants.elements import ELEMENT_PROPERTIES
 
     p, k, pair = len(ELEMENT_PROPERTIES), 48, 4  # pair: 2 pair distances + 2 shares per role
     role = 2 + p + k + pair
@@ -99,7 +99,7 @@ STUDIES = {
          "amd_linf"),
     ]),
     "perov5": (load_perov5, "heat_ref", "eV", [
-        ("site_roles+composition+density", {}, "KRR laplacian", dict(_KRR, kernel="laplacian"), "features"),
+        ("site_roles+element_stats+density", {}, "KRR laplacian", dict(_KRR, kernel="laplacian"), "features"),
     ]),
     "mp_binaries": (load_mp, "bulk_modulus_vrh", "GPa", [
         (_MP_DESC[0], _MP_DESC[1], "stack: KRR lap/rbf x weighted/not + kNN, 2 views, log10(K V)", _mp_stack(),

@@ -9,7 +9,7 @@ from .functions import (
     import_dataset,
     import_materials_project,
     merge_invariants,
-    nearest_neighbours,
+    compute_neighbours,
     structure_invariants,
 )
 
@@ -20,7 +20,7 @@ __all__ = [
     "compute_invariant_set",
     "merge_invariants",
     "compute_distances",
-    "nearest_neighbours",
+    "compute_neighbours",
     "structure_invariants",
     "extract_structures",
     "collect_structures",

@@ -20,7 +20,7 @@ calcfunction                inputs                                              
 ``merge_invariants``        ``**chunks`` (InvariantsData)                              ``invariants``
 ``compute_distances``       ``invariants``, ``other`` (optional), ``metric``           ``distances``
                             (Dict | Str, optional)
-``nearest_neighbours``      ``invariants``, ``k`` (Int), ``metric`` (optional),        ``distances`` (kNN)
+``compute_neighbours``      ``invariants``, ``k`` (Int), ``metric`` (optional),        ``distances`` (kNN)
                             ``other`` (optional)
 ``structure_invariants``    ``structure`` (StructureData), ``descriptor`` (Dict)       ``invariants``
 ``extract_structures``      ``dataset``, ``ids`` (List)                                ``structures.<id>``
@@ -65,7 +65,7 @@ __all__ = [
     "compute_invariant_set",
     "merge_invariants",
     "compute_distances",
-    "nearest_neighbours",
+    "compute_neighbours",
     "structure_invariants",
     "extract_structures",
     "collect_structures",
@@ -313,7 +313,7 @@ def compute_distances(
 
 
 @calcfunction
-def nearest_neighbours(
+def compute_neighbours(
     invariants: InvariantsData,
     k: orm.Int,
     metric: orm.Dict | orm.Str | None = None,
@@ -445,6 +445,6 @@ validate_inputs(import_materials_project, query=check_mp_query, options=check_mp
 validate_inputs(compute_invariants, descriptor=check_invariant, chunk=check_chunk)
 validate_inputs(compute_invariant_set, descriptors=check_descriptor_list)
 validate_inputs(compute_distances, metric=check_metric)
-validate_inputs(nearest_neighbours, metric=check_metric, k=check_positive_int)
+validate_inputs(compute_neighbours, metric=check_metric, k=check_positive_int)
 validate_inputs(structure_invariants, descriptor=check_invariant)
 validate_inputs(extract_structures, ids=check_ids)

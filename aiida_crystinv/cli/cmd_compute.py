@@ -129,7 +129,7 @@ def compute_distances(invariants: t.Any, other: t.Any = None, metric: str | None
     return distances, node
 
 
-def nearest_neighbours(invariants: t.Any, k: int, metric: str | None = None) -> tuple[t.Any, t.Any]:
+def neighbours_or_exit(invariants: t.Any, k: int, metric: str | None = None) -> tuple[t.Any, t.Any]:
     """:func:`~aiida_crystinv.workflows.neighbours.launch_neighbours`; exits with its message
     on bad arguments or a failed process. Returns ``(kNN distances, process node)``."""
     from aiida_crystinv.workflows.neighbours import launch_neighbours
@@ -253,7 +253,7 @@ def cmd_neighbours(invariants, k, metric, limit):
         crystinv neighbours 51 -k 3
     """
     with Timer() as timer:
-        knn, _ = nearest_neighbours(invariants, k, metric)
+        knn, _ = neighbours_or_exit(invariants, k, metric)
     echo.echo_success(
         f"{knn.metric} {k}-nearest-neighbour graph of {count_of(knn.shape[0], 'structure')}: node {knn.pk} ({timer.seconds:.1f} s)"
     )

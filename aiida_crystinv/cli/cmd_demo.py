@@ -21,7 +21,7 @@ from aiida.cmdline.utils import echo
 from .root import cmd_crystinv
 from .utils import check_process, clean_errors, quiet_process_reports, table, with_profile
 
-__all__ = ("DemoResult", "run_demo", "register_demo_step", "DEMO_STEPS", "provenance_summary", "step_line")
+__all__ = ("run_demo", "provenance_summary", "step_line")
 
 #: Names kept importable from here; they live in :mod:`aiida_crystinv.workflows.demo`
 #: (imported on first use, so that ``--help`` does not load the engine).
@@ -81,7 +81,7 @@ ROLES = {
     "amd": "AMD invariants, one node",
     "pdd_workflow": "InvariantsWorkChain (PDD, chunked)",
     "pdd": "PDD invariants, one node",
-    "knn_process": "nearest_neighbours calcfunction",
+    "knn_process": "compute_neighbours calcfunction",
     "knn": "PDD-EMD kNN graph, one node",
     "duplicates_process": "near_duplicate_pairs calcfunction",
     "duplicates": "the near-duplicate pairs, one node",
@@ -145,6 +145,7 @@ def cmd_demo(n, seed, output, k, threshold, chunk_size):
         quiet_process_reports()
     profile = get_manager().get_profile()
     echo.echo(f"crystinv demo: Ewald polymorph landscape, n={n}, seed={seed}, profile '{profile.name}'")
+
     def report(step: t.Any) -> None:
         if step.line:
             echo.echo(step_line(step))

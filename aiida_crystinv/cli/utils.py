@@ -248,13 +248,40 @@ def run_process(
     drawn while it runs: the runner's event loop is driven by a coroutine that, between
     steps of the workflow, asks ``count_done`` how far it got.
 
-    A process that did not finish (killed by Ctrl-C, excepted) keeps no output: AiiDA kills
-    a running process function only once its body has returned, and then still attaches
-    what it returned, so those nodes are deleted here (:func:`discard_failed_outputs`).
-    Outputs of sub-processes that finished ok stay (they are valid provenance).
+    A process that did not finish keeps no output (:func:`discard_failed_outputs`); outputs
+    of sub-processes that finished ok stay (they are valid provenance). Ctrl-C
+    (:func:`ctrl_c_raises`) stops the run at once: the unfinished processes are marked
+    killed, what they created is deleted, and the command exits with one line.
     """
+    from aiida.engine import utils as engine_utils
+
     quiet_process_tracebacks()
-    outputs, node = _run_process(process, inputs, label=label, total=total, count_done=count_done)
+    runner = in_process_runner()
+    node = None
+    try:
+        with ctrl_c_raises(), engine_utils.loop_scope(runner.loop):
+            if engine_utils.is_process_function(process):
+                process_class = process.process_class
+                instance = process_class(inputs=process_class.create_inputs(**inputs), runner=runner)
+            else:
+                instance = runner.instantiate_process(process, **inputs)
+            node = instance.node
+            outputs = _execute(instance, runner, label=label, total=total, count_done=count_done)
+    except KeyboardInterrupt:
+        _retire(runner)
+        if node is None:
+            raise
+        killed, discarded = abandon(node)
+        echo.echo_critical(
+            f"interrupted: {node.process_label} <{node.pk}> was killed"
+            + (f" ({killed} processes stopped)" if killed > 1 else "")
+            + (f" and its {count_of(len(discarded), 'result node')} deleted" if discarded else "")
+            + "; nothing of this run is kept"
+        )
+    except Exception:
+        if node is not None:
+            discard_failed_outputs(node)
+        raise
     if not node.is_finished_ok:
         discarded = discard_failed_outputs(node)
         if discarded:
@@ -266,41 +293,119 @@ def run_process(
     return outputs, node
 
 
-def _run_process(
-    process: t.Any,
-    inputs: dict[str, t.Any],
+def _execute(
+    instance: t.Any,
+    runner: t.Any,
     *,
     label: str = "",
     total: int = 0,
     count_done: t.Callable[[t.Any], int] | None = None,
-) -> tuple[dict[str, t.Any], t.Any]:
-    from aiida.engine import utils as engine_utils
+) -> dict[str, t.Any]:
+    """Run an instantiated process to its end; return its outputs."""
+    from aiida.engine.processes.functions import FunctionProcess
 
-    if engine_utils.is_process_function(process):
-        return process.run_get_node(**inputs)
-    runner = in_process_runner()
+    if isinstance(instance, FunctionProcess):
+        return instance.execute()
     if total <= 0 or count_done is None or not progress_wanted():
-        return runner.run_get_node(process, **inputs)
+        instance.execute()
+        return instance.outputs
 
-    with engine_utils.loop_scope(runner.loop):
-        instance = runner.instantiate_process(process, **inputs)
-        with progress(total, label) as update:
+    with progress(total, label) as update:
 
-            async def drive() -> None:
-                task = asyncio.ensure_future(instance.step_until_terminated())
-                done = 0
-                while not task.done():
-                    await asyncio.sleep(0.1)
-                    now = min(total, count_done(instance.node))
-                    if now > done:
-                        update(now - done)
-                        done = now
-                await task
-                if done < total:
-                    update(total - done)
+        async def drive() -> None:
+            task = asyncio.ensure_future(instance.step_until_terminated())
+            done = 0
+            while not task.done():
+                await asyncio.sleep(0.1)
+                now = min(total, count_done(instance.node))
+                if now > done:
+                    update(now - done)
+                    done = now
+            await task
+            if done < total:
+                update(total - done)
 
-            runner.loop.run_until_complete(drive())
-        return instance.outputs, instance.node
+        runner.loop.run_until_complete(drive())
+    return instance.outputs
+
+
+@contextlib.contextmanager
+def ctrl_c_raises() -> t.Iterator[None]:
+    """While a process runs here, Ctrl-C (SIGINT) raises ``KeyboardInterrupt``, as Python does
+    by default, also where AiiDA would install its own handler.
+
+    AiiDA's handler kills the process from inside the signal handler: it writes to the
+    database wherever the signal lands, also in the middle of a commit, after which the
+    session is unusable and the event loop polls it forever ("This session is in
+    'prepared' state"); and a process function's body runs on regardless, so its outputs
+    are attached to the killed process. Here the interrupt unwinds the run instead, and
+    :func:`run_process` tidies up with a fresh session (:func:`abandon`).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    install = signal.signal
+    previous = signal.getsignal(signal.SIGINT)
+
+    def keep_raising(signalnum: int, handler: t.Any) -> t.Any:
+        if signalnum == signal.SIGINT:
+            return install(signalnum, signal.default_int_handler)
+        return install(signalnum, handler)
+
+    install(signal.SIGINT, signal.default_int_handler)
+    signal.signal = keep_raising  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        signal.signal = install  # type: ignore[assignment]
+        install(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
+def _retire(runner: t.Any) -> None:
+    """Silence and close the event loop of a run that Ctrl-C unwound: its other tasks end
+    with the same ``KeyboardInterrupt``, which asyncio would print as "Task exception was
+    never retrieved" tracebacks when they are collected. A new runner is made on next use."""
+    loop = runner.loop
+    loop.set_exception_handler(lambda _loop, _context: None)
+    for task in asyncio.all_tasks(loop):
+        if task.done():
+            if not task.cancelled():
+                task.exception()
+        else:
+            task.cancel()
+    try:
+        runner.close()
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
+
+
+def abandon(node: t.Any) -> tuple[int, list[int]]:
+    """After an interrupted run: mark the unfinished processes of ``node``'s call tree killed
+    (sealed, so nothing waits on them) and delete what processes that did not finish ok
+    created. Returns ``(number of processes marked killed, deleted pks)``."""
+    from aiida import orm
+    from aiida.engine import ProcessState
+    from aiida.manage import get_manager
+
+    try:
+        get_manager().get_profile_storage().get_session().rollback()
+    except Exception:  # noqa: BLE001 - a broken session: start a new one
+        get_manager().reset_profile_storage()
+    node = orm.load_node(node.pk)
+    tree = [node] + (list(node.called_descendants) if isinstance(node, orm.WorkflowNode) else [])
+    killed = 0
+    for proc in tree:
+        if proc.is_terminated:
+            continue
+        proc.set_process_state(ProcessState.KILLED)
+        proc.set_process_status("interrupted with Ctrl-C while running in this Python process")
+        if not proc.is_sealed:
+            proc.seal()
+        killed += 1
+    return killed, discard_failed_outputs(node)
 
 
 def discard_failed_outputs(node: t.Any) -> list[int]:

@@ -9,12 +9,14 @@ or a :class:`Crystal`; lengths are in Angstrom. Bad input raises
 * :func:`grid` -- grouped representation of interatomic distances, (n_shells, n_bins)
 * :func:`rdf` -- cell-invariant smeared radial distribution function, (n_bins,)
 * :func:`composition` -- fraction-weighted element-property statistics
+* :func:`element_property` -- the package's one element-property table (:mod:`.elements`)
 """
 
 from ._crystal import Crystal, InvalidStructureError, as_crystal
 from ._lattice import lll_reduce
 from ._pdd import amd, neighbour_distances, pdd, pdd_to_amd
 from .composition import composition, composition_feature_names
+from .elements import ELEMENT_PROPERTIES, element_property, element_property_matrix, element_property_row
 from .grid import grid, grid_bins
 from .rdf import rdf
 
@@ -32,4 +34,8 @@ __all__ = [
     "rdf",
     "composition",
     "composition_feature_names",
+    "ELEMENT_PROPERTIES",
+    "element_property",
+    "element_property_row",
+    "element_property_matrix",
 ]

@@ -14,23 +14,26 @@ change of cell, and it is continuous in the occupancies through ``mean`` and ``s
 
 Missing property values
 -----------------------
-pymatgen has no value for some element/property combinations (for example no Pauling
-electronegativity ``X`` for He, Ne and Ar, no ``atomic_radius`` for some noble gases and
-heavy elements). A missing value is replaced by the mean of that property over the
-elements H..Lr (Z = 1..103) that have one, so every feature is finite and the rule is the
-same for every structure. Use :func:`missing_properties` to see which values were imputed.
+Property values come from :mod:`aiida_crystinv.invariants.elements`, the one element
+table of the package (the learning features read the same one). pymatgen has no value
+for some element/property combinations (for example no Pauling electronegativity ``X``
+for He, Ne and Ar, no ``atomic_radius`` for some noble gases and heavy elements). A
+missing value is replaced by the median of that property over the elements H..Pu
+(Z = 1..94) that have one -- robust to the skewed distributions of melting points, bulk
+moduli, molar volumes -- so every feature is finite and the rule is the same for every
+structure. Use :func:`missing_properties` (``properties=DEFAULT_PROPERTIES`` for the
+defaults here) to see which values were imputed.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
 from ._crystal import InvalidStructureError, as_crystal
+from .elements import ElementPropertyError, element_property, missing_properties
 
 __all__ = [
     "composition",
@@ -60,58 +63,10 @@ DEFAULT_PROPERTIES: tuple[str, ...] = (
 STATS: tuple[str, ...] = ("mean", "std", "min", "max", "range")
 #: Statistics used by default.
 DEFAULT_STATS: tuple[str, ...] = STATS
-_IMPUTE_RANGE = range(1, 104)
 
 
 class CompositionParameterError(ValueError):
     """An unknown or non-numeric property, or an unknown statistic."""
-
-
-def _raw_value(symbol: str, prop: str) -> float | None:
-    from pymatgen.core.periodic_table import Element
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pymatgen warns for missing X, radii, ...
-        try:
-            v = getattr(Element(symbol), prop)
-        except AttributeError:
-            raise CompositionParameterError(
-                f"unknown element property {prop!r}; use an attribute of "
-                "pymatgen.core.periodic_table.Element such as " + ", ".join(DEFAULT_PROPERTIES)
-            ) from None
-        except Exception:  # noqa: BLE001 - pymatgen raises various errors for missing data
-            return None
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise CompositionParameterError(
-            f"element property {prop!r} is not numeric (got {type(v).__name__} {v!r} for "
-            f"{symbol}); choose a numeric property"
-        )
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
-@lru_cache(maxsize=None)
-def _impute_value(prop: str) -> float:
-    from pymatgen.core.periodic_table import Element
-
-    known = [v for z in _IMPUTE_RANGE if (v := _raw_value(Element.from_Z(z).symbol, prop)) is not None]
-    if not known:
-        raise CompositionParameterError(f"element property {prop!r} has no values in pymatgen")
-    return float(np.mean(known))
-
-
-@lru_cache(maxsize=None)
-def element_property(symbol: str, prop: str) -> float:
-    """Value of a numeric element property, missing values imputed (see module docs)."""
-    v = _raw_value(symbol, prop)
-    return _impute_value(prop) if v is None else v
-
-
-def missing_properties(symbols: Sequence[str], properties: Sequence[str] = DEFAULT_PROPERTIES) -> list[tuple[str, str]]:
-    """The ``(element, property)`` pairs among ``symbols`` x ``properties`` that are imputed."""
-    return [(s, p) for s in symbols for p in properties if _raw_value(s, p) is None]
 
 
 def _check_names(properties: Sequence[str], stats: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -129,7 +84,10 @@ def _check_names(properties: Sequence[str], stats: Sequence[str]) -> tuple[tuple
     for p in properties:
         if not isinstance(p, str):
             raise CompositionParameterError(f"property names must be strings, got {p!r}")
-        element_property("H", p)  # raises for unknown / non-numeric properties
+        try:
+            element_property("H", p)  # raises for unknown / non-numeric properties
+        except ElementPropertyError as exc:
+            raise CompositionParameterError(str(exc)) from None
     return properties, stats
 
 
@@ -183,7 +141,8 @@ def composition(
             species)`` tuple, :class:`~aiida_crystinv.invariants.Crystal`, or a composition
             (pymatgen ``Composition``, formula string or ``{element: amount}`` dict).
             Element fractions are occupancy-weighted and normalised to 1.
-        properties: numeric attributes of pymatgen's ``Element`` (default
+        properties: numeric attributes of pymatgen's ``Element`` or the derived ``block``
+            and ``n_valence`` (:mod:`~aiida_crystinv.invariants.elements`; default
             :data:`DEFAULT_PROPERTIES`); missing values are imputed (module docs).
         stats: any of ``mean, std, min, max, range`` (default: all five).
 

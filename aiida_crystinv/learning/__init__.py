@@ -1,7 +1,7 @@
 """Learning on crystal invariants. Pure numerics: no AiiDA import.
 
 * descriptors -- :func:`describe` (name + parameters -> (n, d) isometry-invariant
-  features), :data:`DESCRIPTORS` registry, :func:`describe_spec`.
+  features), :data:`FEATURES` registry, :func:`describe_spec`.
 * models -- scikit-learn estimators (``BaseEstimator`` + ``RegressorMixin``: ``clone``,
   ``Pipeline``, ``GridSearchCV``, ``cross_val_score`` work on them):
   :class:`KNNRegressor` (precomputed distances, tagged pairwise),
@@ -21,14 +21,14 @@
 """
 
 from .descriptors import (
-    DESCRIPTORS,
-    Descriptor,
+    FEATURES,
+    Feature,
     SiteTable,
     describe,
     describe_spec,
-    descriptor_defaults,
-    descriptor_names,
-    register_descriptor,
+    feature_defaults,
+    feature_names,
+    register_feature,
     site_table,
 )
 from .metrics import mae, median_ae, r2, regression_metrics, rmse
@@ -53,8 +53,8 @@ from .splits import fold_labels, holdout_split, kfold_indices
 from .validation import cross_val_predict, cross_validate, fit_predict_split, is_pairwise
 
 __all__ = [
-    "DESCRIPTORS", "Descriptor", "SiteTable", "describe", "describe_spec", "descriptor_defaults",
-    "descriptor_names", "register_descriptor", "site_table",
+    "FEATURES", "Feature", "SiteTable", "describe", "describe_spec", "feature_defaults",
+    "feature_names", "register_feature", "site_table",
     "mae", "median_ae", "r2", "regression_metrics", "rmse",
     "MODELS", "TARGET_TRANSFORMS", "EnsembleRegressor", "FeatureKNNRegressor", "KernelRidgeRegressor",
     "KNNRegressor", "MedianRegressor", "StackRegressor", "build_model", "check_target", "inverse_transform_target", "is_precomputed",

@@ -1,6 +1,6 @@
-"""Isometry-invariant feature vectors ("descriptors") of crystals for vector models.
+"""Isometry-invariant feature vectors ("features") of crystals for vector models.
 
-Every descriptor is a named, parametrised, deterministic function of a structure built
+Every feature part is a named, parametrised, deterministic function of a structure built
 only from interatomic distances (the exact periodic k-nearest-neighbour lists that
 AMD/PDD are made of), the volume per atom and the composition -- never from cell
 parameters or fractional coordinates -- so it is invariant under any change of unit cell
@@ -9,20 +9,25 @@ parameters or fractional coordinates -- so it is invariant under any change of u
 Use :func:`describe`::
 
     X = describe("amd", structures, k=100)                       # (n, 100), Angstrom
-    X = describe("amd+composition", structures, amd={"k": 50})   # joined, per-part params
+    X = describe("amd+element_stats", structures, amd={"k": 50})   # joined, per-part params
     describe_spec("pdd_stats", k=8)   # {'name': 'pdd_stats', 'params': {'k': 8}}
 
-:data:`DESCRIPTORS` lists every name with its defaults; a composite name joins parts
+:data:`FEATURES` lists every name with its defaults; a composite name joins parts
 with ``+`` and takes each part's parameters as a dict keyed by the part's name (or, for
 convenience, flat keyword arguments that exactly one part accepts).
 
-Registered descriptors (defaults in brackets; p = 18 element properties, see
-``_elements.ELEMENT_PROPERTIES``):
+Registered features (defaults in brackets; p = 18 element properties, see
+:data:`aiida_crystinv.invariants.elements.ELEMENT_PROPERTIES`, the package's one element
+table):
 
-* ``amd`` (k=100) -- AMD_k, (k,) Angstrom.
+* ``amd`` (k=100) -- AMD_k, (k,) Angstrom: the same numbers as the invariant
+  :func:`aiida_crystinv.invariants.amd`.
 * ``pdd_stats`` (k=16, scale_free=False) -- weighted mean/std/min/max of the PDD rows'
   first k distances, (4k,).
-* ``composition`` -- atom-fraction-weighted mean/std/min/max of element properties, (4p,).
+* ``element_stats`` -- atom-fraction-weighted mean/std/min/max of element properties, (4p,).
+  Not the composition invariant (:func:`aiida_crystinv.invariants.composition`: mean,
+  std, min, max, range of 11 properties), hence its own name; ``composition`` is refused
+  here with a pointer to ``element_stats``.
 * ``density`` -- volume per atom and its log, mass density, packing fraction, valence
   electron density, volume relative to the elemental solids, log10 mean elemental bulk
   modulus, (7,); column 0 is the volume per atom (for ``scale_column=0`` models).
@@ -45,18 +50,18 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._elements import ELEMENT_PROPERTIES, element_property_matrix
+from ..invariants.elements import ELEMENT_PROPERTIES, element_property_matrix
 
 __all__ = [
     "SiteTable",
-    "Descriptor",
-    "DESCRIPTORS",
+    "Feature",
+    "FEATURES",
     "site_table",
     "describe",
     "describe_spec",
-    "descriptor_names",
-    "descriptor_defaults",
-    "register_descriptor",
+    "feature_names",
+    "feature_defaults",
+    "register_feature",
 ]
 
 _P = len(ELEMENT_PROPERTIES)
@@ -204,7 +209,7 @@ def _group_start(weights: np.ndarray, keys: tuple) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
-# descriptors: each takes a SiteTable and keyword parameters, returns a 1-D array
+# features: each takes a SiteTable and keyword parameters, returns a 1-D array
 
 
 def _amd(t: SiteTable, k: int = 100) -> np.ndarray:
@@ -223,7 +228,7 @@ def _pdd_stats(t: SiteTable, k: int = 16, scale_free: bool = False) -> np.ndarra
     return _wstats(t.dists[:, :k], t.weights)
 
 
-def _composition(t: SiteTable) -> np.ndarray:
+def _element_stats(t: SiteTable) -> np.ndarray:
     """Element-property statistics over atoms: weighted mean, std, min, max -> (4p,)."""
     return _wstats(t.props, t.weights)
 
@@ -338,8 +343,8 @@ def _site_roles(t: SiteTable, cation_fraction: float = 0.4, n_cations: int = 2, 
 
 
 @dataclass(frozen=True)
-class Descriptor:
-    """A registered descriptor: ``func(site_table, **params) -> (d,)``.
+class Feature:
+    """A registered feature part: ``func(site_table, **params) -> (d,)``.
 
     Attributes:
         name: registry name.
@@ -356,51 +361,63 @@ class Descriptor:
     doc: str
 
 
-DESCRIPTORS: dict[str, Descriptor] = {}
+#: Every feature part, by name (join names with ``+`` for a composite).
+FEATURES: dict[str, Feature] = {}
 
 
-def register_descriptor(name: str, func: Callable[..., np.ndarray], needs_k: Callable[[dict], int]) -> Descriptor:
-    """Add a descriptor to :data:`DESCRIPTORS` (defaults read from ``func``'s signature)."""
+def register_feature(name: str, func: Callable[..., np.ndarray], needs_k: Callable[[dict], int]) -> Feature:
+    """Add a feature part to :data:`FEATURES` (defaults read from ``func``'s signature)."""
     if "+" in name:
-        raise ValueError(f"descriptor names may not contain '+': {name!r}")
+        raise ValueError(f"feature names may not contain '+': {name!r}")
+    if name in _RENAMED:
+        raise ValueError(f"{name!r} is not available as a feature name: {_RENAMED[name]}")
     sig = inspect.signature(func)
     defaults = {p.name: p.default for p in list(sig.parameters.values())[1:]}
     doc = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-    desc = Descriptor(name, func, defaults, needs_k, doc)
-    DESCRIPTORS[name] = desc
-    return desc
+    feature = Feature(name, func, defaults, needs_k, doc)
+    FEATURES[name] = feature
+    return feature
 
 
-register_descriptor("amd", _amd, lambda p: p["k"])
-register_descriptor("pdd_stats", _pdd_stats, lambda p: p["k"])
-register_descriptor("composition", _composition, lambda p: 1)
-register_descriptor("density", _density, lambda p: 1)
-register_descriptor("element_roles", _element_roles, lambda p: max(p["k"], p["n_shell"], 4 * p["k_pair"]))
-register_descriptor("site_roles", _site_roles, lambda p: max(p["k"], p["cn"]))
+#: Names that are not features, with the reason (a name means one thing in the package).
+_RENAMED = {
+    "composition": "the features part of element-property statistics is called 'element_stats' "
+    "(e.g. 'amd+element_stats'); 'composition' alone is the composition invariant "
+    "(aiida_crystinv.invariants.composition: other statistics of other properties)",
+}
+
+register_feature("amd", _amd, lambda p: p["k"])
+register_feature("pdd_stats", _pdd_stats, lambda p: p["k"])
+register_feature("element_stats", _element_stats, lambda p: 1)
+register_feature("density", _density, lambda p: 1)
+register_feature("element_roles", _element_roles, lambda p: max(p["k"], p["n_shell"], 4 * p["k_pair"]))
+register_feature("site_roles", _site_roles, lambda p: max(p["k"], p["cn"]))
 
 
-def descriptor_names() -> list[str]:
-    """Names of the registered descriptors (join with '+' for a composite)."""
-    return sorted(DESCRIPTORS)
+def feature_names() -> list[str]:
+    """Names of the registered feature parts (join with '+' for a composite)."""
+    return sorted(FEATURES)
 
 
-def descriptor_defaults(name: str) -> dict:
-    """Default parameters of a descriptor; for a composite name, a dict per part."""
+def feature_defaults(name: str) -> dict:
+    """Default parameters of a feature part; for a composite name, a dict per part."""
     parts = _parts(name)
     if len(parts) == 1:
-        return dict(DESCRIPTORS[parts[0]].defaults)
-    return {p: dict(DESCRIPTORS[p].defaults) for p in parts}
+        return dict(FEATURES[parts[0]].defaults)
+    return {p: dict(FEATURES[p].defaults) for p in parts}
 
 
 def _parts(name: str) -> list[str]:
     if not isinstance(name, str) or not name:
-        raise ValueError(f"descriptor name must be a non-empty string, got {name!r}")
+        raise ValueError(f"features name must be a non-empty string, got {name!r}")
     parts = [p.strip() for p in name.split("+")]
     for p in parts:
-        if p not in DESCRIPTORS:
-            raise ValueError(f"unknown descriptor {p!r}; known: {', '.join(descriptor_names())}")
+        if p in _RENAMED:
+            raise ValueError(f"{name!r}: {p!r} is not a features part; {_RENAMED[p]}")
+        if p not in FEATURES:
+            raise ValueError(f"unknown features part {p!r}; known: {', '.join(feature_names())}")
     if len(set(parts)) != len(parts):
-        raise ValueError(f"descriptor {name!r} repeats a part")
+        raise ValueError(f"features {name!r} repeat a part")
     return parts
 
 
@@ -412,32 +429,32 @@ def _resolve(name: str, params: dict) -> list[tuple[str, dict]]:
         if key in given and isinstance(value, dict):
             given[key].update(value)
             continue
-        owners = [p for p in parts if key in DESCRIPTORS[p].defaults]
+        owners = [p for p in parts if key in FEATURES[p].defaults]
         if len(owners) == 1:
             given[owners[0]][key] = value
         elif not owners:
-            raise ValueError(f"descriptor {name!r} has no parameter {key!r}; defaults: "
-                             f"{descriptor_defaults(name)}")
+            raise ValueError(f"features {name!r} have no parameter {key!r}; defaults: "
+                             f"{feature_defaults(name)}")
         else:
             raise ValueError(f"parameter {key!r} is ambiguous in {name!r} (parts {owners}); "
                              f"pass it as {owners[0]}={{{key!r}: ...}}")
     out = []
     for p in parts:
-        full = dict(DESCRIPTORS[p].defaults)
+        full = dict(FEATURES[p].defaults)
         for key, value in given[p].items():
             if key not in full:
-                raise ValueError(f"descriptor {p!r} has no parameter {key!r}; defaults: {full}")
+                raise ValueError(f"features part {p!r} has no parameter {key!r}; defaults: {full}")
             full[key] = value
         for key in ("k", "n_roles", "n_cations", "cn", "n_shell"):
             if key in full and (isinstance(full[key], bool) or not isinstance(full[key], (int, np.integer))
                                 or full[key] < 1):
-                raise ValueError(f"descriptor {p!r}: {key} must be a positive integer, got {full[key]!r}")
+                raise ValueError(f"features part {p!r}: {key} must be a positive integer, got {full[key]!r}")
         out.append((p, full))
     return out
 
 
 def describe_spec(name: str, **params: Any) -> dict:
-    """The normalised, JSON-able spec ``{'name': ..., 'params': ...}`` of a descriptor.
+    """The normalised, JSON-able spec ``{'name': ..., 'params': ...}`` of features.
 
     For a single part ``params`` is flat; for a composite it is a dict per part.
     """
@@ -448,13 +465,13 @@ def describe_spec(name: str, **params: Any) -> dict:
 
 
 def describe(name: str, structures: Sequence[Any], **params: Any) -> np.ndarray:
-    """Feature matrix of ``structures`` for the descriptor ``name``.
+    """Feature matrix of ``structures`` for the features ``name``.
 
     Args:
-        name: a name from :data:`DESCRIPTORS` or several joined with ``+``.
+        name: a name from :data:`FEATURES` or several joined with ``+``.
         structures: pymatgen ``Structure`` objects (or anything ``as_crystal`` accepts, or
             precomputed :class:`SiteTable` objects with enough neighbours).
-        **params: the descriptor's parameters (see :func:`descriptor_defaults`).
+        **params: the parameters (see :func:`feature_defaults`).
 
     Returns:
         (n, d) float array; the same name, parameters and structures always give the same
@@ -465,11 +482,11 @@ def describe(name: str, structures: Sequence[Any], **params: Any) -> np.ndarray:
             structure no invariant can be computed for.
     """
     resolved = _resolve(name, params)
-    k = max(DESCRIPTORS[p].needs_k(prm) for p, prm in resolved)
+    k = max(FEATURES[p].needs_k(prm) for p, prm in resolved)
     rows = []
     for i, s in enumerate(structures):
         t = site_table(s, k, label=None if isinstance(s, SiteTable) else getattr(s, "label", None) or f"structure {i}")
-        rows.append(np.concatenate([np.asarray(DESCRIPTORS[p].func(t, **prm), dtype=float).ravel()
+        rows.append(np.concatenate([np.asarray(FEATURES[p].func(t, **prm), dtype=float).ravel()
                                     for p, prm in resolved]))
     if not rows:
         raise ValueError("describe: no structures given")

@@ -4,10 +4,10 @@ A descriptor is either an **invariant** (:data:`INVARIANTS`: ``amd``, ``pdd``, `
 ``rdf``, ``composition``; stored as :class:`~aiida_crystinv.data.InvariantsData`) or a
 **features** vector (``kind: features``; a name of
 :data:`aiida_crystinv.learning.descriptors.FEATURES` or several joined with ``+``, such as
-``amd+composition``). Both are written the same way in a study file or a Python call::
+``amd+element_stats``). Both are written the same way in a study file or a Python call::
 
     {name: pdd, k: 50}                       # an invariant, its parameters flat
-    {name: amd+composition, amd: {k: 50}}    # features (a name that is not an invariant)
+    {name: amd+element_stats, amd: {k: 50}}  # features (a name that is not an invariant)
     {kind: features, name: amd, k: 50}       # features explicitly
 
 This registry is the only one: each invariant spec class carries how it is computed

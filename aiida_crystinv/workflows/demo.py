@@ -9,7 +9,7 @@
 2. ``import_dataset``: the file as one dataset node (``dataset``);
 3. + 4. :class:`~aiida_crystinv.workflows.invariants.InvariantsWorkChain` for AMD, then
    for PDD (``k = 100``), each in chunks of ``chunk_size`` (``amd``, ``pdd``);
-5. ``nearest_neighbours`` on the PDDs with PDD-EMD (``knn``), then
+5. ``compute_neighbours`` on the PDDs with PDD-EMD (``knn``), then
    :func:`~aiida_crystinv.workflows.neighbours.near_duplicate_pairs` within
    ``threshold`` (``duplicates``).
 
@@ -55,7 +55,7 @@ from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain, calcfunction
 
-from ..calculations.functions import import_dataset, nearest_neighbours
+from ..calculations.functions import compute_neighbours, import_dataset
 from ..calculations.ports import check_finite, check_positive_int, validate_inputs
 from ..data import CrystalDatasetData, DistancesData, InvariantsData
 from ..exit_codes import EXIT, add_exit_codes
@@ -175,9 +175,7 @@ class DemoWorkChain(WorkChain):
     def define(cls, spec):
         """Inputs, outline, outputs and exit codes."""
         super().define(spec)
-        spec.input(
-            "n", valid_type=orm.Int, default=lambda: orm.Int(200), validator=_at_least(2), help="Number of structures."
-        )
+        spec.input("n", valid_type=orm.Int, default=lambda: orm.Int(200), validator=_at_least(2), help="Number of structures.")
         spec.input(
             "seed",
             valid_type=orm.Int,
@@ -262,16 +260,18 @@ class DemoWorkChain(WorkChain):
         self.ctx.dataset = dataset
         self.out("dataset", dataset)
         self.report(describe_import(dataset, node))
-        chunk = self.inputs.chunk_size if "chunk_size" in self.inputs else orm.Int(default_chunk_size(n))
-        self.ctx.chunk_size = chunk
         return None
 
     def _run_invariants(self, name: str):
+        if "chunk_size" in self.inputs:
+            chunk_size = self.inputs.chunk_size
+        else:  # none given: n / 4, at least 50
+            chunk_size = orm.Int(default_chunk_size(self.inputs.n.value))
         future = self.submit(
             InvariantsWorkChain,
             dataset=self.ctx.dataset,
             descriptor=orm.Dict({"name": name, "k": INVARIANTS_K}),
-            chunk_size=self.ctx.chunk_size,
+            chunk_size=chunk_size,
             metadata={"call_link_label": name, "label": f"{name.upper()} invariants"},
         )
         return ToContext(**{name: future})
@@ -304,11 +304,11 @@ class DemoWorkChain(WorkChain):
         """The PDD-EMD k-nearest-neighbour graph."""
         n = self.inputs.n.value
         k = self.inputs.k if self.inputs.k.value < n else orm.Int(n - 1)
-        results, node = nearest_neighbours.run_get_node(
+        results, node = compute_neighbours.run_get_node(
             invariants=self.ctx.pdd.outputs.invariants,
             k=k,
             metric=orm.Dict({"name": METRIC}),
-            metadata={"call_link_label": "nearest_neighbours"},
+            metadata={"call_link_label": "compute_neighbours"},
         )
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_DISTANCES_STEP_FAILED.format(message=_failure(node))
@@ -384,7 +384,7 @@ def describe_neighbours(
     found, other = count_planted(duplicates, planted)
     k = knn.base.attributes.get("k")
     return (
-        f"PDD-EMD {k}-nearest-neighbour graph: node {knn.pk} (nearest_neighbours {process.pk}); "
+        f"PDD-EMD {k}-nearest-neighbour graph: node {knn.pk} (compute_neighbours {process.pk}); "
         f"{len(duplicates)} near-duplicate pairs within {threshold} A: "
         f"{found}/{len(planted)} planted ones found, {other} other"
     )
@@ -450,7 +450,7 @@ _STEPS = {
     "import": ("import_dataset", "import_dataset"),
     "amd": ("amd", "amd"),
     "pdd": ("pdd", "pdd"),
-    "neighbours": ("nearest_neighbours", "near_duplicates"),
+    "neighbours": ("compute_neighbours", "near_duplicates"),
 }
 
 

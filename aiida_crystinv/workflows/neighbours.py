@@ -25,7 +25,7 @@ from typing import Any
 from aiida import orm
 from aiida.engine import calcfunction
 
-from ..calculations.functions import compute_distances, nearest_neighbours
+from ..calculations.functions import compute_distances, compute_neighbours
 from ..calculations.ports import check_finite, validate_inputs
 from ..data import DistancesData, InvariantsData
 from ..data.distances import check_threshold
@@ -45,9 +45,7 @@ def check_metric_applies(invariants: InvariantsData, metric: str | None) -> None
         return
     if invariants.descriptor not in METRICS.get(metric, ()):
         usable = [m for m, descs in METRICS.items() if invariants.descriptor in descs]
-        raise ValueError(
-            f"metric {metric} does not apply to {invariants.descriptor} invariants; use one of {', '.join(usable)}"
-        )
+        raise ValueError(f"metric {metric} does not apply to {invariants.descriptor} invariants; use one of {', '.join(usable)}")
 
 
 def _metric_input(metric: str | None) -> dict[str, Any]:
@@ -69,8 +67,7 @@ def launch_distances(
     check_metric_applies(invariants, metric)
     if other is not None and other.descriptor != invariants.descriptor:
         raise ValueError(
-            f"cannot compare {invariants.descriptor} invariants ({invariants.pk}) with "
-            f"{other.descriptor} invariants ({other.pk})"
+            f"cannot compare {invariants.descriptor} invariants ({invariants.pk}) with {other.descriptor} invariants ({other.pk})"
         )
     inputs: dict[str, Any] = {"invariants": invariants, **_metric_input(metric)}
     if other is not None:
@@ -82,7 +79,7 @@ def launch_distances(
 def launch_neighbours(
     invariants: InvariantsData, k: int, metric: str | None = None
 ) -> tuple[DistancesData | None, orm.ProcessNode]:
-    """Run ``nearest_neighbours``: the exact ``k`` nearest neighbours of every record.
+    """Run ``compute_neighbours``: the exact ``k`` nearest neighbours of every record.
 
     Raises:
         ValueError: ``k`` < 1 or not smaller than the number of records, or a metric
@@ -94,7 +91,7 @@ def launch_neighbours(
         raise ValueError(f"k must be at least 1, got {k}")
     if k >= n:
         raise ValueError(f"k={k} is too large: there are only {n} structures (k < {n})")
-    results, node = nearest_neighbours.run_get_node(invariants=invariants, k=orm.Int(k), **_metric_input(metric))
+    results, node = compute_neighbours.run_get_node(invariants=invariants, k=orm.Int(k), **_metric_input(metric))
     return results.get("distances"), node
 
 

@@ -52,7 +52,11 @@ def test_outputs_are_returned_by_the_workchain(demo):
         assert result.nodes[label].uuid == returned[label].uuid
     inputs = {link.link_label: link.node for link in node.base.links.get_incoming(link_type=LinkType.INPUT_WORK).all()}
     assert {name: inputs[name].value for name in ("n", "seed", "k", "threshold", "chunk_size")} == {
-        "n": 20, "seed": 2, "k": 3, "threshold": 0.05, "chunk_size": 5
+        "n": 20,
+        "seed": 2,
+        "k": 3,
+        "threshold": 0.05,
+        "chunk_size": 5,
     }
 
 
@@ -107,7 +111,11 @@ def test_the_planted_duplicates_are_found(demo):
 def test_steps_are_reported_in_order(demo):
     result, node, steps = demo
     assert [(s.number, s.total, s.key) for s in steps] == [
-        (1, 5, "generate"), (2, 5, "import"), (3, 5, "amd"), (4, 5, "pdd"), (5, 5, "neighbours")
+        (1, 5, "generate"),
+        (2, 5, "import"),
+        (3, 5, "amd"),
+        (4, 5, "pdd"),
+        (5, 5, "neighbours"),
     ]
     assert steps[0].line.startswith("generated 20 ionic structures") and "2 planted near-duplicates" in steps[0].line
     assert f"dataset {node.outputs.dataset.pk}" in steps[1].line
@@ -224,5 +232,7 @@ def test_demo_on_the_daemon(daemon_ready, daemon_client, submit_and_await):
     planted = {tuple(p) for p in node.outputs.landscape["planted"]}
     found = {(a, b) for a, b, _ in node.outputs.duplicates.get_list()}
     assert planted and planted <= found
-    assert all(sum(c.process_label == "InvariantsChunkWorkChain" for c in node.outputs[name].creator.caller.called) == 3
-               for name in ("amd", "pdd"))
+    assert all(
+        sum(c.process_label == "InvariantsChunkWorkChain" for c in node.outputs[name].creator.caller.called) == 3
+        for name in ("amd", "pdd")
+    )

@@ -22,7 +22,7 @@ from aiida_crystinv.calculations.functions import (
     import_dataset,
     import_materials_project,
     merge_invariants,
-    nearest_neighbours,
+    compute_neighbours,
     structure_invariants,
 )
 from aiida_crystinv.data import CrystalDatasetData
@@ -167,7 +167,7 @@ def test_unknown_descriptor_and_parameters(mp_dataset):
     def launch(descriptor):
         return lambda: compute_invariants.run_get_node(dataset=mp_dataset, descriptor=orm.Dict(descriptor))
 
-    assert_refused(launch({"name": "sine_matrix"}), "unknown invariant; use one of amd")
+    assert_refused(launch({"name": "sine_matrix"}), "unknown invariant .sine_matrix.; use one of amd")
     assert_refused(launch({"name": "amd", "kk": 3}), "'kk' .did you mean 'k'")
     assert_refused(launch({"name": "amd", "k": -3}), r"descriptor.k: Input should be greater than or equal to 1")
     assert_refused(launch({"name": "rdf", "normalise": "bogus"}), "normalise")
@@ -192,7 +192,7 @@ def test_distances_and_neighbours(mp_dataset):
     amd_matrix = compute_distances(invariants=amds, metric=orm.Dict({"name": "amd_linf"}))["distances"].get_matrix()
     assert np.all(amd_matrix <= matrix + 1e-9)
     # kNN equals brute force on the full matrix
-    results, node = nearest_neighbours.run_get_node(invariants=pdds, k=orm.Int(2))
+    results, node = compute_neighbours.run_get_node(invariants=pdds, k=orm.Int(2))
     knn = results["distances"]
     d, idx = knn.get_knn()
     brute = matrix + np.diag(np.full(24, np.inf))
@@ -205,7 +205,7 @@ def test_distances_and_neighbours(mp_dataset):
     cross = compute_distances(invariants=sub, other=pdds)["distances"]
     assert cross.layout == "dense" and cross.shape == (5, 24) and cross.col_ids == mp_dataset.ids
     np.testing.assert_allclose(cross.get_matrix(), matrix[:5], atol=1e-9)
-    nn = nearest_neighbours(invariants=sub, k=orm.Int(1), other=pdds)["distances"]
+    nn = compute_neighbours(invariants=sub, k=orm.Int(1), other=pdds)["distances"]
     assert nn.get_knn()[1][:, 0].tolist() == [0, 1, 2, 3, 4]
 
 
@@ -218,12 +218,12 @@ def test_distance_exit_codes(mp_dataset):
     assert_failed_without_outputs(node, EXIT.ERROR_METRIC_NOT_APPLICABLE)
     _, node = compute_distances.run_get_node(invariants=pdds, other=amds)
     assert_failed_without_outputs(node, EXIT.ERROR_INCOMPATIBLE_INPUTS)
-    _, node = nearest_neighbours.run_get_node(invariants=pdds, k=orm.Int(1), other=other_k)
+    _, node = compute_neighbours.run_get_node(invariants=pdds, k=orm.Int(1), other=other_k)
     assert_failed_without_outputs(node, EXIT.ERROR_INCOMPATIBLE_INPUTS)
     assert "k=5 vs 6" in node.exit_message
-    _, node = nearest_neighbours.run_get_node(invariants=pdds, k=orm.Int(100))
+    _, node = compute_neighbours.run_get_node(invariants=pdds, k=orm.Int(100))
     assert_failed_without_outputs(node, EXIT.ERROR_INVALID_SPEC)
-    assert_refused(lambda: nearest_neighbours.run_get_node(invariants=pdds, k=orm.Int(0)), "positive integer")
+    assert_refused(lambda: compute_neighbours.run_get_node(invariants=pdds, k=orm.Int(0)), "positive integer")
 
 
 @pytest.mark.postgres

@@ -162,6 +162,27 @@ def test_composition_missing_values_are_imputed():
     assert default.shape == (len(composition_feature_names()),) and np.all(np.isfinite(default))
 
 
+def test_composition_imputes_the_median_over_h_to_pu():
+    """The one rule of aiida_crystinv.invariants.elements: a value pymatgen lacks (X of He)
+    is its median over H..Pu -- computed here independently from pymatgen -- and values
+    pymatgen has (X of Na, Cl) are unchanged."""
+    from pymatgen.core.periodic_table import Element
+
+    def x(z: int) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(Element.from_Z(z).X)
+
+    xs = np.array([x(z) for z in range(1, 95)])
+    median = float(np.median(xs[np.isfinite(xs)]))
+    old_mean = float(np.nanmean([x(z) for z in range(1, 104)]))  # the rule before
+    assert not math.isfinite(x(2))  # pymatgen has no X for He
+    he = composition("He", properties=("X",), stats=("mean",))
+    assert he[0] == median and he[0] != pytest.approx(old_mean)
+    nacl_x = composition(nacl(), properties=("X",), stats=("min", "max"))
+    assert nacl_x.tolist() == [x(11), x(17)]  # Na 0.93, Cl 3.16: pymatgen's values
+
+
 def test_composition_distance_is_weighted_l1():
     a, b = np.array([1.0, 2.0, 3.0]), np.array([2.0, 0.0, 3.0])
     assert composition_distance(a, b) == 3.0
@@ -461,7 +482,9 @@ def test_composition_bad_names():
     with pytest.raises(ValueError, match="unknown element property"):
         composition(nacl(), properties=("not_a_property",))
     with pytest.raises(ValueError, match="not numeric"):
-        composition(nacl(), properties=("block",))
+        composition(nacl(), properties=("electronic_structure",))
+    # block is a derived numeric property of the element table (s, p, d, f = 0, 1, 2, 3)
+    assert composition(nacl(), properties=("block",), stats=("min", "max")).tolist() == [0.0, 1.0]
     with pytest.raises(ValueError, match="unknown statistic"):
         composition(nacl(), stats=("median",))
     with pytest.raises(ValueError, match="sequences"):

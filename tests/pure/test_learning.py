@@ -12,7 +12,7 @@ from scipy.spatial.distance import cdist
 from scipy.spatial.transform import Rotation
 
 from aiida_crystinv.learning import (
-    DESCRIPTORS,
+    FEATURES,
     EnsembleRegressor,
     FeatureKNNRegressor,
     KernelRidgeRegressor,
@@ -24,8 +24,8 @@ from aiida_crystinv.learning import (
     cross_validate,
     describe,
     describe_spec,
-    descriptor_defaults,
-    descriptor_names,
+    feature_defaults,
+    feature_names,
     fold_labels,
     holdout_split,
     inverse_transform_target,
@@ -412,7 +412,7 @@ def test_bad_inputs_give_clear_errors(data):
         knn.predict(cdist(X[:5], X[:50]))
     with pytest.raises(ValueError, match="not fitted"):
         KernelRidgeRegressor().predict(X)
-    with pytest.raises(ValueError, match="unknown descriptor 'sine'"):
+    with pytest.raises(ValueError, match="unknown features part 'sine'"):
         describe("sine", [rocksalt()])
     with pytest.raises(ValueError, match="no parameter 'kk'"):
         describe("amd", [rocksalt()], kk=3)
@@ -423,21 +423,42 @@ def test_bad_inputs_give_clear_errors(data):
 # ----------------------------------------------------------------------------- descriptors
 
 
-def test_descriptor_registry_and_spec():
-    names = descriptor_names()
-    for n in ("amd", "pdd_stats", "composition", "density", "element_roles", "site_roles"):
-        assert n in names and n in DESCRIPTORS
-    assert descriptor_defaults("amd") == {"k": 100}
-    spec = describe_spec("amd+composition", k=30)
-    assert spec == {"name": "amd+composition", "params": {"amd": {"k": 30}, "composition": {}}}
+def test_feature_registry_and_spec():
+    names = feature_names()
+    for n in ("amd", "pdd_stats", "element_stats", "density", "element_roles", "site_roles"):
+        assert n in names and n in FEATURES
+    assert feature_defaults("amd") == {"k": 100}
+    spec = describe_spec("amd+element_stats", k=30)
+    assert spec == {"name": "amd+element_stats", "params": {"amd": {"k": 30}, "element_stats": {}}}
     json.dumps(spec)
-    X1 = describe("amd+composition", [rocksalt()], amd={"k": 30})
-    X2 = describe("amd+composition", [rocksalt()], k=30)
+    X1 = describe("amd+element_stats", [rocksalt()], amd={"k": 30})
+    X2 = describe("amd+element_stats", [rocksalt()], k=30)
     np.testing.assert_array_equal(X1, X2)
-    assert X1.shape[1] == 30 + describe("composition", [rocksalt()]).shape[1]
+    assert X1.shape[1] == 30 + describe("element_stats", [rocksalt()]).shape[1]
 
 
-ALL = ["amd", "pdd_stats", "composition", "density", "element_roles", "site_roles"]
+def test_features_amd_is_the_amd_invariant():
+    """A name means one thing: the features part ``amd`` gives the AMD invariant's numbers."""
+    from aiida_crystinv.invariants import amd
+
+    structures = [rocksalt(), perovskite(), low_symmetry()]
+    X = describe("amd", structures, k=20)
+    for row, s in zip(X, structures):
+        np.testing.assert_allclose(row, amd(s, 20), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["amd+composition", "composition+density", "composition"])
+def test_features_refuse_composition_and_point_to_element_stats(name):
+    """``composition`` is the invariant; the features' element statistics are ``element_stats``."""
+    with pytest.raises(ValueError, match="'composition' is not a features part") as info:
+        describe(name, [rocksalt()])
+    assert "element_stats" in str(info.value) and "composition invariant" in str(info.value)
+    with pytest.raises(ValueError, match="element_stats"):
+        describe_spec(name)
+    assert "composition" not in FEATURES
+
+
+ALL = ["amd", "pdd_stats", "element_stats", "density", "element_roles", "site_roles"]
 
 
 @pytest.mark.parametrize("make", [rocksalt, perovskite, low_symmetry])
@@ -461,7 +482,7 @@ def test_site_roles_find_perovskite_sites():
     s = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
                   [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]])
     x = describe("site_roles", [s])[0]
-    from aiida_crystinv.learning._elements import ELEMENT_PROPERTIES
+    from aiida_crystinv.invariants.elements import ELEMENT_PROPERTIES
 
     p = len(ELEMENT_PROPERTIES)
     block = p + 12 + 3 + 2  # one cation role
@@ -473,7 +494,7 @@ def test_site_roles_find_perovskite_sites():
 
 def test_disordered_structure_is_accepted():
     s = Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Ni": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    X = describe("amd+composition+density+element_roles", [s])
+    X = describe("amd+element_stats+density+element_roles", [s])
     assert np.isfinite(X).all()
 
 
