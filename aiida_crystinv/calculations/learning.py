@@ -28,7 +28,7 @@ attribute ``crystinv_predictions`` names the target, its unit, the model and des
 Specs (JSON):
 
 * descriptor -- ``{'name': 'pdd', 'k': 50}`` (invariants: amd, pdd, grid, rdf,
-  composition) or ``{'name': 'amd+composition', 'kind': 'features', ...}`` (see
+  composition) or ``{'name': 'amd+element_stats', 'kind': 'features', ...}`` (see
   :mod:`aiida_crystinv.specs`);
 * model -- ``{'name': 'knn', 'k': [1, 3, 5, 10], 'weights': 'distance', 'metric':
   'pdd_emd'}``, ``{'name': 'krr', 'kernel': 'laplacian'}``, ``{'name': 'median'}``, plus

@@ -332,7 +332,7 @@ def _execute(
 @contextlib.contextmanager
 def ctrl_c_raises() -> t.Iterator[None]:
     """While a process runs here, Ctrl-C (SIGINT) raises ``KeyboardInterrupt``, as Python does
-    by default, also where AiiDA would install its own handler.
+    by default, also where AiiDA would install its own handler; so does SIGTERM.
 
     AiiDA's handler kills the process from inside the signal handler: it writes to the
     database wherever the signal lands, also in the middle of a commit, after which the
@@ -348,20 +348,26 @@ def ctrl_c_raises() -> t.Iterator[None]:
         yield
         return
     install = signal.signal
-    previous = signal.getsignal(signal.SIGINT)
+    ours = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _terminate}
+    previous = {signum: signal.getsignal(signum) for signum in ours}
 
     def keep_raising(signalnum: int, handler: t.Any) -> t.Any:
-        if signalnum == signal.SIGINT:
-            return install(signalnum, signal.default_int_handler)
-        return install(signalnum, handler)
+        return install(signalnum, ours.get(signalnum, handler))
 
-    install(signal.SIGINT, signal.default_int_handler)
+    for signum, handler in ours.items():
+        install(signum, handler)
     signal.signal = keep_raising  # type: ignore[assignment]
     try:
         yield
     finally:
         signal.signal = install  # type: ignore[assignment]
-        install(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        for signum, handler in previous.items():
+            install(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def _terminate(_signum: int, _frame: t.Any) -> None:
+    """SIGTERM (``kill PID``) during a run: unwind like Ctrl-C, so the run is tidied up."""
+    raise KeyboardInterrupt("terminated")
 
 
 def _retire(runner: t.Any) -> None:
@@ -374,8 +380,11 @@ def _retire(runner: t.Any) -> None:
         if task.done():
             if not task.cancelled():
                 task.exception()
-        else:
-            task.cancel()
+            continue
+        try:  # end the coroutine here, where its clean-up errors can be ignored, not at collection
+            task.get_coro().close()
+        except BaseException:  # noqa: BLE001 - e.g. greenback's shim on an unwound portal
+            pass
     try:
         runner.close()
     except Exception:  # noqa: BLE001 - closing is best effort

@@ -24,8 +24,8 @@ Two kinds of descriptor are understood (see :mod:`aiida_crystinv.specs`):
     composition vectors.
 ``features``
     feature vectors of :mod:`aiida_crystinv.learning.descriptors` (``amd``, ``pdd_stats``,
-    ``composition``, ``density``, ``element_roles``, ``site_roles`` and ``+``-joined
-    composites such as ``amd+composition``), computed from the structures.
+    ``element_stats``, ``density``, ``element_roles``, ``site_roles`` and ``+``-joined
+    composites such as ``amd+element_stats``), computed from the structures.
 
 A kNN model predicts from distances to its training records, so it needs the training
 invariants at prediction time: they are not copied into the model (a GRID stack can be

@@ -310,7 +310,7 @@ def _labelled(value: Any) -> Any:
 
 
 def label_of(text: str) -> str:
-    """A link-label-safe, lower-case label (``'amd+composition'`` -> ``'amd_composition'``)."""
+    """A link-label-safe, lower-case label (``'amd+element_stats'`` -> ``'amd_element_stats'``)."""
     label = re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_").lower() or "x"
     return f"x{label}" if label[0].isdigit() else label
 

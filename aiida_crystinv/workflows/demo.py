@@ -81,7 +81,7 @@ INVARIANTS_K = 100
 #: The metric of the neighbour graph and the near-duplicate search.
 METRIC = "pdd_emd"
 #: Descriptors computed, in this order, with the link label of their WorkChain.
-DESCRIPTORS = ("amd", "pdd")
+DEMO_INVARIANTS = ("amd", "pdd")
 
 
 def default_chunk_size(n: int) -> int:
@@ -509,7 +509,7 @@ class _StepTracker:
         if key == "import":
             nodes.update({"import": first, "dataset": first.outputs.dataset})
             return describe_import(first.outputs.dataset, first)
-        if key in DESCRIPTORS:
+        if key in DEMO_INVARIANTS:
             nodes.update({key: first.outputs.invariants, f"{key}_workflow": first})
             return describe_invariants(key, first)
         knn = first.outputs.distances

@@ -9,10 +9,10 @@ descriptors and models to try, how to evaluate them and, optionally, what to scr
     target: ewald_energy_per_atom  # or {name: bulk_modulus_vrh, transform: log10}
     descriptors:
       - {name: pdd, k: 50}
-      - {name: amd+composition, amd: {k: 50}}
+      - {name: amd+element_stats, amd: {k: 50}}
     models:
       - {name: knn, k: [1, 3, 5, 10]}
-      - {name: krr, kernel: laplacian, descriptors: [amd_composition]}   # only these
+      - {name: krr, kernel: laplacian, descriptors: [amd_element_stats]}   # only these
     split: {kind: kfold, n_splits: 5, seed: 0}   # or {kind: holdout, test_fraction: 0.2}
                                                  # or {kind: test, source: {file: my_csp.cif}}
     screening:

@@ -158,7 +158,7 @@ class TrainingWorkChain(WorkChain):
             valid_type=(orm.Dict, orm.Str),
             validator=check_descriptor,
             help="{'name': 'pdd', 'k': 50} (invariants: amd, pdd, grid, rdf, composition) or "
-            "{'name': 'amd+composition', 'kind': 'features', ...}.",
+            "{'name': 'amd+element_stats', 'kind': 'features', ...}.",
         )
         spec.input(
             "model",

@@ -98,3 +98,26 @@ def test_no_profile_through_verdi_is_a_clear_error(tmp_path, args):
     assert result.returncode != 0
     assert "Traceback" not in output
     assert "verdi presto" in output and "crystinv" in output
+
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_examples_run(tmp_path):
+    """Every script in examples/ runs as documented on a fresh machine (embedded profile)."""
+    session = script("bash", str(EXAMPLES / "cli_session.sh"), str(tmp_path / "session"), aiida_path=tmp_path)
+    output = session.stdout + session.stderr
+    assert session.returncode == 0, output
+    assert "Traceback" not in output and "crystinv-session" in output
+
+    demo = script(sys.executable, str(EXAMPLES / "demo.py"), "30", "3", aiida_path=tmp_path)
+    output = demo.stdout + demo.stderr
+    assert demo.returncode == 0, output
+    assert "near-duplicates found:" in output and "Provenance:" in output
+
+    newest = script(CRYSTINV, "list", "--limit", "1", aiida_path=tmp_path)
+    dataset_pk = newest.stdout.splitlines()[2].split()[0]
+    handoff = script(sys.executable, str(EXAMPLES / "ewald_handoff.py"), dataset_pk, "2", aiida_path=tmp_path)
+    output = handoff.stdout + handoff.stderr
+    assert handoff.returncode == 0, output
+    assert "Traceback" not in output and "extract_structures" in output

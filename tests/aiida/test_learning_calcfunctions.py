@@ -83,7 +83,7 @@ def test_knn_train_predict_round_trip(landscape, pdd):
 
 
 def test_krr_features_cross_validation_and_plot(landscape):
-    feats, fnode = compute_features.run_get_node(dataset=landscape, descriptor=orm.Dict({"name": "amd+composition", "k": 8}))
+    feats, fnode = compute_features.run_get_node(dataset=landscape, descriptor=orm.Dict({"name": "amd+element_stats", "k": 8}))
     assert fnode.is_finished_ok, fnode.exit_message
     features = feats["features"]
     spec = orm.Dict({"name": "krr", "alphas": [1e-3, 1e-1], "gamma_factors": [0.1, 1.0], "cv": 3})
@@ -122,7 +122,7 @@ def test_holdout_split(landscape, pdd):
     [
         ({"target": "band_gap"}, 230, "no target 'band_gap'"),
         ({"model": {"name": "random_forest"}}, "refused", "unknown model"),
-        ({"model": {"name": "knn", "k": 3}, "descriptor": {"name": "amd+composition"}}, 222, "features descriptor"),
+        ({"model": {"name": "knn", "k": 3}, "descriptor": {"name": "amd+element_stats"}}, 222, "features descriptor"),
         ({"descriptor": {"name": "pdd", "q": 1}}, "refused", "unknown key(s) 'q'"),
         ({"split": {"kind": "kfold", "n_splits": 50}}, 232, "at least 50 records"),
         ({"split": {"kind": "bootstrap"}}, "refused", "split kind must be"),

@@ -68,7 +68,7 @@ def test_holdout_krr_features(landscapes):
         TrainingWorkChain,
         dataset=dataset,
         target=orm.Str(TARGET),
-        descriptor=orm.Dict({"name": "amd+composition", "k": 8}),
+        descriptor=orm.Dict({"name": "amd+element_stats", "k": 8}),
         model=orm.Dict({"name": "krr", "alphas": [1e-3, 1e-2], "gamma_factors": [0.1, 1.0], "cv": 3}),
         split=orm.Dict({"kind": "holdout", "test_fraction": 0.25, "seed": 1}),
     )

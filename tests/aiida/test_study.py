@@ -31,7 +31,7 @@ SMALL = {
     "name": "small",
     "source": {"synthetic": {"n": 30, "seed": 2}},
     "target": TARGET,
-    "descriptors": [{"name": "amd", "k": 8}, {"name": "amd+composition", "k": 8, "label": "amd_comp"}],
+    "descriptors": [{"name": "amd", "k": 8}, {"name": "amd+element_stats", "k": 8, "label": "amd_comp"}],
     "models": [{"name": "knn", "k": [1, 3], "cv": 3}, {"name": "krr", "alphas": [0.01], "gamma_factors": [0.3, 1.0], "cv": 3}],
     "split": {"kind": "kfold", "n_splits": 3, "seed": 0},
 }
@@ -85,7 +85,7 @@ def test_examples_are_valid():
         ({"split": {"kind": "test"}}, "split: 'source' is missing"),
         ({"split": {"kind": "kfold", "folds": 3}}, "unknown key(s) 'folds'"),
         ({"target": {"name": TARGET, "transform": "log"}}, "transform"),
-        ({"descriptors": ["amd+composition"], "models": [{"name": "knn"}]}, "no model can be trained"),
+        ({"descriptors": ["amd+element_stats"], "models": [{"name": "knn"}]}, "no model can be trained"),
         ({"screening": {"top": 3}}, "'candidates'"),
         ({"screening": {"candidates": {"synthetic": {"n": 5}}, "handoff": {"workflow": "nope.nothing"}}}, "not an installed workflow"),
         ({"screening": {"candidates": {"synthetic": {"n": 5}}, "handoff": {"workflow": "crystinv.ewald_energy", "inputs": {"code": 1}}}}, "no input 'code'"),

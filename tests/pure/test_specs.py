@@ -51,7 +51,7 @@ def test_bad_descriptors_name_the_place(data, words):
 
 def test_shorthands_and_normal_forms():
     assert parse_descriptor("pdd") == parse_descriptor({"name": "PDD", "params": {"k": 100}})
-    features = parse_descriptor({"name": "amd+composition", "amd": {"k": 50}})
+    features = parse_descriptor({"name": "amd+element_stats", "amd": {"k": 50}})
     assert features.kind == "features" and features.params["amd"] == {"k": 50}
     assert parse_metric("pdd_emd").params == {}
     assert metric_for(None, parse_invariant("grid")).bin_width == 0.1
@@ -69,7 +69,7 @@ def test_models_and_pairs():
     with pytest.raises(SpecError, match="ragged"):
         resolve_pair("krr", "pdd")
     with pytest.raises(SpecError, match="features descriptor"):
-        resolve_pair("knn", "amd+composition")
+        resolve_pair("knn", "amd+element_stats")
     with pytest.raises(SpecError, match="did you mean 'weights'"):
         parse_model({"name": "knn", "weight": "uniform"})
     with pytest.raises(SpecError, match=r"alphas\[0\]: Input should be greater than 0"):
