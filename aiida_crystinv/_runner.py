@@ -25,7 +25,9 @@ def in_process_runner(poll_interval: float = 0.05) -> t.Any:
     global _IN_PROCESS_RUNNER  # noqa: PLW0603
     profile = get_manager().get_profile()
     key = (profile.name if profile else None, poll_interval)
-    if _IN_PROCESS_RUNNER is None or _IN_PROCESS_RUNNER[0] != key or _IN_PROCESS_RUNNER[1].is_closed():
+    stale = _IN_PROCESS_RUNNER is None or _IN_PROCESS_RUNNER[0] != key
+    # a runner closed, or whose event loop something else closed (an interrupted run), is replaced
+    if stale or _IN_PROCESS_RUNNER[1].is_closed() or _IN_PROCESS_RUNNER[1].loop.is_closed():
         runner = get_manager().create_runner(communicator=None, poll_interval=poll_interval)
         _IN_PROCESS_RUNNER = (key, runner)
     return _IN_PROCESS_RUNNER[1]
