@@ -60,6 +60,29 @@ def _file_is_empty(path: pathlib.Path) -> bool:
         return not handle.read(1 << 16).strip()
 
 
+def _with_flags(message: str) -> str:
+    """An importer message with its option names as this command's flags."""
+    for option, flag in _OPTION_FLAGS.items():
+        message = message.replace(option, flag)
+    return message
+
+
+def _refuse_unreadable(path: pathlib.Path, options: dict[str, t.Any]) -> None:
+    """Exit, before any node is stored, when ``path`` is not a dataset file at all (binary,
+    corrupt gzip, not JSON, no CIF column...); bad records are left to the importer."""
+    from aiida_crystinv.sources import SourceError, check_bytes
+
+    reader_options = {k: v for k, v in options.items() if k not in ("on_error", "format")}
+    try:
+        check_bytes(path.read_bytes(), path.name, options.get("format"), **reader_options)
+    except SourceError as exception:
+        message = str(exception)
+        message = message[len(path.name) + 2 :] if message.startswith(f"{path.name}: ") else message
+        echo.echo_critical(f"cannot import {path.name}: {one_line(_with_flags(message), 220)} [nothing was stored]")
+    except OSError as exception:
+        echo.echo_critical(f"cannot read {path}: {exception.strerror or exception} [nothing was stored]")
+
+
 def import_file(
     path: pathlib.Path,
     *,
@@ -100,8 +123,7 @@ def import_file(
                     f"cannot tell the format of {path.name} from its extension: use --format cif, csv or json"
                 )
         options["format"] = format
-        with path.open("rb") as handle:
-            file_node = orm.SinglefileData(handle, filename=path.name)
+        file_node = None
     if id_column:
         options["id_column"] = id_column
     if cif_column:
@@ -111,6 +133,10 @@ def import_file(
         units = {name: unit for name, unit in targets if unit}
         if units:
             options["units"] = units
+    if file_node is None:
+        _refuse_unreadable(path, options)
+        with path.open("rb") as handle:
+            file_node = orm.SinglefileData(handle, filename=path.name)
     _, node = run_process(import_dataset, {"file": file_node, "options": orm.Dict(options)})
     if node.is_finished and not node.is_finished_ok:
         message = node.exit_message or f"exit status {node.exit_status}"
@@ -119,8 +145,7 @@ def import_file(
             if said in message:
                 message = message.replace(said, "")
                 hint = "; --on-error skip imports the valid records"
-        for option, flag in _OPTION_FLAGS.items():
-            message = message.replace(option, flag)
+        message = _with_flags(message)
         echo.echo_critical(
             f"importing {path.name} failed: {one_line(message, 220)} [import_dataset {node.pk}; nothing was stored{hint}]"
         )

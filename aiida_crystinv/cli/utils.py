@@ -268,10 +268,11 @@ def run_process(
             node = instance.node
             outputs = _execute(instance, runner, label=label, total=total, count_done=count_done)
     except KeyboardInterrupt:
-        _retire(runner)
         if node is None:
+            _retire(runner)
             raise
         killed, discarded = abandon(node)
+        _retire(runner)
         echo.echo_critical(
             f"interrupted: {node.process_label} <{node.pk}> was killed"
             + (f" ({killed} processes stopped)" if killed > 1 else "")
@@ -373,22 +374,30 @@ def _terminate(_signum: int, _frame: t.Any) -> None:
 def _retire(runner: t.Any) -> None:
     """Silence and close the event loop of a run that Ctrl-C unwound: its other tasks end
     with the same ``KeyboardInterrupt``, which asyncio would print as "Task exception was
-    never retrieved" tracebacks when they are collected. A new runner is made on next use."""
+    never retrieved" tracebacks when they are collected. A new runner is made on next use.
+
+    Called after :func:`abandon`: ending the coroutines runs the processes' own exception
+    handlers, whose writes to the (sealed) nodes and log lines are of no use any more, so
+    logging is off meanwhile and their errors are ignored."""
     loop = runner.loop
     loop.set_exception_handler(lambda _loop, _context: None)
-    for task in asyncio.all_tasks(loop):
-        if task.done():
-            if not task.cancelled():
-                task.exception()
-            continue
-        try:  # end the coroutine here, where its clean-up errors can be ignored, not at collection
-            task.get_coro().close()
-        except BaseException:  # noqa: BLE001 - e.g. greenback's shim on an unwound portal
-            pass
+    logging.disable(logging.CRITICAL)
     try:
-        runner.close()
-    except Exception:  # noqa: BLE001 - closing is best effort
-        pass
+        for task in asyncio.all_tasks(loop):
+            if task.done():
+                if not task.cancelled():
+                    task.exception()
+                continue
+            try:  # end the coroutine here, where its clean-up errors can be ignored, not at collection
+                task.get_coro().close()
+            except BaseException:  # noqa: BLE001 - e.g. greenback's shim on an unwound portal
+                pass
+        try:
+            runner.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def abandon(node: t.Any) -> tuple[int, list[int]]:
@@ -399,7 +408,7 @@ def abandon(node: t.Any) -> tuple[int, list[int]]:
     from aiida.engine import ProcessState
     from aiida.manage import get_manager
 
-    try:
+    try:  # the interrupted transaction may hold the database's write lock: end it
         get_manager().get_profile_storage().get_session().rollback()
     except Exception:  # noqa: BLE001 - a broken session: start a new one
         get_manager().reset_profile_storage()

@@ -9,10 +9,11 @@
   :class:`EnsembleRegressor`, :class:`StackRegressor` (blend weights learned on the
   training records), :class:`MedianRegressor` (``DummyRegressor(strategy='median')``);
   :func:`build_model` (JSON-able spec -> model), :func:`model_from_arrays`
-  (pickle-free export via ``model.to_arrays()``).
+  (pickle-free export via ``model.to_arrays()``), :func:`is_precomputed` (the pairwise
+  tag: the model takes a distance matrix).
 * validation -- :func:`cross_validate` (k-fold or hold-out, with the median baseline),
   :func:`cross_val_predict` (``sklearn.model_selection.cross_val_predict``),
-  :func:`fit_predict_split`, :func:`is_pairwise`.
+  :func:`fit_predict_split`.
 * splits -- :func:`kfold_indices` (``KFold(shuffle=True, random_state=seed)``),
   :func:`fold_labels`, :func:`holdout_split` (``ShuffleSplit`` / ``train_test_split``).
 * metrics -- :func:`mae`, :func:`median_ae`, :func:`rmse`, :func:`r2`,
@@ -50,7 +51,7 @@ from .models import (
 )
 from .plots import parity_plot, parity_png
 from .splits import fold_labels, holdout_split, kfold_indices
-from .validation import cross_val_predict, cross_validate, fit_predict_split, is_pairwise
+from .validation import cross_val_predict, cross_validate, fit_predict_split
 
 __all__ = [
     "FEATURES", "Feature", "SiteTable", "describe", "describe_spec", "feature_defaults",
@@ -60,5 +61,5 @@ __all__ = [
     "KNNRegressor", "MedianRegressor", "StackRegressor", "build_model", "check_target", "inverse_transform_target", "is_precomputed",
     "model_from_arrays", "transform_target",
     "parity_plot", "parity_png", "fold_labels", "holdout_split", "kfold_indices",
-    "cross_val_predict", "cross_validate", "fit_predict_split", "is_pairwise",
+    "cross_val_predict", "cross_validate", "fit_predict_split",
 ]

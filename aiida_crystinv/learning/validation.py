@@ -22,13 +22,12 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_predict as _sklearn_cross_val_predict
-from sklearn.utils import get_tags
 
 from .metrics import regression_metrics
-from .models import MedianRegressor, build_model, check_target
+from .models import MedianRegressor, build_model, check_target, is_precomputed
 from .splits import kfold_indices
 
-__all__ = ["cross_val_predict", "cross_validate", "fit_predict_split", "is_pairwise"]
+__all__ = ["cross_val_predict", "cross_validate", "fit_predict_split"]
 
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
 
@@ -38,18 +37,13 @@ def _model_of(spec: Any):
     return build_model(spec) if isinstance(spec, dict) else clone(spec)
 
 
-def is_pairwise(model: Any) -> bool:
-    """True when the model takes a square precomputed matrix (scikit-learn's pairwise tag)."""
-    return bool(get_tags(model).input_tags.pairwise)
-
-
 def _inputs(model: Any, X: Any, y: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=float)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array: (n, d) features or an (n, n) distance matrix, got shape {X.shape}")
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but the target has {y.shape[0]} values")
-    if is_pairwise(model) and X.shape[0] != X.shape[1]:
+    if is_precomputed(model) and X.shape[0] != X.shape[1]:
         raise ValueError(f"a kNN model needs the square (n, n) distance matrix of all records, got {X.shape}")
     return X
 
@@ -88,7 +82,7 @@ def fit_predict_split(spec: Any, X: Any, y: Any, train: np.ndarray, test: np.nda
     y = check_target(y)
     X = _inputs(model, X, y)
     train, test = np.asarray(train), np.asarray(test)
-    if is_pairwise(model):
+    if is_precomputed(model):
         model.fit(X[np.ix_(train, train)], y[train])
         return model, model.predict(X[np.ix_(test, train)])
     model.fit(X[train], y[train])

@@ -7,7 +7,8 @@ reasons, target units, and a ``source`` description in the keys of
 result into one node.
 
 * :func:`read_path` / :func:`read_bytes` -- CIF (multi-block), folders of CIFs, CSV with a
-  CIF column, JSON lists of pymatgen structure dicts (gzipped or not)
+  CIF column, JSON lists of pymatgen structure dicts (gzipped or not); :func:`check_bytes`
+  refuses a file that is not a dataset without reading its records
 * :func:`read_group` / :func:`read_structuredata` -- AiiDA ``StructureData`` nodes
 * :func:`read_materials_project` -- the Materials Project through ``mp-api``
 """
@@ -27,6 +28,7 @@ from .aiida_group import read_group, read_structuredata, structuredata_to_tuple
 from .files import (
     FORMATS,
     KNOWN_UNITS,
+    check_bytes,
     detect_format,
     parse_cif_block,
     read_bytes,
@@ -50,6 +52,7 @@ __all__ = [
     "validate_records",
     "record_hash",
     "reduced_formula",
+    "check_bytes",
     "detect_format",
     "parse_cif_block",
     "read_bytes",

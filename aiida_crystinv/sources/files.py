@@ -49,6 +49,7 @@ from ._records import ReadResult, Record, SourceError
 __all__ = [
     "FORMATS",
     "KNOWN_UNITS",
+    "check_bytes",
     "detect_format",
     "read_bytes",
     "read_path",
@@ -421,6 +422,40 @@ def _is_number(value: Any) -> bool:
     return False
 
 
+def _check_csv_header(
+    header: Sequence[str] | None,
+    name: str,
+    id_column: str | None,
+    cif_column: str,
+    target_columns: Sequence[str] | None,
+    has_rows: bool,
+) -> str | None:
+    """Check the header row of a CSV dataset; return the id column (guessed when ``None``).
+
+    Raises:
+        SourceError: no header, a missing CIF / id / target column, or no record.
+    """
+    if not header:
+        raise SourceError(f"{name}: no header row")
+    if cif_column not in header:
+        raise SourceError(
+            f"{name}: no column {cif_column!r} with CIF text; the columns are {', '.join(repr(h) for h in header)}"
+            " (give cif_column=...)"
+        )
+    if id_column is None:
+        id_column = next((c for c in _ID_COLUMNS if c in header), None)
+    elif id_column not in header:
+        raise SourceError(f"{name}: no id column {id_column!r}; the columns are {', '.join(map(repr, header))}")
+    missing = [c for c in target_columns or () if c not in header]
+    if missing:
+        raise SourceError(
+            f"{name}: no target column(s) {', '.join(map(repr, missing))}; the columns are {', '.join(map(repr, header))}"
+        )
+    if not has_rows:
+        raise SourceError(f"{name}: the file has a header but no records")
+    return id_column
+
+
 def read_csv(
     content: bytes | str,
     name: str = "input.csv",
@@ -444,30 +479,13 @@ def read_csv(
         rows = list(reader)
     except csv.Error as exc:
         raise SourceError(f"{name}: not a readable CSV file ({exc})") from None
-    if not header:
-        raise SourceError(f"{name}: no header row")
-    if cif_column not in header:
-        raise SourceError(
-            f"{name}: no column {cif_column!r} with CIF text; the columns are {', '.join(repr(h) for h in header)}"
-            " (give cif_column=...)"
-        )
-    if id_column is None:
-        id_column = next((c for c in _ID_COLUMNS if c in header), None)
-    elif id_column not in header:
-        raise SourceError(f"{name}: no id column {id_column!r}; the columns are {', '.join(map(repr, header))}")
+    id_column = _check_csv_header(header, name, id_column, cif_column, target_columns, bool(rows))
     if target_columns is None:
         skip = {cif_column, id_column, "formula", "", "Unnamed: 0", "index"}
         first = rows[0] if rows else {}
         target_columns = [c for c in header if c not in skip and _is_number(first.get(c))]
     else:
         target_columns = list(target_columns)
-        missing = [c for c in target_columns if c not in header]
-        if missing:
-            raise SourceError(
-                f"{name}: no target column(s) {', '.join(map(repr, missing))}; the columns are {', '.join(map(repr, header))}"
-            )
-    if not rows:
-        raise SourceError(f"{name}: the file has a header but no records")
     result = ReadResult(records=[], units=_units_for(target_columns, units), source={})
     for number, row in enumerate(rows, start=1):
         rid = str(row.get(id_column) or number) if id_column else str(number)
@@ -529,6 +547,34 @@ def _structure_from_dict(d: dict) -> Any:
         return Structure.from_dict(d)
 
 
+def _json_records(text: str, name: str, structure_key: str) -> list[dict]:
+    """The list of records of a JSON dataset (``{"records": [...]}`` is accepted too).
+
+    Raises:
+        SourceError: invalid JSON, not a non-empty list of objects, or records without
+            ``structure_key`` (that are not bare structure dicts either).
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"{name}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise SourceError(f"{name}: not readable JSON (nested too deeply)") from None
+    if isinstance(data, dict) and isinstance(data.get("records"), list):
+        data = data["records"]
+    if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
+        raise SourceError(f"{name}: expected a JSON list of objects (records or structure dicts)")
+    if not data:
+        raise SourceError(f"{name}: the list of records is empty")
+    first = data[0]
+    bare = structure_key not in first and "lattice" in first and "sites" in first
+    if not bare and structure_key not in first:
+        raise SourceError(
+            f"{name}: records have no {structure_key!r} field; their fields are {', '.join(map(repr, first))}"
+        )
+    return data
+
+
 def read_json(
     content: bytes | str,
     name: str = "input.json",
@@ -547,18 +593,7 @@ def read_json(
     )
     target_columns = checked.get("target_columns", target_columns)
     text = content if isinstance(content, str) else _decode(content, name)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SourceError(f"{name}: not valid JSON ({exc})") from None
-    except RecursionError:
-        raise SourceError(f"{name}: not readable JSON (nested too deeply)") from None
-    if isinstance(data, dict) and isinstance(data.get("records"), list):
-        data = data["records"]
-    if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
-        raise SourceError(f"{name}: expected a JSON list of objects (records or structure dicts)")
-    if not data:
-        raise SourceError(f"{name}: the list of records is empty")
+    data = _json_records(text, name, structure_key)
     bare = structure_key not in data[0] and "lattice" in data[0] and "sites" in data[0]
     first = data[0]
     if id_column is None and not bare:
@@ -571,10 +606,6 @@ def read_json(
         )
     else:
         target_columns = list(target_columns)
-    if not bare and structure_key not in first:
-        raise SourceError(
-            f"{name}: records have no {structure_key!r} field; their fields are {', '.join(map(repr, first))}"
-        )
     result = ReadResult(records=[], units=_units_for(target_columns, units), source={})
     for number, item in enumerate(data, start=1):
         value = item.get(id_column) if id_column else None
@@ -622,18 +653,11 @@ def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def read_bytes(content: bytes, name: str, format: str | None = None, **options: Any) -> ReadResult:
-    """Read a file's bytes in the given (or guessed) format and record where it came from.
-
-    Args:
-        content: the file content (gzip-compressed or not).
-        name: the file name, used in messages and to guess the format.
-        format: ``'cif'``, ``'csv'`` or ``'json'``; guessed from ``name`` when ``None``.
-        options: passed to the reader (``id_column``, ``cif_column``, ``target_columns``,
-            ``units``, ``structure_key``).
+def _prepare(content: Any, name: str, format: Any, options: dict[str, Any]) -> tuple[bytes, str, dict[str, Any]]:
+    """``(content as bytes, format, checked options)``; see :func:`read_bytes`.
 
     Raises:
-        SourceError: unknown format, unknown option, or a file that cannot be read.
+        SourceError: content that is not bytes, an unknown format or option, an empty file.
     """
     if format is not None and not isinstance(format, str):
         raise SourceError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
@@ -643,8 +667,7 @@ def read_bytes(content: bytes, name: str, format: str | None = None, **options: 
         raise SourceError(f"{name}: expected the file content as bytes, got {type(content).__name__}")
     content = bytes(content)
     fmt = (format or detect_format(name)).lower()
-    readers = {"cif": read_cif, "csv": read_csv, "json": read_json}
-    if fmt not in readers:
+    if fmt not in FORMATS:
         raise SourceError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
     options = _checked_options({k: v for k, v in options.items() if v is not None})
     allowed = {
@@ -660,6 +683,60 @@ def read_bytes(content: bytes, name: str, format: str | None = None, **options: 
         raise SourceError(f"options {', '.join(sorted(unknown))} do not apply to format {fmt!r}")
     if not content or not content.strip():
         raise SourceError(f"{name}: the file is empty")
+    return content, fmt, options
+
+
+def check_bytes(content: bytes, name: str, format: str | None = None, **options: Any) -> str:
+    """Check that a file is a dataset of its format, without reading its records; return
+    the format.
+
+    Everything :func:`read_bytes` would refuse about the *file* is found here: an unknown
+    format or option, an empty, binary, wrongly encoded or corrupt (gzip) file, a CIF
+    file without ``data_`` block, a CSV file without its header columns or records, JSON
+    that is not a non-empty list of records. Bad *records* are not looked for (that is the
+    reading itself). Costs one decompression and decoding, and for JSON one parse.
+    Meant for callers that must refuse a file before anything is stored (the ``crystinv
+    import`` command; a port validator).
+
+    Raises:
+        SourceError: the first problem, with the same message as :func:`read_bytes`.
+    """
+    content, fmt, options = _prepare(content, name, format, options)
+    text = _decode(content, name)
+    if fmt == "cif":
+        if not _DATA_LINE.search(text):
+            raise SourceError(f"{name}: no 'data_' block found; is this a CIF file?")
+    elif fmt == "csv":
+        csv.field_size_limit(1 << 30)
+        try:
+            reader = csv.reader(io.StringIO(text))
+            header = next(reader, None)
+            has_rows = next(reader, None) is not None
+        except csv.Error as exc:
+            raise SourceError(f"{name}: not a readable CSV file ({exc})") from None
+        _check_csv_header(
+            header, name, options.get("id_column"), options.get("cif_column", "cif"), options.get("target_columns"), has_rows
+        )
+    else:
+        _json_records(text, name, options.get("structure_key", "structure"))
+    return fmt
+
+
+def read_bytes(content: bytes, name: str, format: str | None = None, **options: Any) -> ReadResult:
+    """Read a file's bytes in the given (or guessed) format and record where it came from.
+
+    Args:
+        content: the file content (gzip-compressed or not).
+        name: the file name, used in messages and to guess the format.
+        format: ``'cif'``, ``'csv'`` or ``'json'``; guessed from ``name`` when ``None``.
+        options: passed to the reader (``id_column``, ``cif_column``, ``target_columns``,
+            ``units``, ``structure_key``).
+
+    Raises:
+        SourceError: unknown format, unknown option, or a file that cannot be read.
+    """
+    content, fmt, options = _prepare(content, name, format, options)
+    readers = {"cif": read_cif, "csv": read_csv, "json": read_json}
     with gc_paused():
         result = readers[fmt](content, name, **options)
     result.source = {

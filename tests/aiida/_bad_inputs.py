@@ -175,6 +175,10 @@ def _accept(case: Case, env: Any, value: Any, detail: str) -> tuple[str, str]:
     return ACCEPTED, detail
 
 
+#: Lines that may accompany the error line: click's usage hint and log lines.
+_OTHER_LINES = ("Usage:", "Try '", "Report:", "Warning:")
+
+
 def judge_cli(case: Case, env: Any, result: Any) -> tuple[str, str]:
     """Verdict on a ``CliRunner`` result."""
     text = result.output
@@ -192,6 +196,9 @@ def judge_cli(case: Case, env: Any, result: Any) -> tuple[str, str]:
         return WRONGLY_ACCEPTED, f"exit code 0: {text[-300:]!r}"
     if len(errors) != 1:
         return UNCLEAR, f"{len(errors)} error lines (exit code {result.exit_code}): {text[-400:]!r}"
+    stray = [line for line in text.splitlines() if line.strip() and line not in errors and not line.startswith(_OTHER_LINES)]
+    if stray:
+        return UNCLEAR, f"the error goes on over {len(stray)} more line(s): {text[-400:]!r}"
     problem = _says(errors[0], case)
     return (UNCLEAR, problem) if problem else (CLEAR, errors[0])
 
@@ -407,8 +414,16 @@ def dumps(outcomes: list[Outcome]) -> str:
     """The outcomes as JSON (for a report file)."""
     return json.dumps(
         [
-            {"case": o.case.name, "interface": o.case.interface, "result": o.result, "detail": o.detail,
-             "half_stored": o.half_stored, "kept": o.kept, "stale": o.stale, "known": o.case.known}
+            {
+                "case": o.case.name,
+                "interface": o.case.interface,
+                "result": o.result,
+                "detail": o.detail,
+                "half_stored": o.half_stored,
+                "kept": o.kept,
+                "stale": o.stale,
+                "known": o.case.known,
+            }
             for o in outcomes
         ],
         indent=1,

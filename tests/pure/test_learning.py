@@ -13,11 +13,9 @@ from scipy.spatial.transform import Rotation
 
 from aiida_crystinv.learning import (
     FEATURES,
-    EnsembleRegressor,
     FeatureKNNRegressor,
     KernelRidgeRegressor,
     KNNRegressor,
-    MedianRegressor,
     StackRegressor,
     build_model,
     cross_val_predict,

@@ -46,7 +46,6 @@ from aiida_crystinv.learning import (
     cross_validate,
     fold_labels,
     holdout_split,
-    is_pairwise,
     is_precomputed,
     kfold_indices,
     mae,
@@ -90,7 +89,7 @@ def _all_models():
 
 def _fit_inputs(model, X, tr, te):
     """(fit input, predict input) for a model: distance blocks for a pairwise one."""
-    if is_pairwise(model):
+    if is_precomputed(model):
         D = cdist(X, X)
         return D[np.ix_(tr, tr)], D[np.ix_(te, tr)]
     return X[tr], X[te]
@@ -245,7 +244,7 @@ _GRIDS = {
 def test_grid_search_over_a_parameter_matches_a_manual_fold_loop(data, model):
     X, y = data
     D = cdist(X, X)
-    inputs = D if is_pairwise(model) else X
+    inputs = D if is_precomputed(model) else X
     grid = _GRIDS[_name(model)]
     cv = KFold(4, shuffle=True, random_state=3)
     search = GridSearchCV(model, grid, cv=cv, scoring="neg_mean_absolute_error").fit(inputs, y)
@@ -322,7 +321,7 @@ def test_cross_validate_kfold_and_holdout(data):
     folds = kfold_indices(len(y), 4, seed=2)
     np.testing.assert_array_equal(res["fold"], fold_labels(len(y), 4, seed=2))
     assert res["metrics"] == regression_metrics(y, res["predictions"])
-    for (tr, te), m in zip(folds, res["fold_metrics"]):
+    for (_, te), m in zip(folds, res["fold_metrics"]):
         assert m["mae"] == pytest.approx(mean_absolute_error(y[te], res["predictions"][te]))
     base = np.concatenate([np.full(len(te), np.median(y[tr])) for tr, te in folds])
     order = np.concatenate([te for _, te in folds])
@@ -468,3 +467,51 @@ def test_sklearn_estimator_checks(estimator, check):
 @pytest.mark.parametrize("model", _all_models(), ids=_name)
 def test_named_api_checks_on_non_default_instances(model, check):
     check(_name(model), model)
+
+
+# ----------------------------------------------------------------------------- stored models
+
+
+def test_models_exported_before_the_sklearn_change_still_predict():
+    """ModelData nodes in existing databases hold this export format (written by hand here
+    as the previous release wrote it): the estimators must rebuild from it unchanged."""
+    knn = model_from_arrays({"y_train": np.array([1.0, 2.0, 4.0, 8.0])},
+                            {"name": "knn", "init": {"k": [1, 3], "weights": "uniform", "cv": 5, "random_state": 0,
+                                                     "target_transform": None},
+                             "fitted": {"k": 3, "cv_mae": {"1": 0.5, "3": 0.4}}})
+    assert isinstance(knn, KNNRegressor) and knn.n_features_in_ == 4
+    np.testing.assert_allclose(knn.predict([[0.1, 0.2, 0.3, 0.4], [9.0, 0.1, 0.2, 0.0]]), [7 / 3, 14 / 3])
+    median = model_from_arrays({"median": np.array(2.5)}, {"name": "median", "init": {}, "fitted": {}})
+    np.testing.assert_array_equal(median.predict(np.zeros((3, 7))), [2.5, 2.5, 2.5])
+    krr = model_from_arrays(
+        {"X_fit": np.array([[-1.0], [1.0]]), "dual_coef": np.array([1.0, -1.0]), "mean": np.array([0.0]),
+         "scale": np.array([1.0])},
+        {"name": "krr", "init": {"kernel": "laplacian", "alphas": [0.1], "gammas": [1.0], "gamma_factors": [1.0],
+                                 "standardize": True, "center": True, "cv": "loo", "random_state": 0,
+                                 "target_transform": None, "scale_column": None, "weight_power": 0.0},
+         "fitted": {"alpha": 0.1, "gamma": 1.0, "y_mean": 0.5, "n_features": 1, "cv_mae": [[0.0]], "gamma_grid": [1.0]}})
+    np.testing.assert_allclose(krr.predict([[0.0], [-1.0]]), [0.5, 1.0 - np.exp(-2.0) + 0.5], rtol=1e-14)
+    with pytest.raises(ValueError, match="X has 2 features, but KernelRidgeRegressor is expecting 1"):
+        krr.predict([[0.0, 1.0]])
+
+
+def test_export_keys_are_those_of_the_previous_release(data):
+    X, y = data
+    X = np.abs(X) + 0.5
+    expected = {
+        "knn": ({"y_train"}, {"cv", "k", "random_state", "target_transform", "weights"}, {"cv_mae", "k"}),
+        "krr": ({"X_fit", "dual_coef", "mean", "scale"},
+                {"alphas", "center", "cv", "gamma_factors", "gammas", "kernel", "random_state", "scale_column",
+                 "standardize", "target_transform", "weight_power"},
+                {"alpha", "cv_mae", "gamma", "gamma_grid", "n_features", "y_mean"}),
+        "median": ({"median"}, set(), set()),
+        "knn_features": ({"X_fit", "mean", "scale", "y_train"},
+                         {"k", "metric", "scale_column", "target_transform", "weights"}, {"cv_mae", "k", "n_features"}),
+        "ensemble": ({"0/median"}, {"members"}, {"members"}),
+        "stack": ({"0/median", "weights"}, {"cv", "members", "random_state"}, {"cv_mae", "members", "n_features"}),
+    }
+    for name, (arrays, init, fitted) in expected.items():
+        spec = {"name": name, "members": [{"name": "median"}]} if name in ("ensemble", "stack") else {"name": name}
+        inputs = cdist(X, X) if name == "knn" else X
+        a, p = build_model(spec).fit(inputs, y).to_arrays()
+        assert (set(a), set(p["init"]), set(p["fitted"])) == (arrays, init, fitted), name
