@@ -74,7 +74,6 @@ __all__ = [
     "train_model",
     "predict",
     "parity_plot",
-    "render_parity_png",
     "predictions_arrays",
 ]
 
@@ -225,18 +224,24 @@ def _problem(dataset, target, model, descriptor, invariants, features, distances
     return _Problem(values, y, unit, model_spec, D)
 
 
+def _fail_from(exc: ValueError) -> _Fail:
+    """The exit code of an error of the learning layer, chosen by its type."""
+    from ..learning.errors import TargetError, TooFewRecordsError
+
+    if isinstance(exc, TooFewRecordsError):
+        return _Fail(EXIT.ERROR_TOO_FEW_RECORDS.format(message=str(exc)))
+    if isinstance(exc, TargetError):
+        return _Fail(EXIT.ERROR_INVALID_TARGET.format(message=str(exc)))
+    return _Fail(EXIT.ERROR_FIT_FAILED.format(message=str(exc)))
+
+
 def _fit(problem: _Problem, rows: np.ndarray):
     model = problem.build()
     try:
         with blas_limit(len(rows)):
             model.fit(problem.inputs(rows), problem.y[rows])
     except ValueError as exc:
-        text = str(exc)
-        if "fewer than" in text or "folds" in text:
-            raise _Fail(EXIT.ERROR_TOO_FEW_RECORDS.format(message=text)) from None
-        if "target" in text:
-            raise _Fail(EXIT.ERROR_INVALID_TARGET.format(message=text)) from None
-        raise _Fail(EXIT.ERROR_FIT_FAILED.format(message=text)) from None
+        raise _fail_from(exc) from None
     return model
 
 
@@ -339,8 +344,8 @@ def compute_features(dataset: CrystalDatasetData, descriptor: orm.Dict | orm.Str
     Arrays ``features`` (n, d) and ``ids`` (n,); attribute ``crystinv_features`` =
     ``{'descriptor': spec, 'dataset_uuid', 'spec_sha256'}`` (used to find it again by query).
 
-    Exit codes: 310 unknown descriptor / parameter (or an invariants descriptor: use
-    ``compute_invariants``), 330 a structure failed.
+    The descriptor is validated at the port. Exit codes: 220 an invariants descriptor (use
+    ``compute_invariants``), 301 a structure failed.
     """
     spec = parse_descriptor(spec_of(descriptor)).normalised()
     if spec["kind"] != "features":
@@ -396,12 +401,15 @@ def cross_validate(
         ``fold_mae``, ``baseline_mae`` and ``baseline_median_ae`` of the median predictor
         on the same folds).
 
-    Exit codes: 300 no such target, 301 NaN / infinite / non-positive (log10) targets,
-    302 fewer records than folds, 310 / 311 / 312 bad descriptor / model / split, 320
-    invariants of another dataset, descriptor or parameters, 330, 340.
+    The model, split and descriptor specs are validated at the ports. Exit codes: 230 no
+    such target, 231 NaN / infinite / non-positive (log10) targets, 232 fewer records than
+    folds, 222 a model that cannot use these values, or invariants of another dataset,
+    descriptor or parameters, 225 missing input, 301 a structure failed, 310 the fit failed.
+    The folds, fits and metrics are those of :func:`aiida_crystinv.learning.cross_validate`
+    (the benchmarks measure the same function).
     """
-    from ..learning.metrics import regression_metrics
     from ..learning.splits import holdout_split, kfold_indices
+    from ..learning.validation import cross_validate as cross_validate_pure
 
     split_spec = parse_split(spec_of(split)).as_dict()
     problem = _problem(dataset, target, model, descriptor, invariants, features, distances)
@@ -412,30 +420,25 @@ def cross_validate(
         else:
             folds = [holdout_split(n, split_spec["test_fraction"], split_spec["seed"])]
     except ValueError as exc:
-        raise _Fail(EXIT.ERROR_TOO_FEW_RECORDS.format(message=str(exc))) from None
-    y_pred = np.full(n, np.nan)
-    base = np.full(n, np.nan)
-    fold = np.full(n, -1, dtype=np.int64)
-    fold_mae = []
-    for number, (train, test) in enumerate(folds):
-        fitted = _fit(problem, train)
-        y_pred[test] = _predict(problem, fitted, test, train)
-        base[test] = np.median(problem.y[train])
-        fold[test] = number
-        fold_mae.append(float(np.mean(np.abs(y_pred[test] - problem.y[test]))))
-    tested = np.flatnonzero(fold >= 0)
-    if not np.isfinite(y_pred[tested]).all():
-        raise _Fail(EXIT.ERROR_FIT_FAILED.format(message="the model predicted NaN or infinite values"))
-    metrics = regression_metrics(problem.y[tested], y_pred[tested])
-    baseline = regression_metrics(problem.y[tested], base[tested])
+        raise _fail_from(exc) from None
+    X = problem.D if problem.D is not None else problem.inputs(np.arange(n))
+    train_size = max(len(train) for train, _ in folds)
+    try:
+        with blas_limit(train_size):
+            res = cross_validate_pure(problem.build(), X, problem.y, folds=folds)
+    except ValueError as exc:
+        raise _fail_from(exc) from None
+    tested = np.flatnonzero(res["fold"] >= 0)
+    y_pred, fold = res["predictions"], res["fold"]
+    metrics = dict(res["metrics"])
     metrics.update(
         {
             "unit": problem.unit,
             "target": target.value,
             "split": split_spec,
-            "fold_mae": fold_mae,
-            "baseline_mae": baseline["mae"],
-            "baseline_median_ae": baseline["median_ae"],
+            "fold_mae": [m["mae"] for m in res["fold_metrics"]],
+            "baseline_mae": res["baseline"]["mae"],
+            "baseline_median_ae": res["baseline"]["median_ae"],
         }
     )
     ids = [problem.values.ids[i] for i in tested]
@@ -538,8 +541,8 @@ def predict(
         ``predictions`` (ArrayData ``ids``, ``y_pred`` [, ``y_true``]) and, with true
         values, ``metrics`` (Dict).
 
-    Exit codes: 313 no records given, 320 other descriptor / parameters or a wrong
-    reference, 330 a structure failed.
+    Exit codes: 225 no records given, 222 other descriptor / parameters or a wrong
+    reference, 301 a structure failed.
     """
     from ..learning.metrics import regression_metrics
 
@@ -592,50 +595,20 @@ def predict(
 # ------------------------------------------------------------------------------- plots
 
 
-def render_parity_png(y_true: np.ndarray, y_pred: np.ndarray, title: str = "", unit: str = "", label: str = "") -> bytes:
-    """A parity plot (predicted against true, with the y = x line and MAE) as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    y_true = np.asarray(y_true, dtype=float)
-    y_pred = np.asarray(y_pred, dtype=float)
-    fig = Figure(figsize=(4.2, 4.0), dpi=110)
-    ax = fig.add_subplot(1, 1, 1)
-    lo = float(min(y_true.min(), y_pred.min()))
-    hi = float(max(y_true.max(), y_pred.max()))
-    pad = 0.04 * (hi - lo or 1.0)
-    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=1, zorder=1)
-    ax.scatter(y_true, y_pred, s=9, alpha=0.6, edgecolors="none", zorder=2)
-    ax.set_xlim(lo - pad, hi + pad)
-    ax.set_ylim(lo - pad, hi + pad)
-    u = f" ({unit})" if unit else ""
-    ax.set_xlabel(f"true{u}")
-    ax.set_ylabel(f"predicted{u}")
-    mae = float(np.mean(np.abs(y_true - y_pred)))
-    ax.text(0.04, 0.95, f"MAE {mae:.4g}{' ' + unit if unit else ''}\nn = {len(y_true)}{label}",
-            transform=ax.transAxes, va="top", fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
 @calcfunction
 def parity_plot(predictions: orm.ArrayData, title: orm.Str | None = None):
     """Parity plot of predictions with known true values, as a PNG ``SinglefileData``.
 
-    Exit codes: 313 the predictions have no true values.
+    Exit codes: 225 the predictions have no true values.
     """
     names = predictions.get_arraynames()
     if "y_true" not in names:
         return EXIT.ERROR_MISSING_INPUT.format(message="the predictions have no true values to plot against")
     info = predictions.base.attributes.get(PREDICTIONS_ATTRIBUTE, {})
     text = title.value if title is not None else f"{info.get('model', {}).get('name', '')} on {info.get('descriptor', {}).get('name', '')}"
-    png = render_parity_png(predictions.get_array("y_true"), predictions.get_array("y_pred"), text, info.get("unit", ""))
+    from ..learning.plots import parity_png
+
+    png = parity_png(predictions.get_array("y_true"), predictions.get_array("y_pred"), title=text, unit=info.get("unit", ""))
     return {"plot": orm.SinglefileData(io.BytesIO(png), filename="parity.png")}
 
 

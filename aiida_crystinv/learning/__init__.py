@@ -53,6 +53,8 @@ from .plots import parity_plot, parity_png
 from .splits import fold_labels, holdout_split, kfold_indices
 from .validation import cross_val_predict, cross_validate, fit_predict_split
 
+from .errors import TargetError, TooFewRecordsError
+
 __all__ = [
     "FEATURES", "Feature", "SiteTable", "describe", "describe_spec", "feature_defaults",
     "feature_names", "register_feature", "site_table",
@@ -62,4 +64,5 @@ __all__ = [
     "model_from_arrays", "transform_target",
     "parity_plot", "parity_png", "fold_labels", "holdout_split", "kfold_indices",
     "cross_val_predict", "cross_validate", "fit_predict_split",
+    "TargetError", "TooFewRecordsError",
 ]

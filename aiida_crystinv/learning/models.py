@@ -51,6 +51,7 @@ from sklearn.dummy import DummyRegressor
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
+from .errors import TargetError, TooFewRecordsError
 from .splits import kfold_indices
 
 __all__ = [
@@ -78,6 +79,7 @@ TARGET_TRANSFORMS = (None, "log10")
 # validation helpers
 
 
+
 def check_target(y: Any, name: str = "target") -> np.ndarray:
     """(n,) float array of finite targets; ValueError naming the first bad record.
 
@@ -99,7 +101,7 @@ def check_target(y: Any, name: str = "target") -> np.ndarray:
         raise ValueError(f"{name} is empty")
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
-        raise ValueError(f"{name} has {bad.size} NaN or infinite value(s) (first at record "
+        raise TargetError(f"{name} has {bad.size} NaN or infinite value(s) (first at record "
                          f"{int(bad[0])}: {arr[bad[0]]}); drop or fill those records first")
     return arr
 
@@ -117,7 +119,7 @@ def transform_target(y: np.ndarray, transform: str | None) -> np.ndarray:
     if transform == "log10":
         if np.any(y <= 0):
             i = int(np.flatnonzero(y <= 0)[0])
-            raise ValueError(f"target_transform='log10' needs positive targets; record {i} is {y[i]}")
+            raise TargetError(f"target_transform='log10' needs positive targets; record {i} is {y[i]}")
         return np.log10(y)
     return y.copy()
 
@@ -166,7 +168,7 @@ def _check_cv(cv: int | str, n: int, what: str) -> None:
     if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
         raise ValueError(f"cv must be an integer >= 2 or 'loo', got {cv!r}")
     if n < cv:
-        raise ValueError(f"{what}: {n} training records ({n} sample(s)) are fewer than the cv={cv} inner "
+        raise TooFewRecordsError(f"{what}: {n} training records ({n} sample(s)) are fewer than the cv={cv} inner "
                          "folds; give more records or fewer folds")
 
 
@@ -578,7 +580,7 @@ class KernelRidgeRegressor(_ExportMixin, RegressorMixin, BaseEstimator):
         if p == 0.0:
             return np.ones(len(y))
         if np.any(y <= 0):
-            raise ValueError("weight_power needs positive targets")
+            raise TargetError("weight_power needs positive targets")
         return np.sqrt((y / y.mean()) ** p)
 
     def fit(self, X: Any, y: Any) -> "KernelRidgeRegressor":

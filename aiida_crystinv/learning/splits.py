@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import KFold, ShuffleSplit
 
+from .errors import TooFewRecordsError
+
 __all__ = ["kfold_indices", "fold_labels", "holdout_split"]
 
 
@@ -20,7 +22,7 @@ def _check_n(n_samples: int, n_splits: int) -> None:
     if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
         raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}")
     if n_samples < n_splits:
-        raise ValueError(f"cannot split {n_samples} records into {n_splits} folds: "
+        raise TooFewRecordsError(f"cannot split {n_samples} records into {n_splits} folds: "
                          f"need at least {n_splits} records (use fewer folds or more data)")
 
 
@@ -54,7 +56,7 @@ def holdout_split(n_samples: int, test_fraction: float = 0.2, seed: int | None =
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     n_test = int(np.ceil(float(test_fraction) * n_samples))
     if n_test < 1 or n_test >= n_samples:
-        raise ValueError(f"a hold-out of {test_fraction} of {n_samples} records leaves an empty "
+        raise TooFewRecordsError(f"a hold-out of {test_fraction} of {n_samples} records leaves an empty "
                          "train or test set")
     split = ShuffleSplit(n_splits=1, test_size=float(test_fraction), random_state=seed)
     train, test = next(split.split(np.zeros((n_samples, 1))))

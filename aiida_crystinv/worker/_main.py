@@ -112,6 +112,7 @@ def run(folder: str | Path) -> tuple[int, dict[str, Any]]:
     }
     code = EXIT_INTERNAL
     phase = "parse"
+    threads = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -127,6 +128,7 @@ def run(folder: str | Path) -> tuple[int, dict[str, Any]]:
                 if task.n_jobs is not None:
                     import numba
 
+                    threads = numba.get_num_threads()
                     numba.set_num_threads(max(1, min(task.n_jobs, numba.config.NUMBA_NUM_THREADS)))
                 from .tasks import compute, read_inputs
 
@@ -169,6 +171,10 @@ def run(folder: str | Path) -> tuple[int, dict[str, Any]]:
             code = EXIT_INTERNAL
             result["message"] = _one_line(f"{type(exc).__name__}: {exc}")
             result["error"] = {"kind": "internal", "phase": phase, "traceback": traceback.format_exc()}
+    if threads is not None:  # the next folder of this process starts from the default
+        import numba
+
+        numba.set_num_threads(threads)
     if code != EXIT_OK:
         clock.lap(phase)
     seen = []
@@ -223,35 +229,51 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_TASK, f"crystinv-worker: error {EXIT_BAD_TASK} (bad command line): {_one_line(message)}\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``crystinv-worker [FOLDER] [--quiet]``; returns the exit code."""
-    parser = _Parser(
-        prog="crystinv-worker",
-        description="Run the aiida-crystinv task staged in FOLDER (task.json + .npy inputs); "
-        "writes out/*.npy and result.json. Exit codes: 0 ok, 1 internal error, 2 bad task, "
-        "3 computation error, 4 out of memory.",
-    )
-    parser.add_argument("folder", nargs="?", default=".", help="the task folder (default: the current directory)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    parser.add_argument("--version", action="version", version=f"crystinv-worker (aiida-crystinv {_version()})")
-    args = parser.parse_args(argv)
-    folder = Path(args.folder)
+def _report(folder: Path, prefix: str, quiet: bool) -> int:
+    """Run one folder and print its line; returns its exit code."""
     if not folder.is_dir():
-        sys.stderr.write(f"crystinv-worker: error {EXIT_BAD_TASK} (bad task): {folder} is not a folder\n")
+        sys.stderr.write(f"crystinv-worker: {prefix}error {EXIT_BAD_TASK} (bad task): {folder} is not a folder\n")
         return EXIT_BAD_TASK
     try:
         code, result = run(folder)
     except OSError as exc:  # result.json could not be written (read-only or full disk)
-        sys.stderr.write(f"crystinv-worker: error {EXIT_INTERNAL} (internal): cannot write {RESULT_FILE}: {_one_line(str(exc))}\n")
+        sys.stderr.write(f"crystinv-worker: {prefix}error {EXIT_INTERNAL} (internal): cannot write {RESULT_FILE}: {_one_line(str(exc))}\n")
         return EXIT_INTERNAL
     if code == EXIT_OK:
-        if not args.quiet:
+        if not quiet:
             sys.stdout.write(
-                f"crystinv-worker: ok: {result['message']} in {result['timings']['total']:.2f} s, "
+                f"crystinv-worker: {prefix}ok: {result['message']} in {result['timings']['total']:.2f} s, "
                 f"peak RSS {result['peak_rss_mb']:.0f} MiB\n"
             )
     else:
         kind = EXIT_CODES[code][0].replace("_", " ")
-        sys.stderr.write(f"crystinv-worker: error {code} ({kind}): {result['message']}\n")
+        sys.stderr.write(f"crystinv-worker: {prefix}error {code} ({kind}): {result['message']}\n")
     sys.stdout.flush()
+    sys.stderr.flush()
     return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``crystinv-worker [FOLDER ...] [--quiet]``; returns the exit code.
+
+    Several folders run one after the other in one process (the ~1 s import of the
+    numerical layer is paid once); the exit code is then that of the first folder that
+    failed (0 when all succeeded), and each line starts with its folder.
+    """
+    parser = _Parser(
+        prog="crystinv-worker",
+        description="Run the aiida-crystinv task staged in each FOLDER (task.json + .npy inputs); "
+        "writes FOLDER/out/*.npy and, last, FOLDER/result.json. Exit codes: 0 ok, 1 internal error, "
+        "2 bad task folder, 3 computation error, 4 out of memory.",
+    )
+    parser.add_argument("folders", nargs="*", metavar="FOLDER", help="task folder(s) (default: the current directory)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    parser.add_argument("--version", action="version", version=f"crystinv-worker (aiida-crystinv {_version()})")
+    args = parser.parse_args(argv)
+    folders = [Path(f) for f in (args.folders or ["."])]
+    first = EXIT_OK
+    for folder in folders:
+        code = _report(folder, f"{folder}: " if len(folders) > 1 else "", args.quiet)
+        if first == EXIT_OK:
+            first = code
+    return first

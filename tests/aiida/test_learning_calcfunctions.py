@@ -202,3 +202,29 @@ def test_import_group(landscape):
     assert set(dataset.get_node_uuids()) == {n.uuid for n in nodes}
     _, node = import_group.run_get_node(group=orm.Str("no-such-group-label"))
     assert node.exit_status == 202 and "no-such-group-label" in node.exit_message
+
+
+def test_cross_validate_calcfunction_is_the_pure_function(landscape, pdd):
+    """The calcfunction only moves data: its predictions, folds and metrics are those of
+    aiida_crystinv.learning.cross_validate (what the benchmarks time) on the same matrix."""
+    from scipy.spatial.distance import squareform
+
+    from aiida_crystinv.distances import pdist
+    from aiida_crystinv.learning import build_model, kfold_indices
+    from aiida_crystinv.learning import cross_validate as cross_validate_pure
+
+    results, node = cross_validate.run_get_node(
+        dataset=landscape, target=orm.Str(TARGET), model=orm.Dict({"name": "knn", "k": [1, 3]}), invariants=pdd,
+        split=orm.Dict({"kind": "kfold", "n_splits": 4, "seed": 7}),
+    )
+    assert node.is_finished_ok, node.exit_message
+    y = landscape.get_target(TARGET)
+    D = squareform(pdist(pdd.get_items(), "pdd_emd"))
+    pure = cross_validate_pure(build_model({"name": "knn", "k": [1, 3]}), D, y, folds=kfold_indices(len(y), 4, 7))
+    preds = results["predictions"]
+    order = [landscape.index_of(i) for i in preds.get_array("ids")]
+    np.testing.assert_array_equal(preds.get_array("y_pred"), pure["predictions"][order])
+    np.testing.assert_array_equal(preds.get_array("fold"), pure["fold"][order])
+    # the Dict keeps 15 significant digits (SQLite's JSON)
+    assert results["metrics"]["mae"] == pytest.approx(pure["metrics"]["mae"], rel=1e-13)
+    assert results["metrics"]["baseline_mae"] == pytest.approx(pure["baseline"]["mae"], rel=1e-13)
