@@ -63,7 +63,15 @@ from ..data.values import (
 from ..exit_codes import EXIT
 from ..specs import SpecError, parse_descriptor
 from ..specs.learning import parse_split, resolve_pair
-from .ports import check_descriptor, check_model, check_split, spec_of, validate_inputs
+from .ports import (
+    check_descriptor,
+    check_group_options,
+    check_model,
+    check_split,
+    check_synthetic_parameters,
+    spec_of,
+    validate_inputs,
+)
 
 __all__ = [
     "PREDICTIONS_ATTRIBUTE",
@@ -612,28 +620,8 @@ def parity_plot(predictions: orm.ArrayData, title: orm.Str | None = None):
     return {"plot": orm.SinglefileData(io.BytesIO(png), filename="parity.png")}
 
 
-def _check_synthetic(value: Any, _ctx: Any = None) -> str | None:
-    from ..specs import parse
-    from ..specs.study import SyntheticParameters
-
-    try:
-        parse(SyntheticParameters, value.get_dict(), "parameters")
-    except SpecError as exc:
-        return str(exc)
-    return None
-
-
-def _check_group_options(value: Any, _ctx: Any = None) -> str | None:
-    if value is None:
-        return None
-    opts = value.get_dict()
-    if set(opts) - {"on_error"} or opts.get("on_error", "fail") not in ("fail", "skip"):
-        return f"options are {{'on_error': 'fail' | 'skip'}}, got {opts}"
-    return None
-
-
-validate_inputs(synthetic_dataset, parameters=_check_synthetic)
-validate_inputs(import_group, options=_check_group_options)
+validate_inputs(synthetic_dataset, parameters=check_synthetic_parameters)
+validate_inputs(import_group, options=check_group_options)
 validate_inputs(compute_features, descriptor=check_descriptor)
 validate_inputs(cross_validate, model=check_model, split=check_split, descriptor=check_descriptor)
 validate_inputs(train_model, model=check_model, descriptor=check_descriptor)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from aiida import orm
 
-from ..specs import SpecError, parse_descriptor, parse_invariant, parse_metric
+from ..specs import SpecError, parse, parse_descriptor, parse_invariant, parse_metric
 from ..specs.learning import parse_model, parse_selection, parse_split
 
 __all__ = [
@@ -29,6 +29,10 @@ __all__ = [
     "check_positive_int",
     "check_chunk",
     "check_import_options",
+    "check_mp_options",
+    "check_mp_query",
+    "check_group_options",
+    "check_synthetic_parameters",
     "check_descriptor_list",
     "check_ids",
 ]
@@ -71,17 +75,28 @@ check_split = _checker(parse_split)
 check_selection = _checker(parse_selection)
 
 
-def check_import_options(value: Any, _ctx: Any = None) -> str | None:
-    """Options of ``import_dataset`` (see :class:`aiida_crystinv.specs.study.ImportOptions`)."""
-    from ..specs.study import ImportOptions
+def _options_checker(spec_name: str) -> Validator:
+    """A validator of an options ``Dict`` by a spec class of :mod:`aiida_crystinv.specs.study`."""
 
-    if value is None:
+    def check(value: Any, _ctx: Any = None) -> str | None:
+        from ..specs import study
+
+        if value is None:
+            return None
+        try:
+            parse(getattr(study, spec_name), value.get_dict(), "options" if spec_name.endswith("Options") else "parameters")
+        except SpecError as exc:
+            return str(exc)
         return None
-    try:
-        ImportOptions.parse(value.get_dict())
-    except SpecError as exc:
-        return str(exc)
-    return None
+
+    check.__doc__ = f"Refuse what :class:`aiida_crystinv.specs.study.{spec_name}` refuses."
+    return check
+
+
+check_import_options = _options_checker("ImportOptions")
+check_mp_options = _options_checker("MPOptions")
+check_group_options = _options_checker("GroupOptions")
+check_synthetic_parameters = _options_checker("SyntheticParameters")
 
 
 def check_mp_query(value: Any, _ctx: Any = None) -> str | None:
@@ -89,24 +104,7 @@ def check_mp_query(value: Any, _ctx: Any = None) -> str | None:
     from ..specs.study import MaterialsProjectQuery
 
     try:
-        MaterialsProjectQuery.model_validate({"query": value.get_dict()})
-    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, formatted below
-        from pydantic import ValidationError
-
-        from ..specs._base import format_error
-
-        return format_error(exc, "query") if isinstance(exc, ValidationError) else str(exc)
-    return None
-
-
-def check_mp_options(value: Any, _ctx: Any = None) -> str | None:
-    from ..specs import parse
-    from ..specs.study import MPOptions
-
-    if value is None:
-        return None
-    try:
-        parse(MPOptions, value.get_dict(), "options")
+        parse(MaterialsProjectQuery, {"query": value.get_dict()}, "")
     except SpecError as exc:
         return str(exc)
     return None

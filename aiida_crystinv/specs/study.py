@@ -47,6 +47,7 @@ __all__ = [
     "SECRET_KEYS",
     "ImportOptions",
     "MPOptions",
+    "GroupOptions",
 ]
 
 SOURCE_KINDS = ("file", "group", "materials_project", "synthetic", "dataset")
@@ -73,17 +74,10 @@ class ImportOptions(Spec):
         return parse(cls, {} if data is None else data, where)
 
 
-class FileSource(Spec):
-    """A CIF/CSV/JSON file or a folder of CIFs; options as ``import_dataset``'s."""
+class FileSource(ImportOptions):
+    """A CIF/CSV/JSON file or a folder of CIFs, with the options of ``import_dataset``."""
 
     file: Name
-    format: Literal["cif", "csv", "json"] | None = None
-    id_column: Name | None = None
-    cif_column: Name | None = None
-    target_columns: list[Name] | None = None
-    units: dict[str, str] | None = None
-    on_error: OnError = "fail"
-    structure_key: Name | None = None
 
     @field_validator("file")
     @classmethod
@@ -112,11 +106,16 @@ class FileSource(Spec):
         return fmt in ("csv", "json")
 
 
-class GroupSource(Spec):
+class GroupOptions(Spec):
+    """Options of importing an AiiDA group (``import_group``'s ``options``)."""
+
+    on_error: OnError = "fail"
+
+
+class GroupSource(GroupOptions):
     """The ``StructureData`` of an AiiDA group (by label)."""
 
     group: Name
-    on_error: OnError = "fail"
 
     def normalised(self, target: str | None) -> dict[str, Any]:
         return {"kind": "group", "label": self.group, "options": self.model_dump(mode="json", exclude_unset=True,
