@@ -32,6 +32,7 @@ import numpy as np
 from aiida.orm import Data
 
 from ..invariants import Crystal
+from ..invariants.packing import crystals_from_arrays, pack_crystals
 from ..sources import (
     ReadResult,
     record_hash,
@@ -217,32 +218,16 @@ class CrystalDatasetData(ArrayRepositoryMixin, Data):
             reasons = "; ".join(f"{s.get('id')}: {s.get('reason')}" for s in list(skipped)[:5])
             raise ValueError("a dataset needs at least one valid structure" + (f" (skipped: {reasons})" if reasons else ""))
         n = len(crystals)
-        elements = sorted({el for c in crystals for site in c.species for el, _ in site})
-        el_index = {el: i for i, el in enumerate(elements)}
-        cells = np.empty((n, 3, 3))
-        site_offsets = np.zeros(n + 1, dtype=np.int64)
-        for i, c in enumerate(crystals):
-            cells[i] = c.cell
-            site_offsets[i + 1] = site_offsets[i] + c.n_sites
-        frac = np.concatenate([c.frac for c in crystals], axis=0)
-        flat_sites = [site for c in crystals for site in c.species]
-        counts = np.fromiter((len(s) for s in flat_sites), dtype=np.int64, count=len(flat_sites))
-        species_offsets = np.zeros(len(flat_sites) + 1, dtype=np.int64)
-        np.cumsum(counts, out=species_offsets[1:])
-        species = np.fromiter((el_index[el] for s in flat_sites for el, _ in s), dtype=np.int16, count=int(counts.sum()))
-        occupancies = np.fromiter((occ for s in flat_sites for _, occ in s), dtype=float, count=int(counts.sum()))
+        arrays, elements = pack_crystals(crystals)
+        site_offsets = arrays["site_offsets"]
         hashes = [record_hash(c) for c in crystals]
         formulas = [reduced_formula(c) for c in crystals]
         names = list(targets)
         target_matrix = np.column_stack([np.asarray(targets[k], dtype=float) for k in names]) if names else np.zeros((n, 0))
         units = dict(units or {})
 
-        self._set_array("cells", cells)
-        self._set_array("site_offsets", site_offsets)
-        self._set_array("frac", frac)
-        self._set_array("species_offsets", species_offsets)
-        self._set_array("species", species)
-        self._set_array("occupancies", occupancies)
+        for name, array in arrays.items():
+            self._set_array(name, array)
         self._set_array("ids", as_str_array(ids))
         self._set_array("formulas", as_str_array(formulas))
         self._set_array("hashes", as_str_array(hashes))
@@ -260,7 +245,8 @@ class CrystalDatasetData(ArrayRepositoryMixin, Data):
         attrs.set("target_names", names)
         attrs.set("units", {k: str(units.get(k, "")) for k in names})
         attrs.set("skipped", [jsonable(dict(s)) for s in skipped])
-        attrs.set("ordered", bool(np.all(counts == 1) and np.all(occupancies == 1.0)))
+        ordered = bool(np.all(np.diff(arrays["species_offsets"]) == 1) and np.all(arrays["occupancies"] == 1.0))
+        attrs.set("ordered", ordered)
         attrs.set("content_hash", digest.hexdigest())
         # the validated crystals are exactly what get_crystals() would rebuild from the arrays
         if all(c.label == rid for c, rid in zip(crystals, ids)):
@@ -396,34 +382,7 @@ class CrystalDatasetData(ArrayRepositoryMixin, Data):
         }
 
     def _crystals_from_block(self, block: dict[str, np.ndarray]) -> list[Crystal]:
-        elements = self.elements
-        so, po = block["site_offsets"], block["species_offsets"]
-        sp, occ = block["species"], block["occupancies"]
-        ordered_site = {}
-        site_species = []
-        for j in range(len(po) - 1):
-            lo, hi = int(po[j]), int(po[j + 1])
-            if hi - lo == 1 and occ[lo] == 1.0:
-                e = int(sp[lo])
-                s = ordered_site.get(e)
-                if s is None:
-                    s = ordered_site[e] = ((elements[e], 1.0),)
-                site_species.append(s)
-            else:
-                site_species.append(tuple((elements[int(sp[t])], float(occ[t])) for t in range(lo, hi)))
-        out = []
-        frac = block["frac"]
-        for i in range(len(so) - 1):
-            lo, hi = int(so[i]), int(so[i + 1])
-            out.append(
-                Crystal(
-                    cell=np.array(block["cells"][i]),
-                    frac=np.array(frac[lo:hi]),
-                    species=tuple(site_species[lo:hi]),
-                    label=str(block["ids"][i]),
-                )
-            )
-        return out
+        return crystals_from_arrays(block, self.elements)
 
     def get_crystal(self, record: int | str) -> Crystal:
         """One record as a :class:`~aiida_crystinv.invariants.Crystal`, read without

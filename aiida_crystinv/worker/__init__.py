@@ -1,12 +1,13 @@
 """The worker program: one task of the pure layer, read from a folder, run anywhere.
 
-``crystinv-worker FOLDER`` (or ``python -m aiida_crystinv.worker FOLDER``) reads
+``crystinv-worker FOLDER [FOLDER ...]`` (or ``python -m aiida_crystinv.worker FOLDER``) reads
 ``FOLDER/task.json`` and the ``.npy`` inputs staged beside it, computes with
 :mod:`aiida_crystinv.invariants` / :mod:`aiida_crystinv.distances`, and writes
 ``FOLDER/out/*.npy`` and, last, ``FOLDER/result.json`` (status, timings per phase, peak
 RSS, package version, per-record errors). It is what a CalcJob runs on a remote computer
 through its scheduler, so it imports nothing from AiiDA: the remote side needs only the
-package's numeric dependencies.
+package's numeric dependencies. Several folders given at once run one after the other in
+one process (the ~1 s import of the numerical layer is paid once).
 
 Tasks (``task`` in ``task.json``):
 
@@ -38,6 +39,7 @@ from ._main import (
     main,
     run,
 )
+from ._files import BadTaskError, ComputationError
 from .topk import ABSENT, merge_topk
 
 __all__ = [
@@ -51,6 +53,8 @@ __all__ = [
     "EXIT_COMPUTATION",
     "EXIT_OUT_OF_MEMORY",
     "EXIT_CODES",
+    "BadTaskError",
+    "ComputationError",
     "parse_task",
     "write_records",
     "write_invariants",

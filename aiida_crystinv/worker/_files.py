@@ -193,8 +193,11 @@ def write_npy_atomic(path: Path, array: np.ndarray) -> None:
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path``: serialised first, then temp file, fsync, ``os.replace``."""
-    text = json.dumps(data, indent=1, sort_keys=False, allow_nan=False) + "\n"
+    """Write ``data`` (a JSON object) to ``path``: serialised first, then temp file, fsync,
+    ``os.replace``."""
+    # one line per top-level key: short enough to read, trivial to diff
+    lines = [f" {json.dumps(str(k))}: {json.dumps(v, allow_nan=False)}" for k, v in data.items()]
+    text = "{\n" + ",\n".join(lines) + "\n}\n"
     tmp = _temp_name(path)
     try:
         with open(tmp, "w", encoding="utf-8") as handle:

@@ -1,11 +1,13 @@
-"""The worker's entry point: ``crystinv-worker FOLDER`` / ``python -m aiida_crystinv.worker FOLDER``.
+"""The worker's entry point: ``crystinv-worker FOLDER [FOLDER ...]`` /
+``python -m aiida_crystinv.worker FOLDER``.
 
 :func:`run` does one task and always ends with a complete ``result.json`` (or, when the
 process is killed, with none: a stale one is deleted first and the new one is written
-last, atomically). :func:`main` is the command line around it: one line on stdout when
-the task succeeded, one line on stderr when it did not, never a traceback (the traceback
-is in ``result.json``). The heavy imports (numba kernels, pymatgen) happen after the stale
-result is gone, inside the timed ``parse`` phase.
+last, atomically). :func:`main` is the command line around it: one line on stdout per
+folder that succeeded, one line on stderr per folder that did not, never a traceback (the
+traceback is in ``result.json``). The heavy imports (numba kernels, pymatgen) happen after
+the stale result is gone, inside the timed ``parse`` phase; several folders given to one
+process pay them once.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def run(folder: str | Path) -> tuple[int, dict[str, Any]]:
                     import numba
 
                     threads = numba.get_num_threads()
-                    numba.set_num_threads(max(1, min(task.n_jobs, numba.config.NUMBA_NUM_THREADS)))
+                    numba.set_num_threads(max(1, min(task.n_jobs, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
                 from .tasks import compute, read_inputs
 
                 clock.lap("parse")
@@ -242,8 +244,8 @@ def _report(folder: Path, prefix: str, quiet: bool) -> int:
     if code == EXIT_OK:
         if not quiet:
             sys.stdout.write(
-                f"crystinv-worker: {prefix}ok: {result['message']} in {result['timings']['total']:.2f} s, "
-                f"peak RSS {result['peak_rss_mb']:.0f} MiB\n"
+                f"crystinv-worker: {prefix}ok ({result['timings']['total']:.2f} s, peak RSS "
+                f"{result['peak_rss_mb']:.0f} MiB): {result['message']}\n"
             )
     else:
         kind = EXIT_CODES[code][0].replace("_", " ")

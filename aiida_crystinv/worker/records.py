@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..invariants import Crystal, as_crystal, grid_bins
+from ..invariants.packing import crystals_from_arrays, pack_crystals
 from ..specs import INVARIANTS, InvariantSpec, parse_invariant
 from ._files import BadTaskError, as_str_array, load_npy, npy_header, write_json_atomic, write_npy_atomic
 from .schema import OUTPUT_DIR, RESULT_FILE, TASK_FILE, parse_task
@@ -61,81 +62,16 @@ RECORD_FILES: dict[str, tuple[str, int, tuple[int, ...]]] = {
 
 
 def pack_records(crystals: Sequence[Crystal], ids: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The record arrays of ``crystals`` and their ``elements`` list (sorted symbols).
-
-    The same arrays ``CrystalDatasetData`` stores for these crystals.
-
-    Args:
-        crystals: validated crystals (see :func:`aiida_crystinv.invariants.as_crystal`).
-        ids: record identifiers (default: the crystals' labels).
-    """
+    """The record arrays of ``crystals`` with their ``ids`` (default: the crystals' labels),
+    and their ``elements`` list: :func:`aiida_crystinv.invariants.packing.pack_crystals`,
+    the arrays ``CrystalDatasetData`` stores."""
     crystals = list(crystals)
-    if not crystals:
-        raise ValueError("no records to pack")
     ids = [c.label for c in crystals] if ids is None else [str(i) for i in ids]
     if len(ids) != len(crystals):
         raise ValueError(f"{len(ids)} ids for {len(crystals)} records")
-    n = len(crystals)
-    elements = sorted({el for c in crystals for site in c.species for el, _ in site})
-    el_index = {el: i for i, el in enumerate(elements)}
-    cells = np.empty((n, 3, 3))
-    site_offsets = np.zeros(n + 1, dtype=np.int64)
-    for i, c in enumerate(crystals):
-        cells[i] = c.cell
-        site_offsets[i + 1] = site_offsets[i] + c.n_sites
-    frac = np.concatenate([np.asarray(c.frac, dtype=float) for c in crystals], axis=0)
-    flat_sites = [site for c in crystals for site in c.species]
-    counts = np.fromiter((len(s) for s in flat_sites), dtype=np.int64, count=len(flat_sites))
-    species_offsets = np.zeros(len(flat_sites) + 1, dtype=np.int64)
-    np.cumsum(counts, out=species_offsets[1:])
-    total = int(counts.sum())
-    species = np.fromiter((el_index[el] for s in flat_sites for el, _ in s), dtype=np.int16, count=total)
-    occupancies = np.fromiter((occ for s in flat_sites for _, occ in s), dtype=float, count=total)
-    arrays = {
-        "cells": cells,
-        "site_offsets": site_offsets,
-        "frac": frac,
-        "species_offsets": species_offsets,
-        "species": species,
-        "occupancies": occupancies,
-        "ids": as_str_array(ids),
-    }
+    arrays, elements = pack_crystals(crystals)
+    arrays["ids"] = as_str_array(ids)
     return arrays, elements
-
-
-def crystals_from_arrays(block: Mapping[str, np.ndarray], elements: Sequence[str]) -> list[Crystal]:
-    """``Crystal`` objects from record arrays whose offsets start at 0, labelled with the ids.
-
-    Exactly what ``CrystalDatasetData.get_crystals`` builds (no validation: see
-    :func:`aiida_crystinv.invariants.as_crystal` for that).
-    """
-    so, po = block["site_offsets"], block["species_offsets"]
-    sp, occ = block["species"], block["occupancies"]
-    ordered_site: dict[int, tuple] = {}
-    site_species = []
-    for j in range(len(po) - 1):
-        lo, hi = int(po[j]), int(po[j + 1])
-        if hi - lo == 1 and occ[lo] == 1.0:
-            e = int(sp[lo])
-            s = ordered_site.get(e)
-            if s is None:
-                s = ordered_site[e] = ((elements[e], 1.0),)
-            site_species.append(s)
-        else:
-            site_species.append(tuple((elements[int(sp[t])], float(occ[t])) for t in range(lo, hi)))
-    out = []
-    frac = block["frac"]
-    for i in range(len(so) - 1):
-        lo, hi = int(so[i]), int(so[i + 1])
-        out.append(
-            Crystal(
-                cell=np.array(block["cells"][i]),
-                frac=np.array(frac[lo:hi]),
-                species=tuple(site_species[lo:hi]),
-                label=str(block["ids"][i]),
-            )
-        )
-    return out
 
 
 def read_records(folder: Path, where: str, rows: tuple[int, int] | None, n_elements: int) -> dict[str, np.ndarray]:
@@ -305,8 +241,8 @@ def read_invariants(folder: Path, where: str, descriptor: InvariantSpec, rows: t
     desc = INVARIANTS[descriptor.name]  # type: ignore[attr-defined]
     shape = _feature_shape(descriptor)
     ids_file = f"{where}/ids.npy"
-    n_total = npy_header(folder / ids_file, ids_file)[0]
-    n_total = n_total[0] if n_total else 0
+    ids_shape = npy_header(folder / ids_file, ids_file)[0]
+    n_total = ids_shape[0] if ids_shape else 0
     start, stop = rows if rows is not None else (0, n_total)
     if not 0 <= start <= stop <= n_total:
         raise BadTaskError(f"{where}: rows {start}:{stop} are outside the {n_total} records staged")

@@ -5,8 +5,9 @@ Every task's outputs must equal the in-process pure functions bit for bit; a blo
 ``nearest_neighbours`` call exactly, ties included; a bad task folder gives exit 2 and one
 line; a failing record is named; the worker imports no AiiDA module.
 
-Subprocess runs are batched and run two at a time (each pays the interpreter start and
-the import of the numerical layer, ~1 s).
+Each process pays the interpreter start and the import of the numerical layer (~1 s):
+the equality tests give each of two parallel processes half of their folders (the worker
+takes several), the error tests run one process per folder.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def run_ok(folders: list[Path]) -> list[dict]:
         lines = proc.stdout.splitlines()
         assert len(lines) == len(chunk)
         for folder, line in zip(chunk, lines):
-            assert line.startswith(f"crystinv-worker: {folder}: ok: " if len(chunk) > 1 else "crystinv-worker: ok: "), line
+            assert line.startswith(f"crystinv-worker: {folder}: ok (" if len(chunk) > 1 else "crystinv-worker: ok ("), line
     return [_ok_result(f) for f in folders]
 
 
@@ -283,7 +284,16 @@ def test_distance_blocks_equal_cdist_and_pdist(tmp_path, records, invariants):
             "a": {"dir": "set", "rows": [0, split]}, "b": {"dir": "set", "rows": [split, n]},
         })
         folders.append(folder)
-    for (metric, name, _), folder, result in zip(CASES, folders, run_ok(folders)):
+    # b: null -- a diagonal block, the rows of a against themselves, on one thread
+    diagonal = tmp_path / "diagonal"
+    _stage_items(diagonal, "set", "pdd", ids, invariants["pdd"])
+    write_task(diagonal, {"task": "distances", "descriptor": DESCRIPTORS["pdd"], "a": {"dir": "set", "rows": [4, 12]},
+                          "n_jobs": 1})
+    results = run_ok(folders + [diagonal])
+    full = cdist(invariants["pdd"], invariants["pdd"], "pdd_emd")
+    assert _same(read_outputs(diagonal)["matrix"], full[4:12, 4:12])
+    assert results[-1]["metric"] == {"name": "pdd_emd"}
+    for (metric, name, _), folder, result in zip(CASES, folders, results):
         assert result["metric"]["name"] == metric
         items = _items(name, metric, invariants[name])
         params = {"bin_width": DESCRIPTORS[name].get("bin_width", 0.05)} if metric in ("grid_emd", "rdf_emd") else {}
@@ -316,6 +326,8 @@ def test_knn_blocks_equal_one_nearest_neighbours_call(tmp_path, records, invaria
                 if kind == "q":  # a block of queries against the whole set
                     task.update(queries={"dir": "set", "rows": [lo, hi]}, reference={"dir": "set"},
                                 exclude_self_offset=lo)
+                    if lo == 0:
+                        task["n_jobs"] = 1  # results do not depend on the number of threads
                 else:  # every query against a block of the reference set
                     task.update(queries={"dir": "set"}, reference={"dir": "set", "rows": [lo, hi]},
                                 reference_offset=lo, exclude_self_offset=-lo)
@@ -434,6 +446,42 @@ def test_staged_invariants_must_match_the_descriptor(tmp_path, records, invarian
     assert code == EXIT_BAD_TASK and "set/pdd_rows.npy: shape" in result["message"] and "size 11" in result["message"]
 
 
+def test_a_non_finite_invariant_is_named(tmp_path, records, invariants):
+    ids = records[0]
+    amds = [a.copy() for a in invariants["amd"]]
+    amds[6][3] = np.nan
+    write_invariants(tmp_path, DESCRIPTORS["amd"], ids, amds, "set")
+    write_task(tmp_path, {"task": "knn", "descriptor": DESCRIPTORS["amd"], "k": 2,
+                          "queries": {"dir": "set", "rows": [5, 10]}, "reference": {"dir": "set"}})
+    code, result = run(tmp_path)
+    assert code == EXIT_COMPUTATION and f"{ids[6]!r}" in result["message"]
+    (error,) = [e for e in result["errors"] if e["set"] == "set" and e["index"] == 6]
+    assert error["id"] == ids[6]
+
+
+def test_out_of_memory_and_internal_errors_have_their_codes(tmp_path, records, invariants, monkeypatch):
+    from aiida_crystinv.worker import EXIT_INTERNAL, EXIT_OUT_OF_MEMORY, tasks
+
+    ids = records[0]
+    write_invariants(tmp_path, DESCRIPTORS["amd"], ids, invariants["amd"], "set")
+    write_task(tmp_path, {"task": "distances", "descriptor": DESCRIPTORS["amd"], "a": {"dir": "set"}})
+
+    def no_memory(task, inputs):
+        raise MemoryError
+
+    monkeypatch.setattr(tasks, "compute", no_memory)
+    code, result = run(tmp_path)
+    assert code == EXIT_OUT_OF_MEMORY and result["error"]["kind"] == "out_of_memory" and result["error"]["phase"] == "compute"
+
+    def broken_write(path, array):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.undo()
+    monkeypatch.setattr("aiida_crystinv.worker._files.write_npy_atomic", broken_write)
+    code, result = run(tmp_path)
+    assert code == EXIT_INTERNAL and "disk on fire" in result["message"] and "Traceback" in result["error"]["traceback"]
+
+
 # ---------------------------------------------------------------------------- process
 
 
@@ -478,4 +526,4 @@ def test_a_killed_worker_leaves_no_result(tmp_path, records):
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert not stale.exists()
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.rglob(".*.tmp"))
