@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from aiida.orm import Data
 
+from ..invariants.packing import pack_pdds
 from ..specs import INVARIANTS, InvariantSpec, SpecError, parse_invariant
 from ._arrays import ArrayRepositoryMixin, as_str_array, jsonable
 
@@ -136,15 +137,10 @@ class InvariantsData(ArrayRepositoryMixin, Data):
         node = cls()
         node._set_array("ids", as_str_array(ids))
         if desc.layout == "ragged":
-            rows = [np.asarray(a, dtype=float) for a in arrays]
-            widths = {r.shape[1] for r in rows}
-            if len(widths) != 1:
-                raise ValueError(f"PDDs of different widths {sorted(widths)}")
-            offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-            np.cumsum([len(r) for r in rows], out=offsets[1:])
-            node._set_array("pdd_rows", np.concatenate(rows, axis=0))
+            pdd_rows, offsets = pack_pdds(arrays)
+            node._set_array("pdd_rows", pdd_rows)
             node._set_array("pdd_offsets", offsets)
-            feature_shape = [int(widths.pop())]
+            feature_shape = [int(pdd_rows.shape[1])]
         elif desc.layout == "stack" and not isinstance(arrays, np.ndarray) and np.ndim(arrays[0]) == 2:
             # GRID: window each record as it comes, never building the dense float stack
             feature_shape = node._set_windowed_records(arrays, ids, desc.dtype)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._crystal import Crystal
 
-__all__ = ["pack_crystals", "crystals_from_arrays"]
+__all__ = ["pack_crystals", "crystals_from_arrays", "pack_pdds"]
 
 
 def pack_crystals(crystals: Sequence[Crystal]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -81,3 +81,19 @@ def crystals_from_arrays(block: Mapping[str, np.ndarray], elements: Sequence[str
             )
         )
     return out
+
+
+def pack_pdds(pdds: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """PDDs of many records as one array: ``(rows (R, k+1) float64, offsets (n+1,) int64)``,
+    record ``i`` being ``rows[offsets[i]:offsets[i+1]]``.
+
+    Raises:
+        ValueError: PDDs of different widths (other ``k``).
+    """
+    rows = [np.asarray(a, dtype=float) for a in pdds]
+    widths = {r.shape[1] for r in rows}
+    if len(widths) != 1:
+        raise ValueError(f"PDDs of different widths {sorted(widths)}")
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=offsets[1:])
+    return np.concatenate(rows, axis=0), offsets

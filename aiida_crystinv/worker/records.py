@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..invariants import Crystal, as_crystal, grid_bins
-from ..invariants.packing import crystals_from_arrays, pack_crystals
+from ..invariants.packing import crystals_from_arrays, pack_crystals, pack_pdds
 from ..specs import INVARIANTS, InvariantSpec, parse_invariant
 from ._files import BadTaskError, as_str_array, load_npy, npy_header, write_json_atomic, write_npy_atomic
 from .schema import OUTPUT_DIR, RESULT_FILE, TASK_FILE, parse_task
@@ -180,14 +180,7 @@ def invariant_arrays(descriptor: Any, ids: Sequence[str], arrays: Sequence[np.nd
     if not ids:
         raise ValueError("invariants need at least one record")
     if desc.layout == "ragged":
-        rows = [np.asarray(a, dtype=float) for a in arrays]
-        widths = {r.shape[1] for r in rows}
-        if len(widths) != 1:
-            raise ValueError(f"PDDs of different widths {sorted(widths)}")
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(r) for r in rows], out=offsets[1:])
-        out["pdd_rows"] = np.concatenate(rows, axis=0)
-        out["pdd_offsets"] = offsets
+        out["pdd_rows"], out["pdd_offsets"] = pack_pdds(arrays)
         return out
     first = np.asarray(arrays[0])
     stack = np.empty((len(arrays),) + first.shape, dtype=desc.dtype)
