@@ -98,19 +98,22 @@ def submit_to_daemon(process: t.Any, inputs: dict[str, t.Any]) -> t.Any:
         )
     from aiida.engine.daemon.client import get_daemon_client
 
+    client = get_daemon_client()
     try:
-        running = get_daemon_client().is_daemon_running
+        running = client.is_daemon_running
     except Exception:  # noqa: BLE001
         running = False
-    if not running and profile.process_control_backend == "core.zeromq":
-        echo.echo_critical(
-            f"the daemon of profile '{profile.name}' is not running, and its ZeroMQ broker runs inside the daemon: "
-            f"start it with `verdi -p {profile.name} daemon start`, or run without --daemon (in this process)"
-        )
+    if not running:
+        echo.echo_report(f"starting the daemon of profile '{profile.name}' (1 worker; stop it with `verdi daemon stop`)")
+        try:
+            client.start_daemon(number_workers=1)
+        except Exception as exception:  # noqa: BLE001 - DaemonException and friends: one line
+            echo.echo_critical(
+                f"the daemon of profile '{profile.name}' could not be started ({exception}): start it with "
+                f"`verdi -p {profile.name} daemon start`, or run without --daemon (in this process)"
+            )
     node = submit(process, **inputs)
     echo.echo_success(f"submitted {process.__name__} <{node.pk}> to the daemon")
-    if not running:
-        echo.echo_warning(f"the daemon is not running: start it with `verdi -p {profile.name} daemon start` (the process waits)")
     echo.echo(f"  follow it:  verdi process status {node.pk}")
     echo.echo(f"  result:     verdi process show {node.pk}   (then crystinv show <invariants pk>)")
     return node

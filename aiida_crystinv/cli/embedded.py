@@ -2,9 +2,11 @@
 
 When no AiiDA profile exists at all (a fresh machine), the script creates one named
 ``crystinv`` with SQLite storage (``core.sqlite_dos``) in the AiiDA configuration
-directory (``$AIIDA_PATH/.aiida``, default ``~/.aiida``) and no broker: processes run in
-the ``crystinv`` process itself, so no service (PostgreSQL, RabbitMQ, daemon) is needed.
-It says so in one line. An existing default profile is always used as it is, and no
+directory (``$AIIDA_PATH/.aiida``, default ``~/.aiida``) and aiida-core's ZeroMQ broker
+(``core.zeromq``, as ``verdi presto`` chooses when RabbitMQ is absent), which runs inside
+the daemon: commands run their processes in the ``crystinv`` process itself, so no service
+(PostgreSQL, RabbitMQ) is needed, and ``--daemon`` starts the daemon (and with it the
+broker) when it is not running. It says so in one line. An existing default profile is always used as it is, and no
 existing profile is ever modified.
 """
 
@@ -24,7 +26,7 @@ EMBEDDED_PROFILE_NAME = "crystinv"
 
 
 def create_embedded_profile(config, name: str = EMBEDDED_PROFILE_NAME):
-    """Create (and make default) a profile with SQLite storage and no broker.
+    """Create (and make default) a profile with SQLite storage and the ZeroMQ broker.
 
     :param config: the loaded :class:`aiida.manage.configuration.config.Config`.
     :param name: profile name; must not exist yet.
@@ -39,6 +41,8 @@ def create_embedded_profile(config, name: str = EMBEDDED_PROFILE_NAME):
     while filepath.exists() and any(filepath.iterdir()):  # never reuse another storage's files
         suffix += 1
         filepath = root / f"sqlite_dos_{name}_{suffix}"
+    from aiida.plugins import BrokerFactory
+
     email = get_config_option("autofill.user.email") or "aiida@localhost"
     profile = create_profile(
         config,
@@ -46,8 +50,8 @@ def create_embedded_profile(config, name: str = EMBEDDED_PROFILE_NAME):
         email=email,
         storage_backend="core.sqlite_dos",
         storage_config={"filepath": str(filepath)},
-        broker_backend=None,
-        broker_config=None,
+        broker_backend="core.zeromq",
+        broker_config=BrokerFactory("core.zeromq").get_default_config(),
     )
     # like `verdi presto`: processes run with `aiida.engine.run` wait for their sub-processes
     # by polling, every 60 s by default
@@ -79,7 +83,8 @@ def ensure_profile() -> None:
             echo.echo_critical(f"could not create the embedded AiiDA profile: {exception}")
         echo.echo_report(
             f"created profile '{profile.name}' at {filepath}, storage SQLite (core.sqlite_dos), "
-            "no broker: processes run inside this command"
+            "broker ZeroMQ (core.zeromq, started with the daemon); processes run inside this command "
+            "unless you pass --daemon"
         )
     if config.default_profile_name is None:
         echo.echo_critical(

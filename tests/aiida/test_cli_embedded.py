@@ -58,7 +58,7 @@ def test_embedded_profile_demo_and_reuse(tmp_path):
     profile = config["profiles"]["crystinv"]
     assert profile["storage"]["backend"] == "core.sqlite_dos"
     assert pathlib.Path(profile["storage"]["config"]["filepath"]).is_relative_to(tmp_path)
-    assert profile.get("process_control", {}).get("backend") in (None, "")
+    assert profile["process_control"]["backend"] == "core.zeromq"
     assert profile["options"]["runner.poll.interval"] == 1
 
     second = script(CRYSTINV, "list", aiida_path=tmp_path)
@@ -121,3 +121,28 @@ def test_the_examples_run(tmp_path):
     output = handoff.stdout + handoff.stderr
     assert handoff.returncode == 0, output
     assert "Traceback" not in output and "extract_structures" in output
+
+
+def test_daemon_works_out_of_the_box(tmp_path):
+    """On the embedded profile, --daemon starts the daemon (and its ZeroMQ broker) and the
+    submitted WorkChain finishes there."""
+    import re
+    import time
+
+    assert script(CRYSTINV, "demo", "--n", "20", aiida_path=tmp_path).returncode == 0
+    dataset = script(CRYSTINV, "list", "--limit", "1", aiida_path=tmp_path).stdout.splitlines()[2].split()[0]
+    try:
+        submitted = script(CRYSTINV, "invariants", dataset, "-d", "amd", "-p", "k=10", "--daemon", aiida_path=tmp_path)
+        output = submitted.stdout + submitted.stderr
+        assert submitted.returncode == 0, output
+        assert "starting the daemon" in output and "verdi process status" in output
+        pk = re.search(r"InvariantsWorkChain <(\d+)>", output).group(1)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            state = script(VERDI, "process", "show", pk, aiida_path=tmp_path).stdout
+            if "Finished [0]" in state:
+                break
+            time.sleep(2)
+        assert "Finished [0]" in state, state
+    finally:
+        script(VERDI, "daemon", "stop", aiida_path=tmp_path)
