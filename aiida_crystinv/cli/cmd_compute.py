@@ -27,6 +27,11 @@ def descriptor_spec(name: str, params: t.Iterable[tuple[str, t.Any]] = ()) -> di
     """
     from aiida_crystinv.specs import SpecError, parse_invariant
 
+    params = list(params)
+    keys = [key for key, _ in params]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        echo.echo_critical(f"-p: parameter(s) {', '.join(repeated)} given more than once; give each once")
     spec = {"name": name.lower(), **dict(params)}
     try:
         parse_invariant(dict(spec), where="-p")

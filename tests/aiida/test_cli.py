@@ -408,3 +408,8 @@ def test_export_writes_what_pymatgen_writes(tmp_path):
     assert dataset.to_json_text(["ord-1"]) == json_text([0])
     with pytest.raises(KeyError, match="no record"):
         dataset.to_cif_text(["ord-1", "nope", "neither"])
+
+
+def test_repeated_parameter_is_refused(dataset):
+    output = run("invariants", dataset.pk, "-d", "amd", "-p", "k=10", "-p", "k=5", ok=False).output
+    assert "-p: parameter(s) k given more than once" in output and "Traceback" not in output
