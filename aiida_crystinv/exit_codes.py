@@ -30,6 +30,8 @@ __all__ = ["EXIT", "EXIT_CODES", "add_exit_codes", "exit_code_table", "describe_
 
 #: status -> (label, message)
 EXIT_CODES: dict[int, tuple[str, str]] = {
+    # 100-199: the scheduler (aiida-core's own CalcJob codes 100-160 are not redefined here)
+    190: ("ERROR_SCHEDULER_JOB_KILLED", "the job was stopped by a signal before the worker finished (scancel, kill, the out-of-memory killer): {message}"),
     # 200-209: a file or source that cannot be read
     200: ("ERROR_READING_INPUT", "the input cannot be read: {message}"),
     201: ("ERROR_INVALID_OPTIONS", "invalid options: {message}"),
@@ -59,6 +61,16 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
     311: ("ERROR_PREDICTION_FAILED", "the prediction failed: {message}"),
     312: ("ERROR_NOTHING_SELECTED", "no candidate selected: {message}"),
     320: ("ERROR_ENERGY_FAILED", "the energy could not be computed: {message}"),
+    # 350-359: the files a worker job left (CalcJob parser)
+    350: ("ERROR_RESULT_MISSING", "the worker wrote no result.json: it did not run or did not finish: {message}"),
+    351: ("ERROR_RESULT_INVALID", "the worker's result.json cannot be used: {message}"),
+    352: ("ERROR_WORKER_VERSION_MISMATCH", "the worker on the computer is another aiida-crystinv version than this one: {message}"),
+    355: ("ERROR_OUTPUT_FILE_MISSING", "an output file of the worker is missing: {message}"),
+    356: ("ERROR_OUTPUT_FILE_CORRUPT", "an output file of the worker is corrupt or does not fit the task: {message}"),
+    # 360-369: failures the worker reported in result.json (CalcJob parser)
+    360: ("ERROR_WORKER_RECORD_FAILED", "the worker's computation failed on valid input (the record is named): {message}"),
+    361: ("ERROR_WORKER_OUT_OF_MEMORY", "the worker ran out of memory (give the job more memory or a smaller block): {message}"),
+    362: ("ERROR_WORKER_INTERNAL", "the worker failed with an internal error (its traceback is in the report): {message}"),
     # 400-449: sub-processes
     400: ("ERROR_SUB_PROCESS_FAILED", "a sub-process failed: {message}"),
     401: ("ERROR_CHUNK_FAILED", "a chunk failed: {message}"),

@@ -481,10 +481,16 @@ class _NoProcessReports(logging.Filter):
 
 
 class _NoTracebacks(logging.Filter):
-    """Drop log records of processes that carry a traceback (AiiDA's ``on_except`` report)."""
+    """Drop log records of processes that carry a traceback (AiiDA's ``on_except`` report),
+    and records of any library about a ``KeyboardInterrupt`` (e.g. SQLAlchemy's "Exception
+    during reset" when Ctrl-C lands in its connection pool): the command says it in one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "dbnode_id") or _debugging():
+        if _debugging():
+            return True
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            return False
+        if not hasattr(record, "dbnode_id"):
             return True
         try:
             text = record.getMessage()
@@ -499,9 +505,10 @@ def quiet_process_tracebacks() -> None:
     report``), and ``--verbosity debug`` shows them."""
     from aiida.orm.utils.log import DBLogHandler
 
-    for handler in logging.getLogger("aiida").handlers:
-        if not isinstance(handler, DBLogHandler) and not any(isinstance(f, _NoTracebacks) for f in handler.filters):
-            handler.addFilter(_NoTracebacks())
+    for name in ("aiida", "sqlalchemy", "plumpy", "disk_objectstore", ""):
+        for handler in logging.getLogger(name).handlers:
+            if not isinstance(handler, DBLogHandler) and not any(isinstance(f, _NoTracebacks) for f in handler.filters):
+                handler.addFilter(_NoTracebacks())
 
 
 def quiet_process_reports() -> None:
