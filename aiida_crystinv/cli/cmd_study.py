@@ -39,9 +39,18 @@ def _finish(node: t.Any, report_dir: pathlib.Path | None, seconds: float | None 
     from aiida_crystinv.workflows.study import metrics_table, write_report
 
     if "summary" not in node.outputs:
+        from aiida_crystinv.exit_codes import EXIT_CODES
+
+        from .utils import one_line
+
         reason = node.exit_message or ("an exception" if node.is_excepted else "no summary")
+        for _, message in EXIT_CODES.values():  # the codes' fixed words: the status numbers say them
+            prefix = message.split("{message}")[0]
+            if prefix:
+                reason = reason.replace(prefix, "")
         echo.echo_critical(
-            f"the study <{node.pk}> failed (exit status {node.exit_status}: {reason}); see `verdi process report {node.pk}`"
+            f"the study <{node.pk}> failed (exit status {node.exit_status}): {one_line(reason, 190)}; "
+            f"see `verdi process report {node.pk}`"
         )
     summary = node.outputs.summary.get_dict()
     echo.echo(f"\n{summary['name']}: {summary['target']} ({summary['unit']}), {summary['evaluation']}\n")

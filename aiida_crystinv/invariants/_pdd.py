@@ -22,9 +22,16 @@ __all__ = ["amd", "pdd", "pdd_to_amd", "neighbour_distances"]
 SYMMETRY_MIN_SITES = 64
 
 
+#: The largest neighbour count (as :data:`aiida_crystinv.specs._base.MAX_K`): a PDD row of
+#: 10,000 neighbours is 80 kB; far larger k only exhausts memory.
+MAX_K = 10_000
+
+
 def _check_k(k: int, label: str) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidStructureError(f"{label}: k must be a positive integer, got {k!r}")
+    if k > MAX_K:
+        raise InvalidStructureError(f"{label}: k={k} is too large (at most {MAX_K})")
     return int(k)
 
 

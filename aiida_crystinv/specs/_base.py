@@ -13,8 +13,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 __all__ = ["Spec", "SpecError", "parse", "Int", "PositiveInt", "Float", "PositiveFloat", "NonNegativeFloat", "Name"]
 
-#: The largest neighbour count accepted (a PDD of 10,000 neighbours per site is ~80 kB a row).
-MAX_K = 10_000
+#: The largest neighbour count accepted (the pure functions' own bound).
+from ..invariants._pdd import MAX_K  # noqa: E402
 
 
 class SpecError(ValueError):

@@ -134,7 +134,10 @@ def load_study(path: str | pathlib.Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise StudyError(f"{path.name}: not valid YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise StudyError(f"{path.name}: not valid YAML{where}: {problem}") from None
     study = validate_study(raw, base=path.resolve().parent, where=path.name)
     study["file"] = str(path.resolve())
     return study

@@ -233,7 +233,7 @@ def test_fewer_records_than_folds(tmp_path):
     study = {**SMALL, "source": {"synthetic": {"n": 4, "seed": 1}}, "split": {"kind": "kfold", "n_splits": 5},
              "descriptors": [{"name": "amd", "k": 4}], "models": [{"name": "median"}]}
     result = run_cli("study", "run", write(tmp_path, study), "--report", tmp_path / "r", ok=False)
-    assert "training failed: median_on_amd: TrainingWorkChain" in result.output and "cannot be split into 5 folds" in result.output
+    assert "failed (exit status 407): median_on_amd: TrainingWorkChain" in result.output and "cannot be split into 5 folds" in result.output
 
 
 @pytest.mark.daemon
