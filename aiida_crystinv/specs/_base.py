@@ -11,7 +11,7 @@ from typing import Annotated, Any, Mapping, TypeVar
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["Spec", "SpecError", "parse", "Int", "PositiveInt", "Float", "PositiveFloat", "NonNegativeFloat", "Name"]
+__all__ = ["MAX_K", "Spec", "SpecError", "parse", "Int", "PositiveInt", "Float", "PositiveFloat", "NonNegativeFloat", "Name"]
 
 #: The largest neighbour count accepted (the pure functions' own bound).
 from ..invariants._pdd import MAX_K  # noqa: E402
