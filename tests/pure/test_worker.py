@@ -298,8 +298,15 @@ def test_distance_blocks_equal_cdist_and_pdist(tmp_path, records, invariants):
         items = _items(name, metric, invariants[name])
         params = {"bin_width": DESCRIPTORS[name].get("bin_width", 0.05)} if metric in ("grid_emd", "rdf_emd") else {}
         block = read_outputs(folder)["matrix"]
-        # bit for bit the in-process call on the same blocks
-        assert _same(block, cdist(items[:split], items[split:], metric, **params)), metric
+        same_blocks = cdist(items[:split], items[split:], metric, **params)
+        if metric in ("grid_emd", "rdf_emd"):
+            # compiled 1-D Wasserstein sums over float32 profiles: in two fresh-clone CI runs the
+            # worker and this process differed in the last bit (the order of a vectorised sum can
+            # depend on the arrays' memory layout; the worker reads memory-mapped .npy files), so
+            # these two metrics are checked to 1e-12, the others bit for bit
+            np.testing.assert_allclose(block, same_blocks, rtol=1e-12, atol=1e-15, err_msg=metric)
+        else:  # bit for bit the in-process call on the same blocks
+            assert _same(block, same_blocks), metric
         # and the entries of the whole matrix (cdist / pdist of the whole set may block the work
         # differently across threads, which can move the last bit of a compiled sum)
         full = cdist(items, items, metric, **params)
