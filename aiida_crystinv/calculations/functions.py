@@ -107,7 +107,8 @@ def import_dataset(file: orm.SinglefileData | orm.FolderData, options: orm.Dict 
     Exit codes: 200 unreadable / empty / wrong-format file, 201 options that do not fit the
     file, 210 a bad record with ``on_error='fail'`` (the message names it), 211 no valid record.
     """
-    from ..sources.files import _read_cif_files, read_bytes
+    from ..sources.cif import _read_cif_files
+    from ..sources.files import read_bytes
 
     opts = spec_of(options) or {}
     on_error = opts.pop("on_error", "fail")

@@ -338,20 +338,9 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 
 def _record_slices(node: CrystalDatasetData, start: int, stop: int) -> dict[str, np.ndarray]:
-    """The record arrays of rows ``start:stop``, offsets rebased to 0 (partial reads)."""
-    so = node._get_rows("site_offsets", start, stop + 1)
-    a, b = int(so[0]), int(so[-1])
-    po = node._get_rows("species_offsets", a, b + 1)
-    p, q = int(po[0]), int(po[-1])
-    return {
-        "cells": node._get_rows("cells", start, stop),
-        "site_offsets": so - a,
-        "frac": node._get_rows("frac", a, b),
-        "species_offsets": po - p,
-        "species": node._get_rows("species", p, q),
-        "occupancies": node._get_rows("occupancies", p, q),
-        "ids": node._get_rows("ids", start, stop),
-    }
+    """The record arrays of rows ``start:stop``, offsets rebased to 0 (the dataset's own
+    partial read)."""
+    return node._read_block(start, stop)
 
 
 def _invariant_slices(node: InvariantsData, start: int, stop: int) -> dict[str, np.ndarray]:

@@ -4,7 +4,7 @@ The pipeline is :class:`~aiida_crystinv.workflows.demo.DemoWorkChain` (entry poi
 ``crystinv.demo``); this command parses its options, runs it with
 :func:`~aiida_crystinv.workflows.demo.launch_demo` and prints what it made. From Python,
 call ``launch_demo`` directly; to extend the demo, register a step with
-:func:`~aiida_crystinv.workflows.demo.register_demo_step` (see that module).
+:func:`~aiida_crystinv.workflows.demo_launch.register_demo_step` (see that module).
 
 :func:`run_demo` is kept for existing scripts: ``launch_demo`` with the step lines this
 command prints sent to ``report``.
@@ -23,21 +23,8 @@ from .utils import check_process, clean_errors, quiet_process_reports, table, wi
 
 __all__ = ("run_demo", "provenance_summary", "step_line")
 
-#: Names kept importable from here; they live in :mod:`aiida_crystinv.workflows.demo`
-#: (imported on first use, so that ``--help`` does not load the engine).
-_MOVED = ("DemoResult", "DemoStep", "DEMO_STEPS", "register_demo_step", "provenance_dot", "launch_demo")
-
-
-def __getattr__(name: str) -> t.Any:
-    if name in _MOVED:
-        from aiida_crystinv.workflows import demo
-
-        return getattr(demo, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def step_line(step: t.Any) -> str:
-    """``[i/n] what the step did (seconds)`` for a :class:`~aiida_crystinv.workflows.demo.DemoStep`."""
+    """``[i/n] what the step did (seconds)`` for a :class:`~aiida_crystinv.workflows.demo_launch.DemoStep`."""
     return f"[{step.number}/{step.total}] {step.line} ({step.seconds:.1f} s)"
 
 
@@ -51,13 +38,13 @@ def run_demo(
     report: t.Callable[[str], None] | None = None,
 ) -> t.Any:
     """:func:`~aiida_crystinv.workflows.demo.launch_demo`, reporting each step's line to
-    ``report``; returns its :class:`~aiida_crystinv.workflows.demo.DemoResult`.
+    ``report``; returns its :class:`~aiida_crystinv.workflows.demo_launch.DemoResult`.
 
     Raises:
         ValueError: an input refused by the DemoWorkChain's ports.
         RuntimeError: the DemoWorkChain failed (the message has its PK and exit status).
     """
-    from aiida_crystinv.workflows.demo import launch_demo
+    from aiida_crystinv.workflows.demo_launch import launch_demo
 
     def on_step(step: t.Any) -> None:
         if report is not None and step.line:
@@ -137,7 +124,7 @@ def cmd_demo(n, seed, output, k, threshold, chunk_size):
     from aiida.common import log
     from aiida.manage import get_manager
 
-    from aiida_crystinv.workflows.demo import launch_demo
+    from aiida_crystinv.workflows.demo_launch import launch_demo
 
     from .cmd_compute import knn_table
 

@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from aiida.orm import Data
 
-from ..invariants.packing import pack_pdds
+from ..invariants.packing import pack_pdds, stack_records
 from ..specs import INVARIANTS, InvariantSpec, SpecError, parse_invariant
 from ._arrays import ArrayRepositoryMixin, as_str_array, jsonable
 
@@ -148,13 +148,7 @@ class InvariantsData(ArrayRepositoryMixin, Data):
             if isinstance(arrays, np.ndarray):
                 stack = np.ascontiguousarray(arrays, dtype=desc.dtype)
             else:
-                first = np.asarray(arrays[0])
-                stack = np.empty((len(arrays),) + first.shape, dtype=desc.dtype)
-                for i, a in enumerate(arrays):
-                    a = np.asarray(a)
-                    if a.shape != first.shape:
-                        raise ValueError(f"record {ids[i]!r}: shape {a.shape} differs from {first.shape}")
-                    stack[i] = a
+                stack = stack_records(arrays, ids, desc.dtype)
             if desc.layout == "stack" and stack.ndim == 3:
                 node._set_windowed(stack)
             else:

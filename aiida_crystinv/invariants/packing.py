@@ -15,7 +15,7 @@ import numpy as np
 
 from ._crystal import Crystal
 
-__all__ = ["pack_crystals", "crystals_from_arrays", "pack_pdds"]
+__all__ = ["pack_crystals", "crystals_from_arrays", "pack_pdds", "stack_records"]
 
 
 def pack_crystals(crystals: Sequence[Crystal]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -97,3 +97,19 @@ def pack_pdds(pdds: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum([len(r) for r in rows], out=offsets[1:])
     return np.concatenate(rows, axis=0), offsets
+
+
+def stack_records(arrays: Sequence[np.ndarray], ids: Sequence[str], dtype: str) -> np.ndarray:
+    """One record's invariant per row, as an (n, ...) array of ``dtype``.
+
+    Raises:
+        ValueError: a record whose shape differs from the first's (named by its id).
+    """
+    first = np.asarray(arrays[0])
+    stack = np.empty((len(arrays),) + first.shape, dtype=dtype)
+    for i, a in enumerate(arrays):
+        a = np.asarray(a)
+        if a.shape != first.shape:
+            raise ValueError(f"record {ids[i]!r}: shape {a.shape} differs from {first.shape}")
+        stack[i] = a
+    return stack

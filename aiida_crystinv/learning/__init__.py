@@ -32,6 +32,7 @@ from .descriptors import (
     register_feature,
     site_table,
 )
+from .errors import TargetError, TooFewRecordsError
 from .metrics import mae, median_ae, r2, regression_metrics, rmse
 from .models import (
     MODELS,
@@ -52,8 +53,6 @@ from .models import (
 from .plots import parity_plot, parity_png
 from .splits import fold_labels, holdout_split, kfold_indices
 from .validation import cross_val_predict, cross_validate, fit_predict_split
-
-from .errors import TargetError, TooFewRecordsError
 
 __all__ = [
     "FEATURES", "Feature", "SiteTable", "describe", "describe_spec", "feature_defaults",

@@ -94,8 +94,7 @@ def read_structuredata(nodes: Sequence[Any], ids: Sequence[str] | None = None) -
 
 def read_group(group: Any) -> ReadResult:
     """Records from the nodes of an AiiDA group (``Group`` instance or label), ordered by pk."""
-    from aiida.orm import Group, QueryBuilder, load_group
-    from aiida.orm import Node
+    from aiida.orm import Group, Node, QueryBuilder, load_group
 
     if not isinstance(group, Group):
         try:

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..invariants import Crystal, as_crystal, grid_bins
-from ..invariants.packing import crystals_from_arrays, pack_crystals, pack_pdds
+from ..invariants.packing import crystals_from_arrays, pack_crystals, pack_pdds, stack_records
 from ..specs import INVARIANTS, InvariantSpec, parse_invariant
 from ._files import BadTaskError, as_str_array, load_npy, npy_header, write_json_atomic, write_npy_atomic
 from .schema import OUTPUT_DIR, RESULT_FILE, TASK_FILE, parse_task
@@ -182,14 +182,7 @@ def invariant_arrays(descriptor: Any, ids: Sequence[str], arrays: Sequence[np.nd
     if desc.layout == "ragged":
         out["pdd_rows"], out["pdd_offsets"] = pack_pdds(arrays)
         return out
-    first = np.asarray(arrays[0])
-    stack = np.empty((len(arrays),) + first.shape, dtype=desc.dtype)
-    for i, a in enumerate(arrays):
-        a = np.asarray(a)
-        if a.shape != first.shape:
-            raise ValueError(f"record {ids[i]!r}: shape {a.shape} differs from {first.shape}")
-        stack[i] = a
-    out["matrix" if desc.layout == "matrix" else "stack"] = stack
+    out["matrix" if desc.layout == "matrix" else "stack"] = stack_records(arrays, ids, desc.dtype)
     return out
 
 

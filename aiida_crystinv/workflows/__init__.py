@@ -7,7 +7,8 @@
 * :mod:`.neighbours` -- launchers of the distance calcfunctions and the near-duplicate search
 """
 
-from .demo import DemoWorkChain, launch_demo
+from .demo import DemoWorkChain
+from .demo_launch import launch_demo
 from .invariants import InvariantsChunkWorkChain, InvariantsWorkChain, launch_invariants
 from .neighbours import find_near_duplicates, launch_distances, launch_neighbours
 

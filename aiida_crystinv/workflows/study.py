@@ -365,7 +365,7 @@ class StudyWorkChain(WorkChain):
     def import_sources(self):
         """Import every source into one dataset node (calcfunctions) and check the target."""
         from ..calculations.functions import import_dataset, import_materials_project
-        from ..calculations.learning import import_group, synthetic_dataset
+        from ..calculations.sources import import_group, synthetic_dataset
 
         study = self.ctx.study
         datasets = dict(self.inputs.get("datasets", {}))

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from aiida_crystinv.cli import cmd_crystinv
 from aiida_crystinv.cli.cmd_compute import DESCRIPTOR_NAMES, METRIC_NAMES
-from aiida_crystinv.cli.cmd_demo import DEMO_STEPS, DemoResult, register_demo_step, run_demo
+from aiida_crystinv.cli.cmd_demo import run_demo
+from aiida_crystinv.workflows.demo_launch import DEMO_STEPS, DemoResult, register_demo_step
 from aiida_crystinv.data import CrystalDatasetData, DistancesData, InvariantsData
 from aiida_crystinv.specs import INVARIANTS, METRICS
 from aiida_crystinv.sources.synthetic import ewald_landscape

@@ -11,7 +11,8 @@ from aiida.common.links import LinkType
 from aiida.plugins import WorkflowFactory
 
 from aiida_crystinv.data import CrystalDatasetData, DistancesData, InvariantsData
-from aiida_crystinv.workflows.demo import DemoWorkChain, demo_inputs, launch_demo
+from aiida_crystinv.workflows.demo import DemoWorkChain
+from aiida_crystinv.workflows.demo_launch import demo_inputs, launch_demo
 from aiida_crystinv.workflows.neighbours import find_near_duplicates
 
 OUTPUTS = {

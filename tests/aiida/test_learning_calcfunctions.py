@@ -13,9 +13,9 @@ from aiida_crystinv.calculations.learning import (
     cross_validate,
     parity_plot,
     predict,
-    synthetic_dataset,
     train_model,
 )
+from aiida_crystinv.calculations.sources import synthetic_dataset
 from aiida_crystinv.data import CrystalDatasetData
 from aiida_crystinv.exit_codes import EXIT
 from aiida_crystinv.data.model import ModelData
@@ -190,7 +190,7 @@ def test_model_refuses_other_invariants(landscape, pdd):
 
 def test_import_group(landscape):
     """A group of StructureData becomes one dataset (labels are the ids; the group is recorded)."""
-    from aiida_crystinv.calculations.learning import import_group
+    from aiida_crystinv.calculations.sources import import_group
 
     group = orm.Group(label="crystinv-test-import-group").store()
     nodes = [n.store() for n in landscape.to_structuredata(range(3))]

@@ -8,7 +8,7 @@ from aiida.engine import run_get_node
 from aiida.plugins import WorkflowFactory
 
 from aiida_crystinv.calculations.functions import compute_invariants
-from aiida_crystinv.calculations.learning import synthetic_dataset
+from aiida_crystinv.calculations.sources import synthetic_dataset
 from aiida_crystinv.data.model import ModelData
 from aiida_crystinv.workflows.training import TrainingWorkChain, find_invariants
 

@@ -9,7 +9,8 @@ from aiida.engine import run_get_node
 from aiida.plugins import WorkflowFactory
 
 from aiida_crystinv.calculations.functions import compute_invariants
-from aiida_crystinv.calculations.learning import synthetic_dataset, train_model
+from aiida_crystinv.calculations.learning import train_model
+from aiida_crystinv.calculations.sources import synthetic_dataset
 from aiida_crystinv.workflows.ewald import EwaldEnergyWorkChain
 from aiida_crystinv.workflows.screening import ScreeningWorkChain, build_handoff_inputs
 
