@@ -86,6 +86,12 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
     411: ("ERROR_HANDOFF_FAILED", "every hand-off WorkChain failed: {message}"),
     412: ("ERROR_SCREENING_FAILED", "the screening failed: {message}"),
     413: ("ERROR_SUMMARY_FAILED", "summarising the metrics failed: {message}"),
+    # the restart WorkChain (aiida-core's BaseRestartWorkChain codes, renumbered into this table)
+    420: ("ERROR_SUB_PROCESS_EXCEPTED", "the job excepted: {message}"),
+    421: ("ERROR_SUB_PROCESS_KILLED", "the job was killed: {message}"),
+    422: ("ERROR_MAXIMUM_ITERATIONS_EXCEEDED", "too many jobs for one block (max_iterations): {message}"),
+    423: ("ERROR_UNHANDLED_FAILURE", "the job failed twice in a row with an error a restart does not cure: {message}"),
+    424: ("ERROR_BLOCK_CANNOT_SPLIT", "the block ran out of walltime or memory and cannot be split further: {message}"),
 }
 
 

@@ -26,14 +26,26 @@ from aiida.engine import WorkChain, append_, if_
 
 from ..calculations.functions import compute_invariants, merge_invariants
 from ..data import CrystalDatasetData, InvariantsData
-from ..calculations.ports import check_invariant, check_positive_int
+from ..calculations.ports import check_invariant, check_positive_int, spec_of
 from ..exit_codes import add_exit_codes, describe_failure
 from ..specs import INVARIANTS
+from ..specs.jobs import parse_job_options
+from .distances import check_job_options, job_inputs
+from .jobs import WorkerJobWorkChain
 
 __all__ = ["InvariantsWorkChain", "InvariantsChunkWorkChain", "launch_invariants", "DEFAULT_CHUNK_SIZE"]
 
 #: Records per chunk when ``chunk_size`` is not given.
 DEFAULT_CHUNK_SIZE = 1000
+
+
+def validate_invariants_inputs(inputs: Any, ctx: Any = None) -> str | None:
+    """``options`` come with a ``code``."""
+    if ctx is not None and any(name not in ctx for name in ("options", "code")):
+        return None
+    if "options" in inputs and "code" not in inputs:
+        return "options: the job options need a code (the worker on a computer); without one the work runs here"
+    return None
 
 
 class InvariantsChunkWorkChain(WorkChain):
@@ -69,11 +81,16 @@ class InvariantsWorkChain(WorkChain):
     """Invariants of every record of a dataset, computed in parallel chunks and merged.
 
     Inputs: ``dataset`` (CrystalDatasetData), ``descriptor`` (Dict ``{'name', **params}``
-    or Str name), ``chunk_size`` (Int, default 1000). Output: ``invariants``.
+    or Str name), ``chunk_size`` (Int, default 1000), optional ``code`` (the worker on a
+    computer) and ``options`` (``JobOptions``). Output: ``invariants``.
 
-    A dataset of at most ``chunk_size`` records runs one ``compute_invariants`` directly;
-    larger ones submit one :class:`InvariantsChunkWorkChain` per chunk (so they spread over
-    the daemon workers) and merge them with ``merge_invariants``.
+    Without a code, a dataset of at most ``chunk_size`` records runs one
+    ``compute_invariants`` directly; larger ones submit one :class:`InvariantsChunkWorkChain`
+    per chunk (so they spread over the daemon workers) and merge them with
+    ``merge_invariants``. With a code, every chunk is a
+    :class:`~aiida_crystinv.workflows.jobs.WorkerJobWorkChain` (a ``WorkerCalculation`` on
+    the code's computer, restarted and split on walltime or memory failures); the result is
+    the node the path without a code makes.
     """
 
     @classmethod
@@ -94,6 +111,11 @@ class InvariantsWorkChain(WorkChain):
             default=lambda: orm.Int(DEFAULT_CHUNK_SIZE),
             help="Records per parallel sub-process.",
         )
+        spec.input("code", valid_type=orm.AbstractCode, required=False,
+                   help="The worker (crystinv-worker) on a computer: every chunk a job there. Default: here.")
+        spec.input("options", valid_type=orm.Dict, required=False, validator=check_job_options,
+                   help="Job options (JobOptions: walltime, max_memory_mb, threads, ...); only with a code.")
+        spec.inputs.validator = validate_invariants_inputs
         spec.outline(
             cls.setup,
             if_(cls.is_single_chunk)(cls.run_single).else_(cls.submit_chunks, cls.inspect_chunks, cls.merge),
@@ -109,7 +131,8 @@ class InvariantsWorkChain(WorkChain):
         return None
 
     def is_single_chunk(self) -> bool:
-        return len(self.ctx.chunks) == 1
+        """One chunk and no code: one calcfunction here."""
+        return len(self.ctx.chunks) == 1 and "code" not in self.inputs
 
     def run_single(self):
         """Small dataset: one calcfunction, no sub-process."""
@@ -124,7 +147,18 @@ class InvariantsWorkChain(WorkChain):
         return None
 
     def submit_chunks(self):
-        """Submit one sub-process per chunk."""
+        """Submit one sub-process per chunk: a job on the code's computer, or a chunk here."""
+        if "code" in self.inputs:
+            options = parse_job_options(self.inputs.options.get_dict() if "options" in self.inputs else None)
+            task = {"task": "invariants", "descriptor": spec_of(self.inputs.descriptor)}
+            for number, (start, stop) in enumerate(self.ctx.chunks):
+                rows = {} if len(self.ctx.chunks) == 1 else {"rows": orm.Dict({"start": start, "stop": stop})}
+                inputs = job_inputs(self.inputs.code, options, task, f"rows {start}:{stop}", dataset=self.inputs.dataset, **rows)
+                inputs["metadata"]["call_link_label"] = f"chunk_{number:04d}"
+                self.to_context(chunk_processes=append_(self.submit(WorkerJobWorkChain, **inputs)))
+            self.report(f"submitted {len(self.ctx.chunks)} job(s) of up to {self.inputs.chunk_size.value} records "
+                        f"to {self.inputs.code.full_label}")
+            return
         for number, (start, stop) in enumerate(self.ctx.chunks):
             future = self.submit(
                 InvariantsChunkWorkChain,
@@ -147,6 +181,9 @@ class InvariantsWorkChain(WorkChain):
 
     def merge(self):
         """Join the chunks in dataset order."""
+        if len(self.ctx.chunk_processes) == 1:
+            self.out("invariants", self.ctx.chunk_processes[0].outputs.invariants)
+            return None
         chunks = {f"chunk_{i:04d}": proc.outputs.invariants for i, proc in enumerate(self.ctx.chunk_processes)}
         results, node = merge_invariants.run_get_node(**chunks, metadata={"call_link_label": "merge_invariants"})
         if not node.is_finished_ok:

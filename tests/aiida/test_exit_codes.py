@@ -30,7 +30,7 @@ def _our_processes():
 def test_every_process_spec_uses_the_table():
     seen = 0
     for name, process in _our_processes():
-        process_class = getattr(process, "process_class", process)
+        process_class = process if isinstance(process, type) else process.process_class
         for label, code in process_class.spec().exit_codes.items():
             if code.status < 100:  # aiida-core's own (killed, excepted, ...)
                 continue
