@@ -8,7 +8,7 @@ import typing as t
 import click
 from aiida.cmdline.utils import echo
 
-from .params import DATASET, INVARIANTS, KeyValueParamType
+from .params import DATASET, INVARIANTS, KeyValueParamType, job_options
 from .root import cmd_crystinv
 from .utils import Timer, check_process, clean_errors, count_of, run_process, table, with_profile
 
@@ -40,6 +40,57 @@ def descriptor_spec(name: str, params: t.Iterable[tuple[str, t.Any]] = ()) -> di
     return spec
 
 
+def job_request(code: str | None, **given: t.Any) -> tuple[t.Any, dict[str, t.Any]]:
+    """The worker code and the job options of ``--code`` / ``--max-memory`` / ...
+
+    Returns ``(None, {})`` without ``--code``; exits with one line for an unknown code, a
+    code that is not the worker, or job options without ``--code``.
+    """
+    from aiida_crystinv.specs import SpecError
+    from aiida_crystinv.specs.jobs import parse_job_options
+
+    given = {key: value for key, value in given.items() if value is not None}
+    if code is None:
+        if given:
+            flags = ", ".join("--" + key.replace("_mb", "").replace("_name", "").replace("_", "-") for key in given)
+            echo.echo_critical(f"{flags}: job options need --code LABEL@COMPUTER (the worker on a computer); "
+                               "without --code the work runs here")
+        return None, {}
+    from aiida import orm
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    try:
+        node = orm.load_code(code)
+    except (NotExistent, MultipleObjectsError, ValueError) as exception:
+        echo.echo_critical(f"--code {code}: {exception}; `verdi code list` shows the codes, "
+                           "`crystinv setup-worker COMPUTER` sets the worker up")
+    plugin = node.default_calc_job_plugin
+    if plugin not in (None, "crystinv.worker"):
+        echo.echo_critical(f"--code {code}: this code runs {plugin}, not the crystinv worker; "
+                           "`crystinv setup-worker COMPUTER` sets the worker up")
+    try:
+        options = parse_job_options(given, where="job options").as_dict()
+    except SpecError as exception:
+        echo.echo_critical(str(exception))
+    return node, {key: value for key, value in options.items() if key in given}
+
+
+def _jobs_report(code: t.Any) -> None:
+    echo.echo_report(f"the blocks run as jobs on computer '{code.computer.label}' ({code.computer.scheduler_type}); "
+                     "follow them with `verdi process list` (Ctrl-C stops, cancels the jobs submitted and keeps nothing)")
+
+
+def run_distances_workchain(inputs: dict[str, t.Any], what: str) -> tuple[t.Any, t.Any]:
+    """Run a :class:`DistancesWorkChain` here (its jobs go to the code's computer)."""
+    from aiida_crystinv.workflows.distances import DistancesWorkChain
+
+    if "code" in inputs:
+        _jobs_report(inputs["code"])
+    outputs, node = run_process(DistancesWorkChain, inputs, label=what)
+    check_process(node, what)
+    return outputs["distances"], node
+
+
 def _chunk_children_done(node: t.Any) -> int:
     """Number of finished sub-processes called by ``node`` (the chunks of a WorkChain)."""
     from aiida import orm
@@ -60,8 +111,12 @@ def compute_invariants(
     chunk_size: int | None = None,
     daemon: bool = False,
     label: str = "",
+    code: t.Any = None,
+    options: dict[str, t.Any] | None = None,
 ) -> tuple[t.Any, t.Any]:
-    """Run (or submit) the InvariantsWorkChain; return ``(invariants or None, process node)``."""
+    """Run (or submit) the InvariantsWorkChain; return ``(invariants or None, process node)``.
+
+    With ``code`` (the worker on a computer) every chunk is a job there, sized by ``options``."""
     from aiida import orm
 
     from aiida_crystinv.data import InvariantsData
@@ -72,6 +127,14 @@ def compute_invariants(
     inputs: dict[str, t.Any] = {"dataset": dataset, "descriptor": orm.Dict(spec)}
     if chunk_size is not None:
         inputs["chunk_size"] = orm.Int(chunk_size)
+    if code is not None:
+        inputs["code"] = code
+        if options:
+            inputs["options"] = orm.Dict(options)
+            if chunk_size is None and "block_size" in options:
+                inputs["chunk_size"] = orm.Int(options["block_size"])
+        if not daemon:
+            _jobs_report(code)
     if daemon:
         return None, submit_to_daemon(InvariantsWorkChain, inputs)
     from aiida_crystinv.workflows.invariants import DEFAULT_CHUNK_SIZE
@@ -124,11 +187,33 @@ def submit_to_daemon(process: t.Any, inputs: dict[str, t.Any]) -> t.Any:
     return node
 
 
-def compute_distances(invariants: t.Any, other: t.Any = None, metric: str | None = None) -> tuple[t.Any, t.Any]:
-    """:func:`~aiida_crystinv.workflows.neighbours.launch_distances`; exits with its message
-    on bad arguments or a failed process. Returns ``(distances, process node)``."""
-    from aiida_crystinv.workflows.neighbours import launch_distances
+def _workchain_inputs(invariants: t.Any, other: t.Any, metric: str | None, code: t.Any, options: dict | None) -> dict:
+    from aiida import orm
 
+    inputs: dict[str, t.Any] = {"invariants": invariants, "code": code}
+    if other is not None:
+        inputs["other"] = other
+    if metric:
+        inputs["metric"] = orm.Dict({"name": metric})
+    if options:
+        inputs["options"] = orm.Dict(options)
+    return inputs
+
+
+def compute_distances(
+    invariants: t.Any, other: t.Any = None, metric: str | None = None, code: t.Any = None, options: dict | None = None
+) -> tuple[t.Any, t.Any]:
+    """:func:`~aiida_crystinv.workflows.neighbours.launch_distances` (or, with ``code``, the
+    ``DistancesWorkChain`` with jobs on the code's computer); exits with its message on bad
+    arguments or a failed process. Returns ``(distances, process node)``."""
+    from aiida_crystinv.workflows.neighbours import check_metric_applies, launch_distances
+
+    if code is not None:
+        try:
+            check_metric_applies(invariants, metric)
+        except ValueError as exception:
+            echo.echo_critical(str(exception))
+        return run_distances_workchain(_workchain_inputs(invariants, other, metric, code, options), "computing distances")
     try:
         distances, node = launch_distances(invariants, other, metric)
     except ValueError as exception:
@@ -137,11 +222,23 @@ def compute_distances(invariants: t.Any, other: t.Any = None, metric: str | None
     return distances, node
 
 
-def neighbours_or_exit(invariants: t.Any, k: int, metric: str | None = None) -> tuple[t.Any, t.Any]:
-    """:func:`~aiida_crystinv.workflows.neighbours.launch_neighbours`; exits with its message
-    on bad arguments or a failed process. Returns ``(kNN distances, process node)``."""
-    from aiida_crystinv.workflows.neighbours import launch_neighbours
+def neighbours_or_exit(
+    invariants: t.Any, k: int, metric: str | None = None, code: t.Any = None, options: dict | None = None
+) -> tuple[t.Any, t.Any]:
+    """:func:`~aiida_crystinv.workflows.neighbours.launch_neighbours` (or, with ``code``, the
+    ``DistancesWorkChain`` with jobs on the code's computer); exits with its message on bad
+    arguments or a failed process. Returns ``(kNN distances, process node)``."""
+    from aiida_crystinv.workflows.neighbours import check_neighbour_count, launch_neighbours
 
+    if code is not None:
+        from aiida import orm
+
+        try:
+            check_neighbour_count(invariants, k, metric)
+        except ValueError as exception:
+            echo.echo_critical(str(exception))
+        inputs = {**_workchain_inputs(invariants, None, metric, code, options), "k": orm.Int(k)}
+        return run_distances_workchain(inputs, "searching nearest neighbours")
     try:
         knn, node = launch_neighbours(invariants, k, metric)
     except ValueError as exception:
@@ -179,9 +276,10 @@ def neighbours_or_exit(invariants: t.Any, k: int, metric: str | None = None) -> 
     help="Structures per sub-process; chunks run in parallel on daemon workers. Default: the WorkChain's.",
 )
 @click.option("--daemon", is_flag=True, help="Submit to the daemon instead of running in this process.")
+@job_options
 @with_profile
 @clean_errors
-def cmd_invariants(dataset, descriptor, params, chunk_size, daemon):
+def cmd_invariants(dataset, descriptor, params, chunk_size, daemon, code, **job):
     """Compute invariants of every structure of DATASET, as one node.
 
     Runs the chunked InvariantsWorkChain: here (default, with a progress bar)
@@ -192,10 +290,13 @@ def cmd_invariants(dataset, descriptor, params, chunk_size, daemon):
     Examples:
         crystinv invariants 42 --descriptor amd -p k=100
         crystinv invariants 42 --descriptor pdd -p k=50 --chunk-size 500 --daemon
+        crystinv invariants 42 -d pdd -p k=100 --code crystinv-worker@slurm --walltime 1:00:00
     """
     spec = descriptor_spec(descriptor, params)
+    code_node, options = job_request(code, **job)
     with Timer() as timer:
-        invariants, node = compute_invariants(dataset, spec, chunk_size=chunk_size, daemon=daemon)
+        invariants, node = compute_invariants(dataset, spec, chunk_size=chunk_size, daemon=daemon, code=code_node,
+                                              options=options)
     if invariants is None:
         return
     shape = "x".join(str(s) for s in invariants.feature_shape)
@@ -216,9 +317,10 @@ def cmd_invariants(dataset, descriptor, params, chunk_size, daemon):
     help="Default: pdd_emd for PDD, amd_linf for AMD, grid_emd, rdf_emd, composition_l1.",
 )
 @click.option("-o", "--other", type=INVARIANTS, default=None, help="Distances from INVARIANTS to these (cross).")
+@job_options
 @with_profile
 @clean_errors
-def cmd_distances(invariants, metric, other):
+def cmd_distances(invariants, metric, other, code, **job):
     """Distance matrix between all structures of INVARIANTS (or to --other).
 
     Stored as one distances node (pairwise: condensed; cross: dense).
@@ -228,11 +330,13 @@ def cmd_distances(invariants, metric, other):
     Examples:
         crystinv distances 51 --metric pdd_emd
         crystinv distances 51 --other 77
+        crystinv distances 51 --code crystinv-worker@localhost --block-size 2000
     """
     import numpy as np
 
+    code_node, options = job_request(code, **job)
     with Timer() as timer:
-        distances, _ = compute_distances(invariants, other, metric)
+        distances, _ = compute_distances(invariants, other, metric, code=code_node, options=options)
     matrix = distances.get_matrix()
     values = matrix[np.triu_indices_from(matrix, k=1)] if other is None else matrix.ravel()
     echo.echo_success(
@@ -249,9 +353,10 @@ def cmd_distances(invariants, metric, other):
 @click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours per structure.")
 @click.option("-m", "--metric", type=click.Choice(METRIC_NAMES), default=None, help="Default: by descriptor.")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Rows to print (0: none).")
+@job_options
 @with_profile
 @clean_errors
-def cmd_neighbours(invariants, k, metric, limit):
+def cmd_neighbours(invariants, k, metric, limit, code, **job):
     """The k nearest neighbours of every structure of INVARIANTS (exact).
 
     Stored as one kNN-graph distances node; prints the first rows.
@@ -259,9 +364,11 @@ def cmd_neighbours(invariants, k, metric, limit):
     \b
     Example:
         crystinv neighbours 51 -k 3
+        crystinv neighbours 51 -k 10 --code crystinv-worker@slurm --max-memory 2000 --walltime 2:00:00
     """
+    code_node, options = job_request(code, **job)
     with Timer() as timer:
-        knn, _ = neighbours_or_exit(invariants, k, metric)
+        knn, _ = neighbours_or_exit(invariants, k, metric, code=code_node, options=options)
     echo.echo_success(
         f"{knn.metric} {k}-nearest-neighbour graph of {count_of(knn.shape[0], 'structure')}: node {knn.pk} ({timer.seconds:.1f} s)"
     )
@@ -302,9 +409,10 @@ def knn_table(knn: t.Any, limit: int = 20, columns: int = 3) -> str:
     show_default=True,
     help="Neighbours searched per structure (a cluster of more than k+1 copies shows partly).",
 )
+@job_options
 @with_profile
 @clean_errors
-def cmd_duplicates(invariants, threshold, metric, k):
+def cmd_duplicates(invariants, threshold, metric, k, code, **job):
     """Near-duplicate pairs among the structures of INVARIANTS.
 
     Isometry invariants do not depend on the unit cell, the origin, rotations
@@ -316,14 +424,26 @@ def cmd_duplicates(invariants, threshold, metric, k):
     \b
     Example:
         crystinv duplicates 51 --threshold 0.02
+        crystinv duplicates 51 --code crystinv-worker@slurm --max-memory 2000
     """
     from aiida_crystinv.workflows.neighbours import find_near_duplicates
 
-    try:
-        pairs, knn, node = find_near_duplicates(invariants, threshold, k, metric)
-    except ValueError as exception:
-        echo.echo_critical(str(exception))
-    check_process(node, "searching nearest neighbours")
+    code_node, options = job_request(code, **job)
+    if code_node is not None:
+        from aiida_crystinv.data.distances import check_threshold
+
+        try:
+            check_threshold(threshold)
+        except ValueError as exception:
+            echo.echo_critical(str(exception))
+        knn, node = neighbours_or_exit(invariants, min(k, len(invariants) - 1), metric, code=code_node, options=options)
+        pairs = knn.pairs_within(threshold)
+    else:
+        try:
+            pairs, knn, node = find_near_duplicates(invariants, threshold, k, metric)
+        except ValueError as exception:
+            echo.echo_critical(str(exception))
+        check_process(node, "searching nearest neighbours")
     if not pairs:
         echo.echo_report(f"no pairs within {threshold} ({knn.metric}; kNN graph node {knn.pk})")
         return

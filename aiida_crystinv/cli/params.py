@@ -113,3 +113,54 @@ class TargetParamType(click.ParamType):
 DATASET = CrystinvNodeParamType("DATASET", "crystinv.dataset")
 INVARIANTS = CrystinvNodeParamType("INVARIANTS", "crystinv.invariants")
 CRYSTINV_NODE = CrystinvNodeParamType("NODE", "crystinv.dataset", "crystinv.invariants", "crystinv.distances")
+
+
+class WalltimeParamType(click.ParamType):
+    """A wall-clock limit: seconds (``3600``) or ``[[D-]HH:]MM:SS`` (``1:00:00``) -> seconds."""
+
+    name = "SECONDS|HH:MM:SS"
+
+    def convert(self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        days, _, clock = text.rpartition("-") if "-" in text else ("", "", text)
+        try:
+            parts = [int(p) for p in clock.split(":")]
+            seconds = 0
+            for part in parts:
+                if part < 0:
+                    raise ValueError
+                seconds = seconds * 60 + part
+            seconds += int(days or 0) * 86400
+        except ValueError:
+            self.fail(f"{value!r} is not a duration: give seconds (3600) or HH:MM:SS (1:00:00)", param, ctx)
+        if len(parts) > 3 or seconds < 1:
+            self.fail(f"{value!r} is not a duration of at least one second (seconds or [D-]HH:MM:SS)", param, ctx)
+        return seconds
+
+
+#: The options that send the work to a computer (``--code``) and size its jobs; they make
+#: a :class:`~aiida_crystinv.specs.jobs.JobOptions` (``job_options_of`` in cmd_compute).
+JOB_OPTIONS = (
+    click.option("--code", "code", default=None, metavar="LABEL@COMPUTER",
+                 help="The worker (`crystinv setup-worker`) on an AiiDA computer: every block is a job there, "
+                      "through its scheduler. Default: here, in this process."),
+    click.option("--max-memory", "max_memory_mb", type=click.FloatRange(min=1), default=None, metavar="MB",
+                 help="Memory bound of one job, MiB: blocks are sized to stay below it (SLURM is given it as --mem)."),
+    click.option("--walltime", type=WalltimeParamType(), default=None,
+                 help="Wall-clock limit of one job (a job past it is split in two and rerun)."),
+    click.option("--block-size", type=click.IntRange(min=1), default=None,
+                 help="Records per job (default 5000, lowered to fit --max-memory)."),
+    click.option("--num-machines", type=click.IntRange(min=1), default=None, help="Machines per job (default 1)."),
+    click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (cores) per job."),
+    click.option("--queue", "queue_name", default=None, help="Scheduler queue / partition."),
+    click.option("--account", default=None, help="Scheduler account."),
+)
+
+
+def job_options(func: t.Callable) -> t.Callable:
+    """Add :data:`JOB_OPTIONS` to a command."""
+    for option in reversed(JOB_OPTIONS):
+        func = option(func)
+    return func

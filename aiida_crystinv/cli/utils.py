@@ -414,6 +414,7 @@ def abandon(node: t.Any) -> tuple[int, list[int]]:
         get_manager().reset_profile_storage()
     node = orm.load_node(node.pk)
     tree = [node] + (list(node.called_descendants) if isinstance(node, orm.WorkflowNode) else [])
+    cancel_scheduler_jobs([proc for proc in tree if isinstance(proc, orm.CalcJobNode) and not proc.is_terminated])
     killed = 0
     for proc in tree:
         if proc.is_terminated:
@@ -424,6 +425,29 @@ def abandon(node: t.Any) -> tuple[int, list[int]]:
             proc.seal()
         killed += 1
     return killed, discard_failed_outputs(node)
+
+
+def cancel_scheduler_jobs(calcs: list[t.Any]) -> list[str]:
+    """Cancel the scheduler jobs of unfinished CalcJobs (through each computer's transport
+    and scheduler); says which were cancelled and which could not be. Returns the job ids
+    cancelled."""
+    cancelled: list[str] = []
+    for calc in calcs:
+        job_id = calc.get_job_id()
+        if not job_id:
+            continue
+        try:
+            with calc.computer.get_transport() as transport:
+                scheduler = calc.computer.get_scheduler()
+                scheduler.set_transport(transport)
+                scheduler.kill_job(job_id)
+            cancelled.append(job_id)
+        except Exception as exception:  # noqa: BLE001 - report and go on with the others
+            echo.echo_warning(f"job {job_id} of {calc.process_label} <{calc.pk}> on '{calc.computer.label}' could not be "
+                              f"cancelled ({one_line(str(exception))}): cancel it with the scheduler's own command")
+    if cancelled:
+        echo.echo_report(f"cancelled {count_of(len(cancelled), 'scheduler job')}: {', '.join(cancelled)}")
+    return cancelled
 
 
 def discard_failed_outputs(node: t.Any) -> list[int]:

@@ -32,7 +32,7 @@ from ..data.distances import check_threshold
 from ..exit_codes import EXIT
 from ..specs import METRICS
 
-__all__ = ["check_metric_applies", "launch_distances", "launch_neighbours", "find_near_duplicates", "near_duplicate_pairs"]
+__all__ = ["check_metric_applies", "check_neighbour_count", "launch_distances", "launch_neighbours", "find_near_duplicates", "near_duplicate_pairs"]
 
 
 def check_metric_applies(invariants: InvariantsData, metric: str | None) -> None:
@@ -76,6 +76,20 @@ def launch_distances(
     return results.get("distances"), node
 
 
+def check_neighbour_count(invariants: InvariantsData, k: int, metric: str | None = None) -> None:
+    """Refuse ``k`` < 1 or not below the number of records, and a metric that does not apply.
+
+    Raises:
+        ValueError: one actionable line.
+    """
+    check_metric_applies(invariants, metric)
+    n = len(invariants)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if k >= n:
+        raise ValueError(f"k={k} is too large: there are only {n} structures (k < {n})")
+
+
 def launch_neighbours(
     invariants: InvariantsData, k: int, metric: str | None = None
 ) -> tuple[DistancesData | None, orm.ProcessNode]:
@@ -85,12 +99,7 @@ def launch_neighbours(
         ValueError: ``k`` < 1 or not smaller than the number of records, or a metric
             that does not apply.
     """
-    check_metric_applies(invariants, metric)
-    n = len(invariants)
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    if k >= n:
-        raise ValueError(f"k={k} is too large: there are only {n} structures (k < {n})")
+    check_neighbour_count(invariants, k, metric)
     results, node = compute_neighbours.run_get_node(invariants=invariants, k=orm.Int(k), **_metric_input(metric))
     return results.get("distances"), node
 

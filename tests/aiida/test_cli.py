@@ -65,7 +65,7 @@ def pdd_invariants(dataset) -> InvariantsData:
 
 # ----------------------------------------------------------------------------- help
 @pytest.mark.parametrize(
-    "command", ["import", "list", "show", "export", "invariants", "distances", "neighbours", "duplicates", "demo"]
+    "command", ["import", "list", "show", "export", "invariants", "distances", "neighbours", "duplicates", "demo", "setup-worker"]
 )
 def test_every_command_has_help_with_an_example(command):
     result = run(command, "--help")
