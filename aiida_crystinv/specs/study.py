@@ -18,6 +18,7 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationInfo,
 
 from ._base import Float, Int, Name, PositiveInt, Spec, SpecError, parse, register_tags
 from .descriptors import DescriptorSpec, FeaturesSpec, InvariantSpec
+from .jobs import JobOptions
 from .learning import (
     HoldoutSpec,
     KFoldSpec,
@@ -351,6 +352,14 @@ class LabelledModel(Spec):
         return data
 
 
+class JobsSpec(Spec):
+    """``jobs:`` of a study: compute the invariants as jobs of the worker ``code``
+    (``LABEL@COMPUTER``, set up with ``crystinv setup-worker``), sized by ``options``."""
+
+    code: Name
+    options: JobOptions = JobOptions()
+
+
 class StudySpec(Spec):
     """A whole study file (see :mod:`aiida_crystinv.workflows.study`)."""
 
@@ -362,6 +371,7 @@ class StudySpec(Spec):
     models: Annotated[list[LabelledModel], BeforeValidator(_labelled), Field(min_length=1)]
     split: StudySplit = KFoldSpec()
     screening: ScreeningSpec | None = None
+    jobs: JobsSpec | None = None
 
     @field_validator("split", mode="before")
     @classmethod
@@ -449,6 +459,9 @@ class StudySpec(Spec):
             "skipped": skipped,
             "split": split,
             "screening": screening,
+            "jobs": None if self.jobs is None else {
+                "code": self.jobs.code, "options": self.jobs.options.model_dump(mode="json", exclude_unset=True)
+            },
         }
 
 

@@ -79,6 +79,18 @@ class StudyError(SpecError):
     """A study file that cannot be run; the message names the file, the key and the fix."""
 
 
+def _load_worker_code(label: str, where: str) -> Any:
+    """The worker code of ``jobs.code``; :class:`StudyError` when it is not there or not the worker."""
+    try:
+        code = orm.load_code(label)
+    except Exception as exc:  # noqa: BLE001 - NotExistent, MultipleObjectsError, no profile ...
+        raise StudyError(f"{where}.jobs.code: {label!r} cannot be loaded ({exc}); `verdi code list` shows the codes, "
+                         "`crystinv setup-worker COMPUTER` sets the worker up") from None
+    if code.default_calc_job_plugin not in (None, "crystinv.worker"):
+        raise StudyError(f"{where}.jobs.code: {label!r} runs {code.default_calc_job_plugin}, not the crystinv worker")
+    return code
+
+
 def _check_environment(study: dict[str, Any], where: str) -> None:
     """What the pure spec cannot know: files exist, the hand-off entry point loads and
     takes the inputs template."""
@@ -86,6 +98,9 @@ def _check_environment(study: dict[str, Any], where: str) -> None:
         if source["kind"] == "file" and not pathlib.Path(source["path"]).exists():
             raise StudyError(f"{where}: the {role} file {source['path']} does not exist (relative paths are relative "
                              "to the study file)")
+    jobs = study.get("jobs")
+    if jobs:
+        _load_worker_code(jobs["code"], where)
     handoff = (study.get("screening") or {}).get("handoff")
     if handoff:
         from aiida.plugins import WorkflowFactory
@@ -172,6 +187,8 @@ def build_study_inputs(study: dict[str, Any]) -> dict[str, Any]:
         inputs["files"] = files
     if datasets:
         inputs["datasets"] = datasets
+    if study.get("jobs"):
+        inputs["code"] = _load_worker_code(study["jobs"]["code"], "study")
     return inputs
 
 
@@ -289,6 +306,8 @@ def validate_study_inputs(inputs: Any, _ctx: Any = None) -> str | None:
             return f"the {role} source is a file but files.{role} is not given"
         if source["kind"] == "dataset":
             return f"the {role} source is a dataset but datasets.{role} is not given"
+    if study.get("jobs") and "code" not in inputs:
+        return f"the study's jobs.code {study['jobs']['code']!r} is not given as the code input"
     training = inputs.get("training", {}) or {}
     if "target" in training and training["target"].value != study["target"]["name"]:
         return f"training.target {training['target'].value!r} is not the study's target {study['target']['name']!r}"
@@ -348,6 +367,8 @@ class StudyWorkChain(WorkChain):
             cls.summarize,
             if_(cls.should_screen)(cls.screen, cls.inspect_screening),
         )
+        spec.input("code", valid_type=orm.AbstractCode, required=False,
+                   help="The worker on a computer: the invariants are computed as jobs there (the study's jobs.code).")
         spec.output("summary", valid_type=orm.Dict, help="Metrics table of every pair, best first.")
         spec.output_namespace("datasets", valid_type=CrystalDatasetData, dynamic=True, help="The datasets by role.")
         spec.output_namespace("training", dynamic=True, help="Outputs of each TrainingWorkChain, by pair label.")
@@ -434,11 +455,20 @@ class StudyWorkChain(WorkChain):
                         return self.exit_codes.ERROR_INVARIANTS_FAILED.format(message=f"{key}: {describe_failure(node)}")
                     self.ctx.descriptor_values[key] = results["features"]
                 else:
+                    jobs: dict[str, Any] = {}
+                    if "code" in self.inputs:
+                        jobs["code"] = self.inputs.code
+                        options = (self.ctx.study.get("jobs") or {}).get("options")
+                        if options:
+                            jobs["options"] = orm.Dict(options)
+                            if "block_size" in options:
+                                jobs["chunk_size"] = orm.Int(options["block_size"])
                     future = self.submit(
                         InvariantsWorkChain,
                         dataset=dataset,
                         descriptor=orm.Dict({"name": spec["name"], **spec["params"]}),
                         metadata={"call_link_label": f"invariants_{key}"},
+                        **jobs,
                     )
                     self.to_context(**{f"invariants_{key}": future})
                     self.ctx.descriptor_values[key] = None

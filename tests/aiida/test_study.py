@@ -91,6 +91,8 @@ def test_examples_are_valid():
         ({"screening": {"candidates": {"synthetic": {"n": 5}}, "handoff": {"workflow": "crystinv.ewald_energy", "inputs": {"code": 1}}}}, "no input 'code'"),
         ({"screening": {"candidates": {"synthetic": {"n": 5}}, "model": {"descriptor": "pdd", "model": "knn"}}}, "no trained pair 'knn_on_pdd'"),
         ({"source": {"materials_project": {"query": {"elements": ["Si"]}, "api_key": "x"}}}, "unknown key(s) 'api_key'"),
+        ({"jobs": {"code": "no-such-worker@nowhere"}}, "jobs.code: 'no-such-worker@nowhere' cannot be loaded"),
+        ({"jobs": {"code": "w@c", "options": {"max_memory": 10}}}, "did you mean 'max_memory_mb'"),
     ],
 )
 def test_invalid_study_files(tmp_path, change, words):
@@ -266,3 +268,33 @@ def test_builder_from_study_exposes_the_training_inputs(tmp_path):
     assert orm.QueryBuilder().append(orm.Node).count() == before
     with pytest.raises(StudyError, match="unknown key"):
         StudyWorkChain.get_builder_from_study({**SMALL, "modles": []}, base=tmp_path)
+
+
+@pytest.mark.slow
+def test_study_with_jobs_on_a_computer(tmp_path, aiida_localhost, aiida_code_installed):
+    """``jobs:``: the invariants are computed as worker jobs on the computer (core.direct,
+    for real); the trained models' metrics equal those of the same study without jobs."""
+    from aiida_crystinv.cli.cmd_worker import setup_worker
+
+    code = setup_worker(aiida_localhost, label="crystinv-worker-study")
+    base = {**SMALL, "source": {"synthetic": {"n": 30, "seed": 77}}, "descriptors": [{"name": "amd", "k": 9}],
+            "models": [SMALL["models"][0]]}
+    study = {**base, "name": "with-jobs", "jobs": {"code": code.full_label, "options": {"block_size": 12}}}
+    plan = load_study(write(tmp_path, study))
+    assert plan["jobs"] == {"code": code.full_label, "options": {"block_size": 12}}
+    inputs = build_study_inputs(plan)
+    assert inputs["code"].uuid == code.uuid
+    _, node = run_get_node(StudyWorkChain, **inputs)
+    assert node.is_finished_ok, node.exit_message
+    invariants_wc = [c for c in node.called if c.process_label == "InvariantsWorkChain"]
+    assert len(invariants_wc) == 1  # a source and descriptor no other test uses: computed here, as 3 jobs
+    jobs = [d for d in invariants_wc[0].called_descendants if d.process_label == "WorkerCalculation"]
+    assert len(jobs) == 3 and all(j.computer.uuid == aiida_localhost.uuid for j in jobs)
+    plain = build_study_inputs(load_study(write(tmp_path, {**base, "name": "no-jobs"}, "plain.yaml")))
+    _, node_plain = run_get_node(StudyWorkChain, **plain)
+    rows = node.outputs.summary.get_dict()["rows"]
+    assert rows == node_plain.outputs.summary.get_dict()["rows"]
+    # a study with jobs but no code input is refused at the ports
+    without = {k: v for k, v in inputs.items() if k != "code"}
+    with pytest.raises(ValueError, match="jobs.code"):
+        run_get_node(StudyWorkChain, **without)
