@@ -8,7 +8,7 @@ import typing as t
 import click
 from aiida.cmdline.utils import echo
 
-from .params import DATASET, INVARIANTS, KeyValueParamType, job_options
+from .params import DATASET, INVARIANTS, JOB_FLAGS, KeyValueParamType, job_options
 from .root import cmd_crystinv
 from .utils import Timer, check_process, clean_errors, count_of, run_process, table, with_profile
 
@@ -52,7 +52,7 @@ def job_request(code: str | None, **given: t.Any) -> tuple[t.Any, dict[str, t.An
     given = {key: value for key, value in given.items() if value is not None}
     if code is None:
         if given:
-            flags = ", ".join("--" + key.replace("_mb", "").replace("_name", "").replace("_", "-") for key in given)
+            flags = ", ".join(JOB_FLAGS[key] for key in given)
             echo.echo_critical(f"{flags}: job options need --code LABEL@COMPUTER (the worker on a computer); "
                                "without --code the work runs here")
         return None, {}

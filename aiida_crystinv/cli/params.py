@@ -154,9 +154,18 @@ JOB_OPTIONS = (
                  help="Records per job (default 5000, lowered to fit --max-memory)."),
     click.option("--num-machines", type=click.IntRange(min=1), default=None, help="Machines per job (default 1)."),
     click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (cores) per job."),
+    click.option("--max-jobs", "max_concurrent", type=click.IntRange(min=1), default=None,
+                 help="Jobs submitted at a time (default: all; core.direct runs all it is given at once, so give it "
+                      "about cores / threads)."),
     click.option("--queue", "queue_name", default=None, help="Scheduler queue / partition."),
     click.option("--account", default=None, help="Scheduler account."),
 )
+
+
+#: The flag of each job option (for messages).
+JOB_FLAGS = {"max_memory_mb": "--max-memory", "walltime": "--walltime", "block_size": "--block-size",
+             "num_machines": "--num-machines", "threads": "--threads", "max_concurrent": "--max-jobs",
+             "queue_name": "--queue", "account": "--account"}
 
 
 def job_options(func: t.Callable) -> t.Callable:

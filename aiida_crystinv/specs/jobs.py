@@ -39,6 +39,10 @@ class JobOptions(Spec):
         threads: threads of the worker's kernels (``n_jobs``) and cores asked per job.
         queue_name, account, qos: passed to the scheduler as they are.
         max_iterations: jobs the restart WorkChain may run for one block, splits included.
+        max_concurrent: jobs submitted at a time (the next wave starts when a wave is
+            done). Default: all at once, which suits a scheduler with a queue (SLURM);
+            ``core.direct`` starts every job it is given, so give it about the number of
+            cores divided by ``threads``.
     """
 
     max_memory_mb: PositiveFloat | None = None
@@ -50,6 +54,7 @@ class JobOptions(Spec):
     account: Name | None = None
     qos: Name | None = None
     max_iterations: PositiveInt = Field(default=10, le=1000)
+    max_concurrent: PositiveInt | None = None
 
     def metadata_options(self, scheduler: str | None = None) -> dict[str, Any]:
         """The CalcJob's ``metadata.options`` for a computer with this scheduler plugin."""

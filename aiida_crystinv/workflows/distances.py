@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiida import orm
-from aiida.engine import WorkChain, append_, if_
+from aiida.engine import WorkChain, append_, if_, while_
 
 from ..calculations.blocks import block_label, merge_blocks
 from ..calculations.functions import compute_distances, compute_neighbours
@@ -132,7 +132,9 @@ class DistancesWorkChain(WorkChain):
         spec.inputs.validator = validate_distances_inputs
         spec.outline(
             cls.setup,
-            if_(cls.has_code)(cls.submit_blocks, cls.inspect_blocks, cls.merge).else_(cls.run_here),
+            if_(cls.has_code)(
+                cls.plan_blocks, while_(cls.has_blocks_to_submit)(cls.submit_blocks, cls.inspect_blocks), cls.merge
+            ).else_(cls.run_here),
         )
         spec.output("distances", help="The matrix (condensed or dense) or the kNN graph.")
         add_exit_codes(spec, "ERROR_DISTANCES_STEP_FAILED", "ERROR_CHUNK_FAILED", "ERROR_MERGE_FAILED",
@@ -182,17 +184,29 @@ class DistancesWorkChain(WorkChain):
             return [(a, (0, len(cols))) for a in strips]
         return [(a, (a[0], len(rows))) for a in strips]
 
-    def submit_blocks(self):
-        """One restartable job per block."""
+    def plan_blocks(self):
+        """The blocks, from the sizes and the memory bound."""
         try:
-            blocks = self._plan()
+            self.ctx.todo = [[list(a), list(b)] for a, b in self._plan()]
         except ValueError as exc:
             return self.exit_codes.ERROR_INVALID_OPTIONS.format(message=str(exc))
+        self.ctx.labels = []
+        self.ctx.waves = 0
+        return None
+
+    def has_blocks_to_submit(self) -> bool:
+        return bool(self.ctx.todo)
+
+    def submit_blocks(self):
+        """One restartable job per block, ``max_concurrent`` at a time."""
+        options: JobOptions = self.ctx.options
+        count = options.max_concurrent or len(self.ctx.todo)
+        blocks = [(tuple(a), tuple(b)) for a, b in self.ctx.todo[:count]]
+        self.ctx.todo = self.ctx.todo[count:]
         rows = self.inputs.invariants
         other = self.inputs.other if "other" in self.inputs else None
         n_cols = len(other) if other is not None else len(rows)
         metric = spec_of(self.inputs.metric) if "metric" in self.inputs else None
-        self.ctx.labels = []
         for a, b in blocks:
             if "k" in self.inputs:
                 task: dict[str, Any] = {"task": "knn", "k": self.inputs.k.value, "queries": {"rows": list(a)}}
@@ -208,7 +222,9 @@ class DistancesWorkChain(WorkChain):
             inputs["metadata"]["call_link_label"] = label
             self.to_context(blocks=append_(self.submit(WorkerJobWorkChain, **inputs)))
             self.ctx.labels.append(label)
-        self.report(f"submitted {len(blocks)} job(s) to {self.inputs.code.full_label}")
+        self.ctx.waves += 1
+        left = f", {len(self.ctx.todo)} to go" if self.ctx.todo else ""
+        self.report(f"submitted {len(blocks)} job(s) to {self.inputs.code.full_label}{left}")
         return None
 
     def inspect_blocks(self):

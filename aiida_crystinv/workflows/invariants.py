@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiida import orm
-from aiida.engine import WorkChain, append_, if_
+from aiida.engine import WorkChain, append_, if_, while_
 
 from ..calculations.functions import compute_invariants, merge_invariants
 from ..data import CrystalDatasetData, InvariantsData
@@ -118,7 +118,9 @@ class InvariantsWorkChain(WorkChain):
         spec.inputs.validator = validate_invariants_inputs
         spec.outline(
             cls.setup,
-            if_(cls.is_single_chunk)(cls.run_single).else_(cls.submit_chunks, cls.inspect_chunks, cls.merge),
+            if_(cls.is_single_chunk)(cls.run_single).else_(
+                while_(cls.has_chunks_to_submit)(cls.submit_chunks, cls.inspect_chunks), cls.merge
+            ),
         )
         spec.output("invariants", valid_type=InvariantsData, help="Invariants of every record, in dataset order.")
         add_exit_codes(spec, "ERROR_CHUNK_FAILED", "ERROR_MERGE_FAILED")
@@ -128,7 +130,12 @@ class InvariantsWorkChain(WorkChain):
         size = self.inputs.chunk_size.value
         n = len(self.inputs.dataset)
         self.ctx.chunks = [(start, min(n, start + size)) for start in range(0, n, size)]
+        self.ctx.submitted = 0
+        self.ctx.chunk_processes = []
         return None
+
+    def has_chunks_to_submit(self) -> bool:
+        return self.ctx.submitted < len(self.ctx.chunks)
 
     def is_single_chunk(self) -> bool:
         """One chunk and no code: one calcfunction here."""
@@ -147,18 +154,25 @@ class InvariantsWorkChain(WorkChain):
         return None
 
     def submit_chunks(self):
-        """Submit one sub-process per chunk: a job on the code's computer, or a chunk here."""
+        """Submit one sub-process per chunk: a job on the code's computer (``max_concurrent``
+        at a time), or a chunk here (all at once)."""
         if "code" in self.inputs:
             options = parse_job_options(self.inputs.options.get_dict() if "options" in self.inputs else None)
             task = {"task": "invariants", "descriptor": spec_of(self.inputs.descriptor)}
-            for number, (start, stop) in enumerate(self.ctx.chunks):
+            first = self.ctx.submitted
+            last = min(len(self.ctx.chunks), first + (options.max_concurrent or len(self.ctx.chunks)))
+            self.ctx.submitted = last
+            for number in range(first, last):
+                start, stop = self.ctx.chunks[number]
                 rows = {} if len(self.ctx.chunks) == 1 else {"rows": orm.Dict({"start": start, "stop": stop})}
                 inputs = job_inputs(self.inputs.code, options, task, f"rows {start}:{stop}", dataset=self.inputs.dataset, **rows)
                 inputs["metadata"]["call_link_label"] = f"chunk_{number:04d}"
                 self.to_context(chunk_processes=append_(self.submit(WorkerJobWorkChain, **inputs)))
-            self.report(f"submitted {len(self.ctx.chunks)} job(s) of up to {self.inputs.chunk_size.value} records "
-                        f"to {self.inputs.code.full_label}")
+            left = len(self.ctx.chunks) - last
+            self.report(f"submitted {last - first} job(s) of up to {self.inputs.chunk_size.value} records "
+                        f"to {self.inputs.code.full_label}" + (f", {left} to go" if left else ""))
             return
+        self.ctx.submitted = len(self.ctx.chunks)
         for number, (start, stop) in enumerate(self.ctx.chunks):
             future = self.submit(
                 InvariantsChunkWorkChain,

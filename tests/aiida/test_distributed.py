@@ -69,9 +69,13 @@ def test_knn_graph_in_query_blocks_equals_one_process(pdd, worker):
     d, _ = pdd_ties(pdd)
     assert d  # the data has ties (exact duplicates): the tie-break is exercised
     results, node = run_get_node(DistancesWorkChain, invariants=pdd, k=orm.Int(4), code=worker,
-                                 options=orm.Dict({"block_size": 5}))
+                                 options=orm.Dict({"block_size": 5, "max_concurrent": 2, "threads": 1}))
     _ok(node)
-    assert len(_jobs(node)) == 3  # 14 queries in blocks of at most 5
+    jobs = sorted(_jobs(node), key=lambda j: j.ctime)
+    assert len(jobs) == 3  # 14 queries in blocks of at most 5, in two waves: the third after the first two
+    assert jobs[2].ctime > max(j.mtime for j in jobs[:2]) and jobs[2].ctime > max(j.ctime for j in jobs[:2])
+    assert all(j.inputs.task["n_jobs"] == 1 for j in jobs)
+    assert any("1 to go" in log.message for log in orm.Log.collection.get_logs_for(node))
     assert_same_node(results["distances"], compute_neighbours(pdd, orm.Int(4))["distances"])
     # without a code: the calcfunction here, the same node
     here, node_here = run_get_node(DistancesWorkChain, invariants=pdd, k=orm.Int(4))
