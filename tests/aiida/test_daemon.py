@@ -63,3 +63,32 @@ def test_invalid_spec_is_refused_before_the_daemon_sees_it(two_worker_daemon, su
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         submit_and_await(InvariantsWorkChain, dataset=dataset, descriptor=orm.Dict({"name": "amd", "k": 0}), timeout=120)
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
+
+
+def test_distributed_knn_through_the_daemon(two_worker_daemon, submit_and_await, mp_records, aiida_localhost,
+                                            aiida_code_installed):
+    """DistancesWorkChain with the worker on core.direct, submitted to the daemon: its jobs
+    are run by the daemon workers; the graph equals the one-process calcfunction's."""
+    import sys
+    from pathlib import Path
+
+    from aiida_crystinv.calculations.functions import compute_invariants, compute_neighbours
+    from aiida_crystinv.workflows.distances import DistancesWorkChain
+
+    from .test_calcjob import assert_same_node
+
+    file = orm.SinglefileData(io.BytesIO(json.dumps(mp_records[:20]).encode()), filename="mp20.json")
+    dataset = import_dataset(file=file)["dataset"]
+    pdd = compute_invariants(dataset, orm.Dict({"name": "pdd", "k": 20}))["invariants"]
+    code = aiida_code_installed(label="crystinv-worker-daemon", computer=aiida_localhost,
+                                filepath_executable=str(Path(sys.executable).parent / "crystinv-worker"))
+    builder = DistancesWorkChain.get_builder()
+    builder.invariants = pdd
+    builder.k = orm.Int(3)
+    builder.code = code
+    builder.options = orm.Dict({"block_size": 7, "max_concurrent": 2, "threads": 1})
+    node = submit_and_await(builder, timeout=300)
+    assert node.is_finished_ok, f"[{node.exit_status}] {node.exit_message}"
+    calcs = [d for d in node.called_descendants if d.process_label == "WorkerCalculation"]
+    assert len(calcs) == 3 and all(c.computer.uuid == aiida_localhost.uuid and c.get_job_id() for c in calcs)
+    assert_same_node(node.outputs.distances, compute_neighbours(pdd, orm.Int(3))["distances"])
