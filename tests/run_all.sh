@@ -27,6 +27,8 @@ run() {
 echo "=== lint: ruff check, mypy (configured in pyproject.toml) ==="
 if ! "$PY" -m ruff check aiida_crystinv tests benchmarks examples; then echo "ruff failed"; status=1; fi
 if ! "$PY" -m mypy; then echo "mypy failed"; status=1; fi
+echo "=== services: SLURM and sshd for the scheduler/transport tests (tests/services/setup.sh) ==="
+bash tests/services/setup.sh || true
 PASS_NAME="sqlite + zeromq" CRYSTINV_TEST_STORAGE=sqlite CRYSTINV_TEST_BROKER=zeromq run -q tests
 PASS_NAME="postgresql" CRYSTINV_TEST_STORAGE=psql CRYSTINV_TEST_BROKER=zeromq run -q -m postgres tests/aiida
 PASS_NAME="postgresql + rabbitmq daemon" CRYSTINV_TEST_STORAGE=psql CRYSTINV_TEST_BROKER=rabbitmq run -q -m daemon tests/aiida

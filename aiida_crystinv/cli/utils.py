@@ -70,7 +70,21 @@ def with_profile(func: F) -> F:
         require_profile()
         return inner(*args, **kwargs)
 
-    return t.cast(F, wrapper)
+    @functools.wraps(func)
+    def with_process_log(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        # verdi's --verbosity option reconfigures logging when it is parsed, without the
+        # database handler; when the storage was loaded before that (the crystinv script
+        # loads it first), process reports would reach the terminal but not the database
+        # (`verdi process report`): configure logging with the database handler again
+        from aiida.common.log import configure_logging
+        from aiida.manage import get_manager
+
+        manager = get_manager()
+        if manager.get_profile() is not None and manager.profile_storage_loaded:
+            configure_logging(with_orm=True, daemon_log_file=manager.get_config().filepaths(manager.get_profile())["profile"]["log"])
+        return wrapper(*args, **kwargs)
+
+    return t.cast(F, with_process_log)
 
 
 def _debugging() -> bool:

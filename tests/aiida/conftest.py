@@ -245,3 +245,6 @@ def csv_slice(tmp_path):
         return out
 
     return make
+
+
+from .services import *  # noqa: E402,F401,F403 - SLURM/SSH computers (tests/services/setup.sh)

@@ -67,6 +67,13 @@ def test_embedded_profile_demo_and_reuse(tmp_path):
     assert "ewald-landscape-n30-seed0" in second.stdout
     assert list(config_of(tmp_path)["profiles"]) == ["crystinv"]
 
+    # a WorkChain run by the script keeps its reports in the database (`verdi process report`)
+    chunked = script(CRYSTINV, "invariants", "ewald-landscape-n30-seed0", "-d", "amd", "-c", "10", aiida_path=tmp_path)
+    assert chunked.returncode == 0, chunked.stdout + chunked.stderr
+    workchain = chunked.stdout.split("WorkChainNode ")[1].split(";")[0]
+    report = script(VERDI, "process", "report", workchain, aiida_path=tmp_path)
+    assert "submitted 3 chunks" in report.stdout, report.stdout + report.stderr
+
     # the same profile through verdi
     verdi = script(VERDI, "data", "crystinv", "list", aiida_path=tmp_path)
     assert verdi.returncode == 0, verdi.stdout + verdi.stderr

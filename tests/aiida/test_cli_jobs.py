@@ -68,6 +68,9 @@ def test_commands_with_a_code_give_the_nodes_of_the_in_process_commands(dataset,
     assert_same_node(knn, knn_here)
     calcs = [d for d in knn.creator.caller.called_descendants if isinstance(d, orm.CalcJobNode)]
     assert len(calcs) == 4 and all(c.get_option("max_wallclock_seconds") == 600 for c in calcs)
+    # the reports printed are also in the database, for `verdi process report`
+    logs = orm.Log.collection.get_logs_for(knn.creator.caller)
+    assert any("submitted 4 job(s)" in log.message for log in logs)
 
     matrix_here = run("distances", here.pk).output
     result = run("distances", here.pk, "--code", code, "--block-size", "7")
