@@ -285,10 +285,14 @@ def run_process(
         if node is None:
             _retire(runner)
             raise
+        try:  # read before the tidy-up, which may delete the node
+            what = f"{node.process_label} <{node.pk}>"
+        except Exception:  # noqa: BLE001 - the interrupted session may be unusable
+            what = "the process"
         killed, discarded = abandon(node)
         _retire(runner)
         echo.echo_critical(
-            f"interrupted: {node.process_label} <{node.pk}> was killed"
+            f"interrupted: {what} was killed"
             + (f" ({killed} processes stopped)" if killed > 1 else "")
             + (f" and its {count_of(len(discarded), 'result node')} deleted" if discarded else "")
             + "; nothing of this run is kept"
@@ -321,27 +325,44 @@ def _execute(
 
     if isinstance(instance, FunctionProcess):
         return instance.execute()
-    if total <= 0 or count_done is None or not progress_wanted():
-        instance.execute()
-        return instance.outputs
+    bar = total > 0 and count_done is not None and progress_wanted()
 
-    with progress(total, label) as update:
+    with (progress(total, label) if bar else contextlib.nullcontext()) as update:
 
         async def drive() -> None:
+            # a Ctrl-C that lands where Python swallows exceptions (a garbage-collector
+            # callback, say) is still seen here, at most 0.1 s later
             task = asyncio.ensure_future(instance.step_until_terminated())
             done = 0
             while not task.done():
                 await asyncio.sleep(0.1)
-                now = min(total, count_done(instance.node))
-                if now > done:
-                    update(now - done)
-                    done = now
+                if _SIGNALLED:
+                    task.cancel()
+                    raise KeyboardInterrupt
+                if bar:
+                    now = min(total, count_done(instance.node))  # type: ignore[misc]
+                    if now > done:
+                        update(now - done)
+                        done = now
             await task
-            if done < total:
+            if bar and done < total:
                 update(total - done)
 
+        _SIGNALLED.clear()
         runner.loop.run_until_complete(drive())
     return instance.outputs
+
+
+#: Set by the SIGINT / SIGTERM handlers of :func:`ctrl_c_raises`, read by ``_execute``.
+_SIGNALLED: set[int] = set()
+
+
+def _interrupt(signum: int, frame: t.Any) -> None:
+    """Ctrl-C: remembered (for ``_execute``), then Python's own ``KeyboardInterrupt``."""
+    import signal
+
+    _SIGNALLED.add(signum)
+    signal.default_int_handler(signum, frame)
 
 
 @contextlib.contextmanager
@@ -363,7 +384,7 @@ def ctrl_c_raises() -> t.Iterator[None]:
         yield
         return
     install = signal.signal
-    ours = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _terminate}
+    ours = {signal.SIGINT: _interrupt, signal.SIGTERM: _terminate}
     previous = {signum: signal.getsignal(signum) for signum in ours}
 
     def keep_raising(signalnum: int, handler: t.Any) -> t.Any:
@@ -380,8 +401,9 @@ def ctrl_c_raises() -> t.Iterator[None]:
             install(signum, handler if handler is not None else signal.SIG_DFL)
 
 
-def _terminate(_signum: int, _frame: t.Any) -> None:
+def _terminate(signum: int, _frame: t.Any) -> None:
     """SIGTERM (``kill PID``) during a run: unwind like Ctrl-C, so the run is tidied up."""
+    _SIGNALLED.add(signum)
     raise KeyboardInterrupt("terminated")
 
 

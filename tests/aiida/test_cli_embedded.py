@@ -153,3 +153,59 @@ def test_daemon_works_out_of_the_box(tmp_path):
         assert "Finished [0]" in state, state
     finally:
         script(VERDI, "daemon", "stop", aiida_path=tmp_path)
+
+
+def test_ctrl_c_cancels_the_slurm_jobs(tmp_path):
+    """`crystinv neighbours --code ...@slurm` interrupted with Ctrl-C (SIGINT) while its
+    jobs run: the command cancels them in SLURM, keeps nothing and says so."""
+    import signal
+    import time
+
+    from .services import WORKER, slurm_state
+
+    if slurm_state() not in {"idle", "mixed", "allocated", "completing"}:
+        from .conftest import service_missing
+
+        service_missing(f"no SLURM node answers sinfo (state {slurm_state()!r}); run `bash tests/services/setup.sh` as root")
+    path = tmp_path / "landscape.json"
+    from aiida_crystinv.sources.synthetic import ewald_landscape
+
+    ids, structures, _, _ = ewald_landscape(n=8, seed=4)
+    path.write_text(json.dumps([{"id": i, "structure": s.as_dict()} for i, s in zip(ids, structures)]))
+    for args in (
+        (CRYSTINV, "import", str(path), "--id-column", "id", "-L", "eight"),
+        (CRYSTINV, "invariants", "eight", "-d", "amd", "-p", "k=10"),
+        (VERDI, "computer", "setup", "-n", "--label", "slurm-ctrl-c", "--hostname", "localhost", "--transport",
+         "core.local", "--scheduler", "core.slurm", "--work-dir", str(tmp_path / "work"), "--mpiprocs-per-machine", "1"),
+        (VERDI, "computer", "configure", "core.local", "slurm-ctrl-c", "-n", "--safe-interval", "0"),
+        (CRYSTINV, "setup-worker", "slurm-ctrl-c", "--executable", str(WORKER), "--prepend-text", "sleep 120"),
+    ):
+        done = script(*args, aiida_path=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+    amd = [line for line in script(CRYSTINV, "list", "--what", "invariants", aiida_path=tmp_path).stdout.splitlines()
+           if "amd" in line][0].split()[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIIDA_")}
+    env.update(AIIDA_PATH=str(tmp_path), PATH=str(BIN) + os.pathsep + env.get("PATH", ""))
+    command = subprocess.Popen(
+        [CRYSTINV, "neighbours", amd, "-k", "2", "--code", "crystinv-worker@slurm-ctrl-c", "--block-size", "4",
+         "--threads", "1"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+    def our_jobs() -> list[str]:
+        out = subprocess.run(["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True).stdout
+        return [line.split()[0] for line in out.splitlines() if str(tmp_path / "work") in line]
+
+    deadline = time.monotonic() + 90
+    while len(our_jobs()) < 2 and time.monotonic() < deadline:
+        time.sleep(1)
+    jobs = our_jobs()
+    assert len(jobs) == 2, jobs
+    command.send_signal(signal.SIGINT)
+    output, _ = command.communicate(timeout=60)
+    assert command.returncode != 0 and "Traceback" not in output, output
+    assert "cancelled 2 scheduler jobs" in output and "nothing of this run is kept" in output, output
+    time.sleep(2)
+    assert not our_jobs()
+    listing = script(CRYSTINV, "list", "--what", "distances", aiida_path=tmp_path).stdout
+    assert "knn" not in listing.lower(), listing
