@@ -18,9 +18,12 @@ reference). The blocks must tile the result:
   block: then the result is that block's partial lists);
 * dense blocks, ``condensed=False``: stacked into the dense matrix (every row range with
   the same columns);
-* dense blocks, ``condensed=True`` (one set against itself): each row range must cover at
+* dense blocks, ``condensed=True`` (one set against itself; rows from 0): each row range must cover at
   least the columns right of its first row (an upper-triangle strip, ``b0 <= a0``,
   ``b1 = n``); the condensed vector is read from the strips.
+
+The row ranges must follow each other without gaps or overlaps; a merge of rows ``a:b``
+makes just those rows (a partial result, merged again later).
 
 Exit codes: 213 an input is not DistancesData, 222 blocks that do not tile or do not fit
 together, 225 nothing to merge.
@@ -65,13 +68,14 @@ class _Mismatch(ValueError):
 
 def _groups(blocks: dict[str, DistancesData]) -> list[tuple[tuple[int, int], list[tuple[tuple[int, int], DistancesData]]]]:
     """The blocks grouped by row range, row ranges in order, each group by column start;
-    the row ranges must tile ``0:n`` and each block's shape fit its label."""
+    the row ranges must be consecutive (from the first one's start) and each block's shape
+    fit its label."""
     groups: dict[tuple[int, int], list[tuple[tuple[int, int], DistancesData]]] = {}
     for label, node in blocks.items():
         a, b = parse_block_label(label)
         groups.setdefault(a, []).append((b, node))
     ordered = sorted(groups.items())
-    position = 0
+    position = ordered[0][0][0]
     for a, parts in ordered:
         if a[0] != position:
             raise _Mismatch(f"the row ranges do not tile: rows {position}:{a[0]} are missing or overlap")

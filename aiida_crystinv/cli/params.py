@@ -153,9 +153,9 @@ JOB_OPTIONS = (
     click.option("--block-size", type=click.IntRange(min=1), default=None,
                  help="Records per job (default 5000, lowered to fit --max-memory)."),
     click.option("--num-machines", type=click.IntRange(min=1), default=None, help="Machines per job (default 1)."),
-    click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (cores) per job."),
+    click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (cores) per job (default 1)."),
     click.option("--max-jobs", "max_concurrent", type=click.IntRange(min=1), default=None,
-                 help="Jobs submitted at a time (default: all; core.direct runs all it is given at once, so give it "
+                 help="Jobs submitted at a time (default 100; core.direct runs all it is given at once, so give it "
                       "about cores / threads)."),
     click.option("--queue", "queue_name", default=None, help="Scheduler queue / partition."),
     click.option("--account", default=None, help="Scheduler account."),

@@ -36,31 +36,32 @@ class JobOptions(Spec):
             ``max_memory_mb``.
         walltime: wall-clock limit of one job, seconds (``max_wallclock_seconds``).
         num_machines: machines per job (default 1; the worker runs on one).
-        threads: threads of the worker's kernels (``n_jobs``) and cores asked per job.
+        threads: threads of the worker's kernels (``n_jobs``) and cores asked per job
+            (default 1: a job uses the cores it asks for, no more).
         queue_name, account, qos: passed to the scheduler as they are.
         max_iterations: jobs the restart WorkChain may run for one block, splits included.
         max_concurrent: jobs submitted at a time (the next wave starts when a wave is
             done). Default: all at once, which suits a scheduler with a queue (SLURM);
             ``core.direct`` starts every job it is given, so give it about the number of
-            cores divided by ``threads``.
+            cores divided by ``threads``. Default 100: each job takes two daemon process
+            slots (its WorkerJobWorkChain and its CalcJob) and a daemon worker has 200.
     """
 
     max_memory_mb: PositiveFloat | None = None
     block_size: PositiveInt = 5000
     walltime: PositiveInt | None = None
     num_machines: PositiveInt = 1
-    threads: PositiveInt | None = None
+    threads: PositiveInt = 1
     queue_name: Name | None = None
     account: Name | None = None
     qos: Name | None = None
     max_iterations: PositiveInt = Field(default=10, le=1000)
-    max_concurrent: PositiveInt | None = None
+    max_concurrent: PositiveInt = 100
 
     def metadata_options(self, scheduler: str | None = None) -> dict[str, Any]:
         """The CalcJob's ``metadata.options`` for a computer with this scheduler plugin."""
-        resources: dict[str, Any] = {"num_machines": self.num_machines, "num_mpiprocs_per_machine": 1}
-        if self.threads:
-            resources["num_cores_per_mpiproc"] = self.threads
+        resources: dict[str, Any] = {"num_machines": self.num_machines, "num_mpiprocs_per_machine": 1,
+                                     "num_cores_per_mpiproc": self.threads}
         options: dict[str, Any] = {"resources": resources, "withmpi": False}
         if self.walltime:
             options["max_wallclock_seconds"] = self.walltime
@@ -76,9 +77,7 @@ class JobOptions(Spec):
 
     def task_options(self) -> dict[str, Any]:
         """Keys of the worker's task set from these options."""
-        out: dict[str, Any] = {}
-        if self.threads:
-            out["n_jobs"] = self.threads
+        out: dict[str, Any] = {"n_jobs": self.threads}
         if self.max_memory_mb:
             # the working rows of a brute-force distance block take at most a quarter
             out["memory_limit_mb"] = max(16.0, self.max_memory_mb / 4)

@@ -51,7 +51,19 @@ def _now() -> str:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (``getrusage``)."""
+    """Peak resident set size of this process so far, MiB.
+
+    On Linux ``VmHWM`` of ``/proc/self/status``: ``getrusage``'s ``ru_maxrss`` survives
+    ``exec``, so a worker started directly by a large process would report that process's
+    peak. Elsewhere ``getrusage``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 2**10, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10), 1)
 

@@ -36,7 +36,7 @@ from typing import Any
 from aiida import orm
 from aiida.engine import WorkChain, append_, if_, while_
 
-from ..calculations.blocks import block_label, merge_blocks
+from ..calculations.blocks import block_label, merge_blocks, parse_block_label
 from ..calculations.functions import compute_distances, compute_neighbours
 from ..calculations.ports import check_metric, check_positive_int, spec_of
 from ..data import InvariantsData
@@ -234,9 +234,24 @@ class DistancesWorkChain(WorkChain):
         return None
 
     def merge(self):
-        """One node from the blocks, in the calcfunction's layout."""
+        """One node from the blocks, in the calcfunction's layout. kNN blocks of several
+        reference blocks are merged per query block first, so that no merge step takes more
+        inputs than there are blocks of one kind (a calcfunction's link checks grow with the
+        square of its inputs)."""
         parts = {label: proc.outputs.distances for label, proc in zip(self.ctx.labels, self.ctx.blocks)}
         condensed = "k" not in self.inputs and "other" not in self.inputs
+        groups: dict[tuple[int, int], dict[str, Any]] = {}
+        for label, node in parts.items():
+            groups.setdefault(parse_block_label(label)[0], {})[label] = node
+        if "k" in self.inputs and any(len(group) > 1 for group in groups.values()):
+            n_ref = len(self.inputs.other) if "other" in self.inputs else len(self.inputs.invariants)
+            merged = {}
+            for a, group in sorted(groups.items()):
+                res, node = merge_blocks.run_get_node(**group, metadata={"call_link_label": f"merge_rows_{a[0]}_{a[1]}"})
+                if not node.is_finished_ok:
+                    return self.exit_codes.ERROR_MERGE_FAILED.format(message=describe_failure(node))
+                merged[block_label(a, (0, n_ref))] = res["distances"]
+            parts = merged
         res, node = merge_blocks.run_get_node(
             condensed=orm.Bool(condensed), **parts, metadata={"call_link_label": "merge_blocks"}
         )

@@ -102,7 +102,8 @@ def test_knn_graph_with_reference_blocks_under_a_memory_bound(pdd, worker):
     labels = [link.link_label for link in node.base.links.get_outgoing().all() if link.link_label.startswith("block_")]
     references = {tuple(label.split("_")[3:5]) for label in labels}
     assert len(references) >= 2, labels  # the reference set was cut
-    assert_same_node(results["distances"], compute_neighbours(pdd, orm.Int(3))["distances"])
+    merges = [c.base.links.get_incoming().all() for c in node.called if c.process_label == "merge_blocks"]
+    assert len(merges) == 3  # per query block (2), then the query blocks together    assert_same_node(results["distances"], compute_neighbours(pdd, orm.Int(3))["distances"])
 
 
 def test_condensed_and_dense_matrices_in_strips(pdd, worker):
