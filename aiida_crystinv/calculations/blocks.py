@@ -97,6 +97,16 @@ def _common(nodes: list[DistancesData]) -> dict[str, Any]:
     return {"metric_parameters": first.metric_parameters, "invariants": first.base.attributes.get("invariants")}
 
 
+def _columns(a: tuple[int, int], parts: list[tuple[tuple[int, int], DistancesData]]) -> tuple[int, int]:
+    """The columns ``(start, stop)`` the blocks of rows ``a`` cover; they must follow each other."""
+    covered = parts[0][0][0]
+    for b, _ in parts:
+        if b[0] != covered:
+            raise _Mismatch(f"rows {a[0]}:{a[1]}: the column blocks do not tile (columns {covered}:{b[0]})")
+        covered = b[1]
+    return parts[0][0][0], covered
+
+
 def _merge_knn(ordered, meta) -> DistancesData:
     from ..worker.topk import ABSENT, merge_topk
 
@@ -107,17 +117,14 @@ def _merge_knn(ordered, meta) -> DistancesData:
     rows_d, rows_i, row_ids = [], [], []
     span = None
     for a, parts in ordered:
-        covered = parts[0][0][0]
+        columns = _columns(a, parts)
         for b, node in parts:
-            if b[0] != covered:
-                raise _Mismatch(f"rows {a[0]}:{a[1]}: the reference blocks do not tile (columns {covered}:{b[0]})")
-            covered = b[1]
             if node.col_ids != col_ids or int(node.base.attributes.get("k")) != k:
                 raise _Mismatch(f"block {block_label(a, b)} has another reference set or k")
         if span is None:
-            span = (parts[0][0][0], covered)
-        elif span != (parts[0][0][0], covered):
-            raise _Mismatch(f"rows {a[0]}:{a[1]} search reference rows {parts[0][0][0]}:{covered}, other rows {span[0]}:{span[1]}")
+            span = columns
+        elif span != columns:
+            raise _Mismatch(f"rows {a[0]}:{a[1]} search reference rows {columns[0]}:{columns[1]}, other rows {span[0]}:{span[1]}")
         d, i = merge_topk([node.get_knn() for _, node in parts], k)
         if span == (0, len(col_ids)) and (i == ABSENT).any():
             q = int(np.argwhere(i == ABSENT)[0][0])
@@ -137,12 +144,7 @@ def _merge_dense(ordered, meta, condensed: bool) -> DistancesData:
     rows, pieces = [], []
     col_ids = None
     for a, parts in ordered:
-        covered = parts[0][0][0]
-        for b, _ in parts:
-            if b[0] != covered:
-                raise _Mismatch(f"rows {a[0]}:{a[1]}: the column blocks do not tile (columns {covered}:{b[0]})")
-            covered = b[1]
-        start, stop = parts[0][0][0], covered
+        start, stop = _columns(a, parts)
         strip = np.hstack([node.get_matrix() for _, node in parts])
         row_ids.extend(parts[0][1].row_ids)
         if condensed:

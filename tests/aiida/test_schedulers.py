@@ -31,6 +31,8 @@ from aiida_crystinv.calculations.worker import WorkerCalculation
 from aiida_crystinv.data import CrystalDatasetData, DistancesData, InvariantsData
 from aiida_crystinv.exit_codes import EXIT
 
+from .test_calcjob import assert_same_node
+
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 PDD12 = {"name": "pdd", "k": 12}
@@ -60,20 +62,6 @@ def slurm_worker(slurm_computer, worker_code_on):
 def _run(code, **inputs):
     inputs = {k: orm.Dict(v) if isinstance(v, dict) and k != "metadata" else v for k, v in inputs.items()}
     return run_get_node(WorkerCalculation, code=code, **inputs)
-
-
-def _files(node):
-    repo = node.base.repository
-    return {name: repo.get_object_content(name, mode="rb") for name in repo.list_object_names()}
-
-
-def assert_same_node(a, b):
-    """Same class, attributes, repository bytes and hash."""
-    assert type(a) is type(b)
-    assert a.base.attributes.all == b.base.attributes.all
-    assert _files(a) == _files(b)
-    if a.is_stored and b.is_stored:  # aiida hashes stored nodes only
-        assert a.base.caching.get_hash() == b.base.caching.get_hash()
 
 
 def _logs(node):
