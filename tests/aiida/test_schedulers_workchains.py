@@ -101,3 +101,19 @@ def test_a_block_past_its_walltime_is_split_and_finishes(dataset, slurm_computer
     assert_same_node(results["invariants"], ref)
     logs = "\n".join(log.message for log in orm.Log.collection.get_logs_for(node))
     assert "splitting rows 0:12 into 0:6 and 6:12" in logs
+
+
+def test_setup_worker_checks_the_program_over_ssh(ssh_computer):
+    """`crystinv setup-worker` runs `crystinv-worker --version` through the SSH transport."""
+    from aiida_crystinv.cli.cmd_worker import setup_worker
+
+    from .services import WORKER
+
+    before = orm.QueryBuilder().append(orm.InstalledCode).count()
+    with pytest.raises(ValueError, match="give --executable"):
+        setup_worker(ssh_computer, label="worker-over-ssh")
+    with pytest.raises(ValueError, match="failed on"):
+        setup_worker(ssh_computer, executable="/nonexistent/crystinv-worker", label="worker-over-ssh")
+    assert orm.QueryBuilder().append(orm.InstalledCode).count() == before
+    code = setup_worker(ssh_computer, executable=str(WORKER), label="worker-over-ssh")
+    assert code.computer.uuid == ssh_computer.uuid and code.default_calc_job_plugin == "crystinv.worker"
