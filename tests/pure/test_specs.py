@@ -99,3 +99,37 @@ def test_study_plan_and_mistakes(tmp_path):
         with pytest.raises(SpecError) as info:
             parse_study(bad, "s.yaml", base=tmp_path)
         assert words in str(info.value), str(info.value)
+
+
+# ----------------------------------------------------------------------------- job options
+def test_job_options_and_block_plans():
+    from aiida_crystinv.specs.jobs import WORKER_BASE_MB, JobOptions, knn_blocks, parse_job_options, plan_rows
+
+    with pytest.raises(SpecError, match="did you mean 'walltime'"):
+        parse_job_options({"wall_time": 60})
+    with pytest.raises(SpecError, match="threads"):
+        parse_job_options({"threads": 0})
+    options = parse_job_options({"max_memory_mb": 1000, "walltime": 600, "threads": 2, "queue_name": "debug"})
+    slurm = options.metadata_options("core.slurm")
+    assert slurm["max_memory_kb"] == 1000 * 1024 and slurm["max_wallclock_seconds"] == 600
+    assert slurm["resources"] == {"num_machines": 1, "num_mpiprocs_per_machine": 1, "num_cores_per_mpiproc": 2}
+    assert "max_memory_kb" not in options.metadata_options("core.direct")  # it cannot limit memory
+    assert options.task_options() == {"n_jobs": 2, "memory_limit_mb": 250.0}
+
+    for n, size in ((10, 3), (10, 10), (1, 5), (12345, 1000)):
+        rows = plan_rows(n, size)
+        assert rows[0][0] == 0 and rows[-1][1] == n and all(a[1] == b[0] for a, b in zip(rows, rows[1:]))
+        assert max(stop - start for start, stop in rows) <= size
+    # no bound: the whole reference set, queries in blocks of block_size
+    queries, refs = knn_blocks(12000, 12000, 0.005, JobOptions(block_size=5000))
+    assert refs == [(0, 12000)] and len(queries) == 3
+    # a bound the whole reference set does not fit in: reference blocks, each job under the bound
+    mb = 0.01
+    bound = WORKER_BASE_MB + 3 * mb * 12000  # the whole set fits once, not twice
+    queries, refs = knn_blocks(12000, 12000, mb, JobOptions(max_memory_mb=bound))
+    assert len(refs) >= 2
+    for q in queries:
+        for r in refs:
+            assert WORKER_BASE_MB + 3 * mb * ((q[1] - q[0]) + (r[1] - r[0])) <= bound
+    with pytest.raises(ValueError, match="leaves no room"):
+        knn_blocks(100, 100, mb, JobOptions(max_memory_mb=WORKER_BASE_MB - 10))
