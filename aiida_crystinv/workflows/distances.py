@@ -105,6 +105,20 @@ def validate_distances_inputs(inputs: Any, ctx: Any = None) -> str | None:
         n_ref = len(other) if other is not None else len(invariants) - 1
         if k.value > n_ref:
             return f"k={k.value} but only {n_ref} records can be neighbours"
+    return options_need_code(inputs)
+
+
+def add_job_ports(spec: Any, unit: str) -> None:
+    """The optional ``code`` and ``options`` ports of a WorkChain that can run its ``unit``s
+    (blocks, chunks) as worker jobs."""
+    spec.input("code", valid_type=orm.AbstractCode, required=False,
+               help=f"The worker (crystinv-worker) on a computer: every {unit} a job there. Default: here.")
+    spec.input("options", valid_type=orm.Dict, required=False, validator=check_job_options,
+               help="Job options (JobOptions: max_memory_mb, block_size, walltime, threads, ...); only with a code.")
+
+
+def options_need_code(inputs: Any) -> str | None:
+    """``options`` without ``code`` is refused (the work would run here and ignore them)."""
     if "options" in inputs and "code" not in inputs:
         return "options: the job options need a code (the worker on a computer); without one the work runs here"
     return None
@@ -125,10 +139,7 @@ class DistancesWorkChain(WorkChain):
                    help="{'name': ..., **parameters}; default: the descriptor's.")
         spec.input("k", valid_type=orm.Int, required=False, validator=check_positive_int,
                    help="Neighbours per record: the kNN graph; without k, the whole matrix.")
-        spec.input("code", valid_type=orm.AbstractCode, required=False,
-                   help="The worker (crystinv-worker) on a computer: every block a job there. Default: here.")
-        spec.input("options", valid_type=orm.Dict, required=False, validator=check_job_options,
-                   help="Job options (JobOptions): max_memory_mb, block_size, walltime, num_machines, threads, ...")
+        add_job_ports(spec, "block")
         spec.inputs.validator = validate_distances_inputs
         spec.outline(
             cls.setup,

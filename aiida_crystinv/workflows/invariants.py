@@ -30,7 +30,7 @@ from ..calculations.ports import check_invariant, check_positive_int, spec_of
 from ..exit_codes import add_exit_codes, describe_failure
 from ..specs import INVARIANTS
 from ..specs.jobs import parse_job_options
-from .distances import check_job_options, job_inputs
+from .distances import add_job_ports, job_inputs, options_need_code
 from .jobs import WorkerJobWorkChain
 
 __all__ = ["InvariantsWorkChain", "InvariantsChunkWorkChain", "launch_invariants", "DEFAULT_CHUNK_SIZE"]
@@ -43,9 +43,7 @@ def validate_invariants_inputs(inputs: Any, ctx: Any = None) -> str | None:
     """``options`` come with a ``code``."""
     if ctx is not None and any(name not in ctx for name in ("options", "code")):
         return None
-    if "options" in inputs and "code" not in inputs:
-        return "options: the job options need a code (the worker on a computer); without one the work runs here"
-    return None
+    return options_need_code(inputs)
 
 
 class InvariantsChunkWorkChain(WorkChain):
@@ -111,10 +109,7 @@ class InvariantsWorkChain(WorkChain):
             default=lambda: orm.Int(DEFAULT_CHUNK_SIZE),
             help="Records per parallel sub-process.",
         )
-        spec.input("code", valid_type=orm.AbstractCode, required=False,
-                   help="The worker (crystinv-worker) on a computer: every chunk a job there. Default: here.")
-        spec.input("options", valid_type=orm.Dict, required=False, validator=check_job_options,
-                   help="Job options (JobOptions: walltime, max_memory_mb, threads, ...); only with a code.")
+        add_job_ports(spec, "chunk")
         spec.inputs.validator = validate_invariants_inputs
         spec.outline(
             cls.setup,
