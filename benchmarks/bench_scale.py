@@ -353,13 +353,10 @@ def run_jobs(path: str, code, invariants, bound: float, block_size: int | None, 
         if "remote_folder" in calc.outputs:
             shutil.rmtree(calc.outputs.remote_folder.get_remote_path(), ignore_errors=True)
     children = [c for c in node.called if c.process_label == "WorkerJobWorkChain"]
-    # the WorkChain's step that submits the blocks: seconds per block (from the first to the
-    # last block's creation when there are several, else from the WorkChain's creation)
-    created = sorted(c.ctime.timestamp() for c in children)
-    if len(created) > 1:
-        submit_per_block = (created[-1] - created[0]) / (len(created) - 1)
-    else:
-        submit_per_block = created[0] - node.ctime.timestamp() if created else 0.0
+    # the WorkChain's step that submits the blocks: seconds per block, measured WITHIN a wave
+    # (a block created before any earlier block terminated belongs to the same wave; the gap
+    # between two waves is the waiting for the previous wave, not submitting)
+    submit_per_block = submit_rate(children, node)
     merges = [c for c in node.called_descendants if c.process_label == "merge_blocks"]
     merge_s = sum(c.mtime.timestamp() - c.ctime.timestamp() for c in merges if c.caller.pk == node.pk)
     d, i = node.outputs.distances.get_knn()
@@ -367,6 +364,20 @@ def run_jobs(path: str, code, invariants, bound: float, block_size: int | None, 
         "wall": wall, "pk": node.pk, "nodes": after - before, "jobs": jobs, "submit_per_block": submit_per_block,
         "merge_s": merge_s, "blocks": len(children), "distances": d, "indices": i, "options": options,
     }
+
+
+def submit_rate(children: list, node) -> float:
+    """Seconds per block of the WorkChain's submit step, from the creation times of the blocks
+    of one wave (consecutive creations with no block terminated in between)."""
+    ordered = sorted(children, key=lambda c: c.ctime)
+    gaps = []
+    for prev, nxt in zip(ordered, ordered[1:]):
+        finished_before = any(c.mtime <= nxt.ctime and c.is_terminated for c in ordered if c.ctime <= prev.ctime)
+        if not finished_before:
+            gaps.append((nxt.ctime - prev.ctime).total_seconds())
+    if gaps:
+        return float(np.mean(gaps))
+    return (ordered[0].ctime - node.ctime).total_seconds() if ordered else 0.0
 
 
 def _calcs(node) -> list:
@@ -493,7 +504,15 @@ def projection(runs: list[dict], mb_record: float, bytes_record: float, bound: f
     submit_per_job = ref["submit_per_block"]
     merge_per_record = ref["merge_s"] / n0
     slots = nodes * cores_per_node
-    options = JobOptions(max_memory_mb=bound, **({"block_size": block_size} if block_size else {}))
+    options = JobOptions(max_memory_mb=bound, max_concurrent=slots, **({"block_size": block_size} if block_size else {}))
+    lines.append(f"  run with --max-jobs {slots} (max_concurrent: one wave of jobs fills the cluster); the figures "
+                 f"measured: submit step {submit_per_job:.2f} s/block (within a wave), {overhead:.1f} s of overhead "
+                 f"per job, reading staged input {s_per_mb * 1e3:.1f} ms/MB, merge_blocks {merge_per_record * 1e3:.2f} "
+                 "ms per record")
+
+    def links(inputs: int) -> float:  # the guide: 1000 inputs of one calcfunction ~27 s of link checks
+        return 27.0 * (inputs / 1000) ** 2
+
     for m, name in TARGETS:
         qs, rs = knn_blocks(m, m, mb_record, options)
         jobs = len(qs) * len(rs)
@@ -502,34 +521,37 @@ def projection(runs: list[dict], mb_record: float, bytes_record: float, bound: f
         staged_mb = (q + r) * bytes_record / 2**20
         job_s = compute + staged_mb * s_per_mb + overhead
         waves = math.ceil(jobs / slots)
+        # the merge (DistancesWorkChain.merge): with reference blocks, one merge per query block
+        # (len(rs) inputs each), then one of the query blocks (len(qs) inputs)
+        merge_links = (len(qs) * links(len(rs)) if len(rs) > 1 else 0.0) + links(len(qs))
         terms = {
             "jobs": waves * job_s,
-            "the submit step": jobs * submit_per_job,
-            "merge links": 27.0 * (jobs / 1000) ** 2,  # the guide: 1000 inputs of a calcfunction ~27 s of links
-            "merge data": merge_per_record * m,
+            "the submit steps": jobs * submit_per_job,
+            "merge links": merge_links,
+            "merge data": merge_per_record * m * (2 if len(rs) > 1 else 1),
         }
         total = sum(terms.values())
         largest = max(terms, key=terms.get)
         peak = WORKER_BASE_MB + 3 * mb_record * (q + r)
-        workers = math.ceil((2 * jobs + 1) / 200)
+        in_flight = min(jobs, slots)
+        workers = math.ceil((2 * in_flight + 1) / 200)
         lines.append(
             f"  {name}: {jobs:,} jobs = {len(qs):,} query blocks of {q:,} x {len(rs)} reference block(s) of {r:,} "
             f"(estimated peak {peak:.0f} MiB/job); {waves:,} wave(s) x {job_s / 60:.1f} min = {terms['jobs'] / 3600:.2f} h, "
-            f"the WorkChain's submit step {terms['the submit step'] / 3600:.2f} h, merge_blocks "
+            f"submit steps {terms['the submit steps'] / 3600:.2f} h, merge_blocks "
             f"{(terms['merge links'] + terms['merge data']) / 3600:.2f} h ({terms['merge links'] / 3600:.2f} h of it input "
             f"links): total ~ {total / 3600:.1f} h, largest term {largest} ({terms[largest] / total:.0%}); "
-            f"{jobs * staged_mb / 2**20:.2f} TiB staged; {2 * jobs + 1:,} processes at once need >= {workers} daemon "
+            f"{jobs * staged_mb / 2**20:.2f} TiB staged; {2 * in_flight + 1:,} processes at once need >= {workers} daemon "
             "workers at 200 slots"
         )
     lines.append(
         "  limits: (1) the reference set per job: under the bound the reference set is cut into blocks, so every "
-        "query block runs once per reference block and every job stages its reference block (TiB above, through the "
-        "transport of ONE daemon machine); (2) the merge: ONE merge_blocks calcfunction with one input per job "
-        "(link validation grows quadratically) and every partial top-k list in one process; (3) AiiDA per job: the "
-        f"DistancesWorkChain submits every block in ONE step ({submit_per_job:.2f} s/block measured), "
-        f"{overhead:.1f} s of overhead per job, and all blocks are submitted at once, so the daemon needs a slot for "
-        "every WorkerJobWorkChain and its CalcJob; with fewer slots the waiting WorkChains fill them and the daemon "
-        "stalls."
+        "query block runs once per reference block (and the AMD bound prunes worse inside a block), and every job "
+        "stages the whole reference (block) it reads through the transport of ONE daemon machine (TiB above); "
+        "(2) the waves are barriers: a wave waits for its slowest job; (3) the merge: merge_blocks runs in the "
+        "daemon, its link checks grow with the square of its inputs (per query block: the reference blocks; then the "
+        "query blocks), and the final one holds every top-k list in one process; (4) AiiDA per job: the submit step "
+        "and the job overhead above, and two daemon slots per job in flight."
     )
     return [line for line in lines if line]
 
