@@ -42,6 +42,7 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
     212: ("ERROR_UNKNOWN_RECORD", "unknown record: {message}"),
     213: ("ERROR_WRONG_NODE_TYPE", "wrong node type: {message}"),
     214: ("ERROR_INVALID_STRUCTURE", "invalid structure: {message}"),
+    215: ("ERROR_NO_ENERGY", "no energy in a hand-off's outputs: {message}"),
     # 220-229: specs and inputs that do not fit together
     220: ("ERROR_INVALID_SPEC", "invalid specification: {message}"),
     221: ("ERROR_METRIC_NOT_APPLICABLE", "metric not applicable: {message}"),
@@ -49,6 +50,7 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
     223: ("ERROR_UNKNOWN_WORKFLOW", "unknown hand-off workflow: {message}"),
     224: ("ERROR_INVALID_HANDOFF_INPUTS", "invalid hand-off inputs: {message}"),
     225: ("ERROR_MISSING_INPUT", "missing input: {message}"),
+    226: ("ERROR_CALIBRATION", "the DFT energies cannot be put on the target's scale: {message}"),
     # 230-239: the target
     230: ("ERROR_MISSING_TARGET", "missing target: {message}"),
     231: ("ERROR_INVALID_TARGET", "invalid target values: {message}"),
@@ -92,6 +94,9 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
     422: ("ERROR_MAXIMUM_ITERATIONS_EXCEEDED", "too many jobs for one block (max_iterations): {message}"),
     423: ("ERROR_UNHANDLED_FAILURE", "the job failed twice in a row with an error a restart does not cure: {message}"),
     424: ("ERROR_BLOCK_CANNOT_SPLIT", "the block ran out of walltime or memory and cannot be split further: {message}"),
+    425: ("ERROR_SOME_HANDOFFS_FAILED", "some hand-off WorkChains failed (the outputs of the others are attached): {message}"),
+    426: ("ERROR_DFT_RESULTS_FAILED", "collecting the DFT results failed: {message}"),
+    427: ("ERROR_LOOP_FAILED", "the DFT loop failed: {message}"),
 }
 
 
@@ -134,17 +139,45 @@ def exit_code_table() -> str:
 
 def describe_failure(node: Any, limit: int = 400) -> str:
     """``'compute_invariants <12> [300] the invariant of ...'`` for a failed process, or
-    ``'... excepted: <exception>'`` / ``'... was killed'``; capped at ``limit`` characters
-    (the whole text is in the child's report)."""
+    ``'... excepted: <exception>'`` / ``'... was killed'`` / ``'... did not finish (waiting)'``;
+    for a WorkChain whose failure came from below, the deepest failed descendant too
+    (``'PwBaseWorkChain <7> [300] ... <- PwCalculation <9> [305] ...'``); capped at ``limit``
+    characters (the whole text is in the child's report)."""
+    text = _one_failure(node)
+    cause = _root_cause(node)
+    if cause is not None:
+        text = f"{text} <- {_one_failure(cause)}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_failure(node: Any) -> str:
     head = f"{node.process_label} <{node.pk}>"
     if node.is_excepted:
-        text = f"{head} excepted: {(node.exception or '').strip().splitlines()[-1:] or ['(no exception recorded)']}"
-        text = text.replace("['", "").replace("']", "")
-    elif node.is_killed:
-        text = f"{head} was killed"
-    else:
-        text = f"{head} [{node.exit_status}] {node.exit_message or ''}".rstrip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        lines = [line for line in (node.exception or "").strip().splitlines() if line.strip()]
+        return f"{head} excepted: {lines[-1].strip() if lines else '(no exception recorded)'}"
+    if node.is_killed:
+        return f"{head} was killed" + (f": {node.process_status}" if node.process_status else "")
+    if not node.is_terminated:
+        state = node.process_state.value if node.process_state else "created"
+        return f"{head} did not finish ({state})"
+    return f"{head} [{node.exit_status}] {node.exit_message or ''}".rstrip()
+
+
+def _root_cause(node: Any) -> Any:
+    """The deepest failed process called (directly or not) by a failed WorkChain, or None."""
+    from aiida import orm
+
+    cause = None
+    current = node
+    for _ in range(20):
+        if not isinstance(current, orm.WorkflowNode):
+            break
+        failed = [c for c in current.called if c.is_terminated and not c.is_finished_ok]
+        if not failed:
+            break
+        current = max(failed, key=lambda c: c.ctime)
+        cause = current
+    return cause
 
 
 def relay(exit_codes: Any, node: Any, fallback: str, passed: tuple[str, ...] = ()) -> ExitCode:

@@ -74,7 +74,7 @@ __all__ = [
 
 
 #: Keys accepted in the ``options`` of :func:`import_dataset`.
-IMPORT_OPTIONS = ("format", "id_column", "cif_column", "target_columns", "units", "on_error", "structure_key")
+IMPORT_OPTIONS = ("format", "id_column", "cif_column", "target_columns", "units", "on_error", "structure_key", "rows")
 
 
 def _dataset_from(result, on_error: str):
@@ -87,6 +87,23 @@ def _dataset_from(result, on_error: str):
         return None, EXIT.ERROR_NO_VALID_RECORDS.format(message=str(exc))
 
 
+def _rows_of(result, start: int, stop: int):
+    """The records at file positions start..stop-1 (parsed or failed) of a read result."""
+    import dataclasses
+
+    def order(item: Any, default: int) -> int:
+        value = item.get("order") if isinstance(item, dict) else getattr(item, "order", None)
+        return default if value is None else int(value)
+
+    keys = [order(r, i) for i, r in enumerate(result.records)] + [order(f, 10**12 + i) for i, f in enumerate(result.failed)]
+    rank = {k: i for i, k in enumerate(sorted(keys))}  # file order, counted from 0
+    records = [r for i, r in enumerate(result.records) if start <= rank[order(r, i)] < stop]
+    failed = [f for i, f in enumerate(result.failed) if start <= rank[order(f, 10**12 + i)] < stop]
+    source = dict(result.source or {})
+    source["extras"] = {**source.get("extras", {}), "rows": [start, stop]}
+    return dataclasses.replace(result, records=records, failed=failed, source=source)
+
+
 @calcfunction
 def import_dataset(file: orm.SinglefileData | orm.FolderData, options: orm.Dict | None = None):
     """Read a structure file into one :class:`~aiida_crystinv.data.CrystalDatasetData`.
@@ -96,7 +113,10 @@ def import_dataset(file: orm.SinglefileData | orm.FolderData, options: orm.Dict 
             list of pymatgen structure dicts; gzipped or not) or a ``FolderData`` of CIFs.
         options: ``format`` (``cif``/``csv``/``json``, default from the file name),
             ``id_column``, ``cif_column``, ``target_columns``, ``units`` ({name: unit}),
-            ``structure_key`` (JSON), ``on_error`` (``'fail'`` default, or ``'skip'``).
+            ``structure_key`` (JSON), ``on_error`` (``'fail'`` default, or ``'skip'``),
+            ``rows`` ([start, stop]: only the records start..stop-1 of the file, in file
+            order, counted from 0, parsed or not; e.g. a training part and a candidate part
+            of one file).
 
     Returns:
         ``{'dataset': CrystalDatasetData}``; skipped records and reasons are in its
@@ -112,6 +132,7 @@ def import_dataset(file: orm.SinglefileData | orm.FolderData, options: orm.Dict 
 
     opts = spec_of(options) or {}
     on_error = opts.pop("on_error", "fail")
+    rows = opts.pop("rows", None)
     try:
         if isinstance(file, orm.FolderData):
             names = sorted(n for n in file.base.repository.list_object_names() if n.lower().endswith((".cif", ".cif.gz")))
@@ -127,6 +148,10 @@ def import_dataset(file: orm.SinglefileData | orm.FolderData, options: orm.Dict 
         return EXIT.ERROR_READING_INPUT.format(message=str(exc))
     except TypeError as exc:
         return EXIT.ERROR_INVALID_OPTIONS.format(message=str(exc))
+    if rows is not None:
+        result = _rows_of(result, *rows)
+        if not result.records and not result.failed:
+            return EXIT.ERROR_INVALID_OPTIONS.format(message=f"rows {list(rows)}: the file has no record there")
     dataset, exit_code = _dataset_from(result, on_error)
     if exit_code:
         return exit_code

@@ -6,7 +6,7 @@
   profile loaded, or an embedded SQLite profile created when there is no profile at all.
 
 Subcommands: ``import``, ``list``, ``show``, ``export``, ``invariants``, ``distances``,
-``neighbours``, ``duplicates``, ``setup-worker``, ``demo``. The demo is also a function,
+``neighbours``, ``duplicates``, ``setup-worker``, ``pseudo-family``, ``study``, ``demo``. The demo is also a function,
 :func:`~aiida_crystinv.cli.cmd_demo.run_demo`.
 """
 
@@ -16,7 +16,7 @@ import warnings
 # ``crystinv`` script says what it created in its own words (see ``embedded``).
 warnings.filterwarnings("ignore", message="Creating AiiDA configuration folder", category=UserWarning)
 
-from . import cmd_compute, cmd_dataset, cmd_demo, cmd_study, cmd_worker  # noqa: E402,F401 - register the subcommands
+from . import cmd_compute, cmd_dataset, cmd_demo, cmd_dft, cmd_study, cmd_worker  # noqa: E402,F401 - register the subcommands
 from .embedded import main  # noqa: E402
 from .root import cmd_crystinv  # noqa: E402
 

@@ -309,6 +309,10 @@ class CrystalDatasetData(ArrayRepositoryMixin, Data):
         """Total number of sites over all records."""
         return int(self.base.attributes.get("n_sites", 0))
 
+    def sites_per_record(self) -> np.ndarray:
+        """The number of sites of each record's cell, in record order."""
+        return np.diff(self._get_array("site_offsets"))
+
     @property
     def target_names(self) -> list[str]:
         return list(self.base.attributes.get("target_names", []))

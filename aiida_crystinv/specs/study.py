@@ -14,7 +14,7 @@ import pathlib
 import re
 from typing import Annotated, Any, Literal, Mapping, Union
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, NonNegativeInt, Tag, ValidationInfo, field_validator, model_validator
 
 from ._base import Float, Int, Name, PositiveInt, Spec, SpecError, parse, register_tags
 from .descriptors import DescriptorSpec, FeaturesSpec, InvariantSpec
@@ -38,6 +38,7 @@ __all__ = [
     "DatasetSource",
     "SourceSpec",
     "HandoffSpec",
+    "LoopSpec",
     "ScreeningSpec",
     "TargetSpec",
     "TestSplitSpec",
@@ -69,6 +70,14 @@ class ImportOptions(Spec):
     units: dict[str, str] | None = None
     on_error: OnError = "fail"
     structure_key: Name | None = None
+    rows: tuple[NonNegativeInt, NonNegativeInt] | None = None
+
+    @field_validator("rows")
+    @classmethod
+    def _rows(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and value[1] <= value[0]:
+            raise ValueError(f"rows [start, stop] needs stop > start, got {list(value)}")
+        return value
 
     @classmethod
     def parse(cls, data: Any, where: str = "options") -> "ImportOptions":
@@ -215,18 +224,25 @@ SourceSpec = Annotated[
 
 
 class HandoffSpec(Spec):
-    """Hand the selected structures to a WorkChain (an entry point), one child each."""
+    """Hand the selected structures to a WorkChain (an entry point), one child each: with an
+    inputs template (``inputs``), the WorkChain's protocol builder (``protocol`` + ``code``
+    + ``parameters``) or a builder callable (``builder`` + ``code`` + ``parameters``); see
+    :mod:`aiida_crystinv.workflows.handoff`."""
 
     workflow: Name
     inputs: dict[str, Any] = {}
     structure_input: Name = "structure"
+    protocol: Name | None = None
+    builder: Name | None = None
+    code: Name | None = None
+    parameters: dict[str, Any] = {}
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         return {"workflow": data} if isinstance(data, str) else data
 
-    @field_validator("inputs")
+    @field_validator("inputs", "parameters")
     @classmethod
     def _no_secret(cls, inputs: dict[str, Any]) -> dict[str, Any]:
         def walk(value: Any, path: str) -> None:
@@ -258,6 +274,28 @@ class ScreeningSpec(Spec):
     @property
     def selection(self) -> SelectionSpec:
         return SelectionSpec(top=self.top, threshold=self.threshold, order=self.order)
+
+
+class LoopSpec(Spec):
+    """``loop:`` of a study: the screen -> DFT -> retrain loop (``DftLoopWorkChain``) with
+    the best (or a chosen) trained pair, on ``candidates``."""
+
+    candidates: SourceSpec
+    model: Union[Literal["best"], PairChoice] = "best"
+    best: NonNegativeInt = 2
+    uncertain: NonNegativeInt = 0
+    order: Literal["lowest", "highest"] = "lowest"
+    rounds: PositiveInt = 2
+    patience: PositiveInt = 1
+    max_sites: PositiveInt | None = None
+    calibration: list[Name] | None = None
+    handoff: HandoffSpec
+
+    @model_validator(mode="after")
+    def _selects(self) -> "LoopSpec":
+        if self.best + self.uncertain == 0:
+            raise ValueError("the loop selects nothing: set best and/or uncertain")
+        return self
 
 
 class TargetSpec(Spec):
@@ -371,6 +409,7 @@ class StudySpec(Spec):
     models: Annotated[list[LabelledModel], BeforeValidator(_labelled), Field(min_length=1)]
     split: StudySplit = KFoldSpec()
     screening: ScreeningSpec | None = None
+    loop: LoopSpec | None = None
     jobs: JobsSpec | None = None
 
     @field_validator("split", mode="before")
@@ -448,6 +487,22 @@ class StudySpec(Spec):
                 "group": sc.group,
                 "handoff": sc.handoff.as_dict() if sc.handoff else None,
             }
+        loop = None
+        if self.loop is not None:
+            lp = self.loop
+            sources["pool"] = lp.candidates.normalised(None)
+            choice = "best"
+            if isinstance(lp.model, PairChoice):
+                choice = f"{label_of(lp.model.model)}_on_{label_of(lp.model.descriptor)}"
+                if choice not in [p["label"] for p in pairs]:
+                    raise ValueError(f"loop.model: no trained pair {choice!r}; the pairs are "
+                                     + ", ".join(p["label"] for p in pairs))
+            loop = {
+                "model": choice,
+                "selection": {"best": lp.best, "uncertain": lp.uncertain, "order": lp.order},
+                "rounds": lp.rounds, "patience": lp.patience, "max_sites": lp.max_sites,
+                "calibration": lp.calibration, "handoff": lp.handoff.as_dict(),
+            }
         return {
             "name": self.name,
             "description": self.description,
@@ -459,6 +514,7 @@ class StudySpec(Spec):
             "skipped": skipped,
             "split": split,
             "screening": screening,
+            "loop": loop,
             "jobs": None if self.jobs is None else {
                 "code": self.jobs.code, "options": self.jobs.options.model_dump(mode="json", exclude_unset=True)
             },

@@ -8,17 +8,14 @@ model + candidate dataset ->
    ``threshold``, chosen by the :func:`select_candidates` calcfunction (``selected_ids``);
 3. the selected records as ``StructureData`` nodes (``structures.<id>``), added to a group;
 4. optionally, the *hand-off*: any WorkChain given by entry point (``handoff.workflow``,
-   e.g. ``'crystinv.ewald_energy'`` or ``'quantumespresso.pw.relax'``) launched on each
-   selected structure with an inputs template (``handoff.inputs``); the outputs of every
-   child are exposed as ``handoff.<id>.<output>``.
-
-The inputs template is a JSON dict keyed by the child's input ports: plain values are
-turned into nodes (``orm.to_aiida_type``: dict -> Dict, int -> Int, ...), nested
-namespaces are dicts, a string ``'@<pk, uuid or label>'`` loads an existing node (e.g.
-``'@pw@cluster'`` a code by ``LABEL@COMPUTER``), and ``metadata`` is passed through
-unchanged. The structure goes into
-the port named by ``handoff.structure_input`` (default ``structure``; ``'pw.structure'``
-for a nested port).
+   e.g. ``'crystinv.ewald_energy'`` or ``'quantumespresso.pw.base'``) launched on each
+   selected structure, its inputs made from a JSON template (``handoff.inputs``), by the
+   WorkChain's protocol builder (``handoff.protocol`` + ``handoff.code`` +
+   ``handoff.parameters``) or by a callable (``handoff.builder``); see
+   :mod:`aiida_crystinv.workflows.handoff`. The outputs of every child that finished ok are
+   exposed as ``handoff.<id>.<output>``; a child that failed is named in the report and the
+   exit message with its exit status, message or exception and its deepest failed step:
+   411 when all failed, 425 when some did.
 
 An unknown entry point, a template port the child does not have, or a selection that
 makes no sense stop the WorkChain with an exit code in its first step, before any
@@ -31,7 +28,6 @@ from typing import Any
 
 import numpy as np
 from aiida import orm
-from aiida.common.links import LinkType
 from aiida.engine import WorkChain, calcfunction, if_
 
 from ..calculations.learning import predict
@@ -40,6 +36,7 @@ from ..calculations.ports import check_selection, validate_inputs
 from ..data.model import ModelData
 from ..exit_codes import EXIT, add_exit_codes, describe_failure
 from ..specs.learning import parse_selection
+from .handoff import HandoffPlan, add_handoff_ports, build_handoff_inputs, inspect_handoffs, launch_handoffs, returned_outputs, validate_handoff
 
 __all__ = ["ScreeningWorkChain", "select_candidates", "build_handoff_inputs", "launch_screening"]
 
@@ -72,103 +69,10 @@ def select_candidates(predictions: orm.ArrayData, selection: orm.Dict):
 validate_inputs(select_candidates, selection=check_selection)
 
 
-def _port(namespace: Any, dotted: str) -> Any:
-    port = namespace
-    for part in dotted.split("."):
-        port = port[part]
-    return port
-
-
-def build_handoff_inputs(process_class: type, template: dict[str, Any], structure_input: str) -> dict[str, Any]:
-    """Turn a JSON inputs template into the inputs of ``process_class`` (without the structure).
-
-    Raises:
-        ValueError: a key that is not a port of the process (the message lists the ports),
-            or a ``'@...'`` reference to a node that does not exist.
-    """
-    from aiida.common.exceptions import MultipleObjectsError, NotExistent
-    from plumpy.ports import PortNamespace
-
-    def convert(namespace: Any, values: dict[str, Any], path: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in values.items():
-            where = f"{path}{key}"
-            if key == "metadata":
-                out[key] = value
-                continue
-            if key not in namespace:
-                if namespace.dynamic:
-                    out[key] = _node(value, where)
-                    continue
-                raise ValueError(
-                    f"{process_class.__name__} has no input {where!r}; its inputs{' in ' + path.rstrip('.') if path else ''} "
-                    f"are {', '.join(k for k in namespace if k != 'metadata')}"
-                )
-            port = namespace[key]
-            if isinstance(port, PortNamespace) and isinstance(value, dict):
-                out[key] = convert(port, value, f"{where}.")
-            else:
-                out[key] = _node(value, where)
-        return out
-
-    def _node(value: Any, where: str) -> Any:
-        if isinstance(value, orm.Node):
-            return value
-        if isinstance(value, str) and value.startswith("@"):
-            identifier = value[1:]
-            try:
-                return orm.load_node(identifier)
-            except (NotExistent, MultipleObjectsError, ValueError) as exc:
-                if "@" in identifier:  # a code as LABEL@COMPUTER
-                    try:
-                        return orm.load_code(identifier)
-                    except (NotExistent, MultipleObjectsError, ValueError):
-                        pass
-                raise ValueError(f"input {where!r}: cannot load node {identifier!r} ({exc})") from None
-        return orm.to_aiida_type(value)
-
-    inputs = process_class.spec().inputs
-    try:
-        _port(inputs, structure_input)
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"{process_class.__name__} has no input {structure_input!r} for the structure; set handoff.structure_input "
-            f"to one of its inputs: {', '.join(k for k in inputs if k != 'metadata')}"
-        ) from None
-    return convert(inputs, dict(template or {}), "")
-
-
-def _nest(inputs: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        inputs = inputs.setdefault(part, {})
-    inputs[parts[-1]] = value
-
-
 def validate_screening_inputs(inputs: Any, _ctx: Any = None) -> str | None:
-    """The hand-off: an installed workflow whose ports take the inputs template."""
-    from aiida.plugins import WorkflowFactory
-
-    handoff = inputs.get("handoff", {}) or {}
-    if any(k in handoff for k in ("inputs", "structure_input")) and "workflow" not in handoff:
-        return "handoff inputs were given without handoff.workflow"
-    if "workflow" not in handoff:
-        return None
-    name = handoff["workflow"].value
-    try:
-        process_class = WorkflowFactory(name)
-    except Exception as exc:  # noqa: BLE001 - MissingEntryPointError, ImportError...
-        from aiida.plugins.entry_point import get_entry_point_names
-
-        known = ", ".join(sorted(get_entry_point_names("aiida.workflows")))
-        return f"{name!r} is not an installed workflow entry point ({type(exc).__name__}); installed: {known}"
-    port = handoff["structure_input"].value if "structure_input" in handoff else "structure"
-    template = handoff["inputs"].get_dict() if "inputs" in handoff else {}
-    try:
-        build_handoff_inputs(process_class, template, port)
-    except ValueError as exc:
-        return f"invalid hand-off inputs: {exc}"
-    return None
+    """The hand-off: an installed workflow whose ports take the inputs template, or a
+    protocol builder / builder callable with its code and parameters."""
+    return validate_handoff(inputs.get("handoff"))
 
 
 class ScreeningWorkChain(WorkChain):
@@ -195,15 +99,7 @@ class ScreeningWorkChain(WorkChain):
             help="{'top': N, 'threshold': value, 'order': 'lowest' | 'highest'}.",
         )
         spec.input("group_label", valid_type=orm.Str, required=False, help="Add the selected structures to this group (created if needed).")
-        spec.input_namespace("handoff", required=False, help="Launch a WorkChain on every selected structure.")
-        spec.input("handoff.workflow", valid_type=orm.Str, required=False, help="Entry point, e.g. 'crystinv.ewald_energy'.")
-        spec.input("handoff.inputs", valid_type=orm.Dict, required=False, help="Inputs template (JSON) of that WorkChain.")
-        spec.input(
-            "handoff.structure_input",
-            valid_type=orm.Str,
-            required=False,
-            help="Input port of the structure (default 'structure'; dotted for a nested port).",
-        )
+        add_handoff_ports(spec)
 
         spec.outline(
             cls.setup,
@@ -221,7 +117,7 @@ class ScreeningWorkChain(WorkChain):
         add_exit_codes(
             spec, "ERROR_NOTHING_SELECTED", "ERROR_INCOMPATIBLE_INPUTS", "ERROR_UNKNOWN_WORKFLOW",
             "ERROR_INVALID_HANDOFF_INPUTS", "ERROR_PREDICTION_STEP_FAILED", "ERROR_EXTRACTION_FAILED",
-            "ERROR_HANDOFF_FAILED",
+            "ERROR_HANDOFF_FAILED", "ERROR_SOME_HANDOFFS_FAILED",
         )
 
     def has_handoff(self) -> bool:
@@ -229,8 +125,6 @@ class ScreeningWorkChain(WorkChain):
 
     def setup(self):
         """Check the selection, the model against the candidates' values and the hand-off."""
-        from aiida.plugins import WorkflowFactory
-
         self.ctx.selection = parse_selection(self.inputs.selection.get_dict()).normalised()
         model = self.inputs.model
         if "candidate_values" in self.inputs:
@@ -245,10 +139,6 @@ class ScreeningWorkChain(WorkChain):
             reason = model.check_reference(self.ctx.reference)
             if reason:
                 return self.exit_codes.ERROR_INCOMPATIBLE_INPUTS.format(message=reason)
-        if self.has_handoff():  # checked at the ports (validate_screening_inputs)
-            self.ctx.handoff_class = WorkflowFactory(self.inputs.handoff.workflow.value)
-            handoff = self.inputs.handoff
-            self.ctx.structure_input = handoff.structure_input.value if "structure_input" in handoff else "structure"
         return None
 
     def _candidate_values(self) -> dict[str, Any]:
@@ -314,33 +204,27 @@ class ScreeningWorkChain(WorkChain):
 
     def launch_handoff(self):
         """Launch the hand-off WorkChain on every selected structure."""
-        template = self.inputs.handoff.inputs.get_dict() if "inputs" in self.inputs.handoff else {}
-        self.ctx.handoff_labels = []
-        for label, structure in self.ctx.structures.items():
-            inputs = build_handoff_inputs(self.ctx.handoff_class, template, self.ctx.structure_input)
-            _nest(inputs, self.ctx.structure_input, structure)
-            metadata = dict(inputs.pop("metadata", {}) or {})
-            metadata.update({"call_link_label": f"handoff_{label}", "label": f"{label} (screening hand-off)"})
-            future = self.submit(self.ctx.handoff_class, **inputs, metadata=metadata)
-            self.to_context(**{f"handoff_{label}": future})
-            self.ctx.handoff_labels.append(label)
-        self.report(f"launched {self.inputs.handoff.workflow.value} on {len(self.ctx.handoff_labels)} structures")
+        plan = HandoffPlan(self.inputs.handoff)  # checked at the ports
+        self.ctx.handoff_refused = launch_handoffs(self, plan, self.ctx.structures)
 
     def inspect_handoff(self):
-        """Expose the outputs of every successful child; fail only if all failed."""
-        failed = []
-        for label in self.ctx.handoff_labels:
-            child = self.ctx[f"handoff_{label}"]
-            if not child.is_finished_ok:
-                failed.append(f"{label}: {describe_failure(child)}")
-                continue
-            for link in child.base.links.get_outgoing(link_type=(LinkType.RETURN,)).all():
-                self.out(f"handoff.{label}.{link.link_label}", link.node)
-        if failed and len(failed) == len(self.ctx.handoff_labels):
-            return self.exit_codes.ERROR_HANDOFF_FAILED.format(message="; ".join(failed))
-        if failed:
-            self.report(f"{len(failed)} hand-off WorkChain(s) failed: " + "; ".join(failed))
-        return None
+        """Expose the outputs of every successful child; name every failed one (exit status,
+        message or exception, the deepest failed step); exit 411 when all failed, 425 when
+        some did (the others' outputs are attached)."""
+        done, failed = inspect_handoffs(self)
+        failed = {**self.ctx.handoff_refused, **failed}
+        for label, child in done.items():
+            for link_label, node in returned_outputs(child).items():
+                self.out(f"handoff.{label}.{link_label}", node)
+        if not failed:
+            return None
+        lines = [f"{label}: {reason}" for label, reason in failed.items()]
+        for line in lines:
+            self.report(f"hand-off failed: {line}")
+        total = len(done) + len(failed)
+        if not done:
+            return self.exit_codes.ERROR_HANDOFF_FAILED.format(message=f"{len(failed)} of {total}: " + "; ".join(lines))
+        return self.exit_codes.ERROR_SOME_HANDOFFS_FAILED.format(message=f"{len(failed)} of {total} failed: " + "; ".join(lines))
 
 
 def launch_screening(
@@ -354,20 +238,35 @@ def launch_screening(
     inputs: dict[str, Any] | None = None,
     structure_input: str = "structure",
     submit: bool = False,
+    protocol: str | None = None,
+    builder: str | None = None,
+    code: Any = None,
+    parameters: dict[str, Any] | None = None,
 ):
     """Run (or submit) a :class:`ScreeningWorkChain`; returns ``(outputs, node)``."""
     from aiida.engine import run_get_node
     from aiida.engine import submit as submit_process
 
-    builder: dict[str, Any] = {
+    inputs_: dict[str, Any] = {
         "model": model,
         "candidates": candidates,
         "selection": orm.Dict({"top": top, "threshold": threshold, "order": order}),
     }
     if group_label:
-        builder["group_label"] = orm.Str(group_label)
+        inputs_["group_label"] = orm.Str(group_label)
     if workflow:
-        builder["handoff"] = {"workflow": orm.Str(workflow), "inputs": orm.Dict(inputs or {}), "structure_input": orm.Str(structure_input)}
+        handoff: dict[str, Any] = {"workflow": orm.Str(workflow), "structure_input": orm.Str(structure_input)}
+        if inputs:
+            handoff["inputs"] = orm.Dict(inputs)
+        if protocol is not None:
+            handoff["protocol"] = orm.Str(protocol)
+        if builder is not None:
+            handoff["builder"] = orm.Str(builder)
+        if code is not None:
+            handoff["code"] = orm.load_code(code) if isinstance(code, str) else code
+        if parameters:
+            handoff["parameters"] = orm.Dict(parameters)
+        inputs_["handoff"] = handoff
     if submit:
-        return {}, submit_process(ScreeningWorkChain, **builder)
-    return run_get_node(ScreeningWorkChain, **builder)
+        return {}, submit_process(ScreeningWorkChain, **inputs_)
+    return run_get_node(ScreeningWorkChain, **inputs_)

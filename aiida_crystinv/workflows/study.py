@@ -50,6 +50,8 @@ from ..data._arrays import jsonable
 from ..exit_codes import EXIT, add_exit_codes, describe_failure
 from ..specs.study import SOURCE_KINDS as _SOURCE_KINDS
 from ..specs.study import StudySpec
+from .handoff import handoff_nodes
+from .loop import DftLoopWorkChain
 from .screening import ScreeningWorkChain
 from .study_file import StudyError, build_study_inputs, load_study, validate_study
 from .study_report import metrics_table, write_report
@@ -207,7 +209,7 @@ def validate_study_inputs(inputs: Any, _ctx: Any = None) -> str | None:
 class StudyWorkChain(WorkChain):
     """A whole study: import, descriptors, one TrainingWorkChain per pair, summary, screening."""
 
-    _ROLES = ("train", "test", "candidates")
+    _ROLES = ("train", "test", "candidates", "pool")
 
     @classmethod
     def get_builder_from_study(cls, study: str | pathlib.Path | Mapping[str, Any], base: str | pathlib.Path = "."):
@@ -249,6 +251,7 @@ class StudyWorkChain(WorkChain):
             cls.inspect_training,
             cls.summarize,
             if_(cls.should_screen)(cls.screen, cls.inspect_screening),
+            if_(cls.should_loop)(cls.run_loop, cls.inspect_loop),
         )
         spec.input("code", valid_type=orm.AbstractCode, required=False,
                    help="The worker on a computer: the invariants are computed as jobs there (the study's jobs.code).")
@@ -256,10 +259,12 @@ class StudyWorkChain(WorkChain):
         spec.output_namespace("datasets", valid_type=CrystalDatasetData, dynamic=True, help="The datasets by role.")
         spec.output_namespace("training", dynamic=True, help="Outputs of each TrainingWorkChain, by pair label.")
         spec.expose_outputs(ScreeningWorkChain, namespace="screening", namespace_options={"required": False})
+        spec.expose_outputs(DftLoopWorkChain, namespace="loop", namespace_options={"required": False})
 
         spec.inputs.validator = validate_study_inputs
         add_exit_codes(spec, "ERROR_MISSING_TARGET", "ERROR_IMPORT_FAILED", "ERROR_INVARIANTS_FAILED",
-                       "ERROR_TRAINING_FAILED", "ERROR_SCREENING_FAILED", "ERROR_SUMMARY_FAILED")
+                       "ERROR_TRAINING_FAILED", "ERROR_SCREENING_FAILED", "ERROR_SUMMARY_FAILED", "ERROR_LOOP_FAILED",
+                       "ERROR_SOME_HANDOFFS_FAILED")
 
     # ------------------------------------------------------------------ steps
     def setup(self):
@@ -460,19 +465,66 @@ class StudyWorkChain(WorkChain):
         if sc.get("group"):
             inputs["group_label"] = orm.Str(sc["group"])
         if sc.get("handoff"):
-            h = sc["handoff"]
-            inputs["handoff"] = {"workflow": orm.Str(h["workflow"]), "inputs": orm.Dict(h.get("inputs") or {})}
-            if h.get("structure_input"):
-                inputs["handoff"]["structure_input"] = orm.Str(h["structure_input"])
+            inputs["handoff"] = handoff_nodes(sc["handoff"])
         self.report(f"screening {len(self.ctx.datasets['candidates'])} candidates with {label}")
         return ToContext(screening=self.submit(ScreeningWorkChain, **inputs))
 
     def inspect_screening(self):
-        """Expose the screening outputs."""
+        """Expose the screening outputs; a screening where only some hand-offs failed (425)
+        keeps its outputs and the study goes on."""
         child = self.ctx.screening
         self.out_many(self.exposed_outputs(child, ScreeningWorkChain, namespace="screening"))
+        if child.exit_status == EXIT.ERROR_SOME_HANDOFFS_FAILED.status:
+            self.ctx.partial = child.exit_message
+            self.report(f"screening: {child.exit_message}")
+            if not self.should_loop():
+                return self.exit_codes.ERROR_SOME_HANDOFFS_FAILED.format(message=f"screening: {child.exit_message}")
+            return None
         if not child.is_finished_ok:
             return self.exit_codes.ERROR_SCREENING_FAILED.format(message=describe_failure(child))
+        return None
+
+    def should_loop(self) -> bool:
+        return bool(self.ctx.study.get("loop"))
+
+    def run_loop(self):
+        """The screen -> DFT -> retrain loop with the chosen (default: the best) pair."""
+        lp = self.ctx.study["loop"]
+        label = self.ctx.best if lp["model"] == "best" else lp["model"]
+        if label not in self.ctx.trained:
+            return self.exit_codes.ERROR_LOOP_FAILED.format(message=f"the model {label!r} was not trained (its training failed)")
+        pair = next(p for p in self.ctx.study["pairs"] if p["label"] == label)
+        d = next(d for d in self.ctx.study["descriptors"] if d["label"] == pair["descriptor"])["spec"]
+        m = next(m for m in self.ctx.study["models"] if m["label"] == pair["model"])["spec"]
+        inputs: dict[str, Any] = {
+            "dataset": self.ctx.datasets["train"],
+            "candidates": self.ctx.datasets["pool"],
+            "target": orm.Str(self.ctx.study["target"]["name"]),
+            "descriptor": orm.Dict({"kind": d["kind"], "name": d["name"], "params": d["params"]}),
+            "model": orm.Dict(m),
+            "selection": orm.Dict(lp["selection"]),
+            "rounds": orm.Int(lp["rounds"]),
+            "patience": orm.Int(lp["patience"]),
+            "handoff": handoff_nodes(lp["handoff"]),
+            "metadata": {"call_link_label": "loop", "label": f"DFT loop with {label}"},
+        }
+        if lp.get("max_sites"):
+            inputs["max_sites"] = orm.Int(lp["max_sites"])
+        if lp.get("calibration"):
+            inputs["calibration"] = orm.List(lp["calibration"])
+        self.report(f"DFT loop with {label}: {len(self.ctx.datasets['pool'])} candidates, up to {lp['rounds']} round(s)")
+        return ToContext(loop=self.submit(DftLoopWorkChain, **inputs))
+
+    def inspect_loop(self):
+        """Expose the loop's outputs (also when some DFT hand-offs failed: 425)."""
+        child = self.ctx.loop
+        self.out_many(self.exposed_outputs(child, DftLoopWorkChain, namespace="loop"))
+        if child.exit_status == EXIT.ERROR_SOME_HANDOFFS_FAILED.status:
+            return self.exit_codes.ERROR_SOME_HANDOFFS_FAILED.format(message=f"loop: {child.exit_message}")
+        if not child.is_finished_ok:
+            return self.exit_codes.ERROR_LOOP_FAILED.format(message=describe_failure(child))
+        if self.ctx.get("partial"):
+            return self.exit_codes.ERROR_SOME_HANDOFFS_FAILED.format(message=f"screening: {self.ctx.partial}")
         return None
 
 

@@ -46,21 +46,16 @@ def _check_environment(study: dict[str, Any], where: str) -> None:
     jobs = study.get("jobs")
     if jobs:
         _load_worker_code(jobs["code"], where)
-    handoff = (study.get("screening") or {}).get("handoff")
-    if handoff:
-        from aiida.plugins import WorkflowFactory
-
-        from .screening import build_handoff_inputs
+    for section in ("screening", "loop"):
+        handoff = (study.get(section) or {}).get("handoff")
+        if not handoff:
+            continue
+        from .handoff import HandoffPlan, handoff_nodes
 
         try:
-            process_class = WorkflowFactory(handoff["workflow"])
-        except Exception as exc:  # noqa: BLE001 - MissingEntryPointError, ImportError ...
-            raise StudyError(f"{where}.screening.handoff.workflow: {handoff['workflow']!r} is not an installed workflow "
-                             f"entry point ({type(exc).__name__})") from None
-        try:
-            build_handoff_inputs(process_class, dict(handoff.get("inputs") or {}), handoff.get("structure_input", "structure"))
-        except ValueError as exc:
-            raise StudyError(f"{where}.screening.handoff: {exc}") from None
+            HandoffPlan(handoff_nodes(handoff))
+        except (LookupError, ValueError) as exc:
+            raise StudyError(f"{where}.{section}.handoff: {exc}") from None
 
 
 def validate_study(raw: Any, base: str | pathlib.Path = ".", where: str = "study", check_files: bool = True) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = 
         f"- evaluation: {summary['evaluation']}; the same split for every model",
     ]
     datasets = outputs.datasets if "datasets" in outputs else {}
-    for role in ("train", "test", "candidates"):
+    for role in ("train", "test", "candidates", "pool"):
         if role in datasets:
             ds = datasets[role]
             lines.append(f"- {role} dataset: {len(ds)} records, pk {ds.pk}, uuid `{ds.uuid}`")
@@ -113,7 +113,9 @@ def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = 
             for key, s in (sc["structures"].items() if "structures" in sc else []):
                 by_label[s.label] = key
             lines += [f"Selected {len(sc['selected_ids'])} of {len(values)} candidates (predictions: pk {preds.pk}).", ""]
-            lines += ["| candidate | predicted | StructureData pk | hand-off outputs |", "|---|---|---|---|"]
+            lines += ["| candidate | predicted | DFT energy (eV/atom) | StructureData pk | hand-off outputs |",
+                      "|---|---|---|---|---|"]
+            pairs = []
             for rid in sc["selected_ids"].get_list():
                 key = by_label.get(rid)
                 ho = handoff.get(key, {}) if key else {}
@@ -122,8 +124,93 @@ def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = 
                     for k, v in ho.items()
                 ) or "-"
                 s = structures.get(rid)
-                lines.append(f"| {rid} | {_fmt(values.get(rid))} | {s.pk if s else '-'} | {ho_text} |")
+                dft = _handoff_energy(ho, s)
+                if dft is not None and values.get(rid) is not None:
+                    pairs.append((values[rid], dft))
+                lines.append(f"| {rid} | {_fmt(values.get(rid))} | {_fmt(dft)} | {s.pk if s else '-'} | {ho_text} |")
             lines.append("")
+            lines.append(_rank_line(pairs))
+            lines.append("")
+        screening_node = next((c for c in node.called if c.process_label == "ScreeningWorkChain"), None)
+        if screening_node is not None and not screening_node.is_finished_ok:
+            lines += [f"Hand-off failures: [{screening_node.exit_status}] {screening_node.exit_message}", ""]
+    if "loop" in outputs:
+        lines += _loop_section(outputs.loop, directory)
     path = directory / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _handoff_energy(outputs: Mapping[str, Any], structure: Any) -> float | None:
+    """The energy per atom (eV/atom) in a hand-off's outputs, or None."""
+    from ..calculations.dft import energy_per_atom
+
+    node = outputs.get("output_parameters", outputs.get("energy"))
+    if node is None or structure is None:
+        return None
+    try:
+        return energy_per_atom(node, len(structure.sites))[0]
+    except ValueError:
+        return None
+
+
+def _rank_line(pairs: list[tuple[float, float]]) -> str:
+    if len(pairs) < 3:
+        return f"Rank correlation of predicted vs DFT: needs 3 or more computed structures ({len(pairs)} here)."
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr([p for p, _ in pairs], [d for _, d in pairs]).statistic)
+    return f"Spearman rank correlation of predicted vs DFT energy over {len(pairs)} structures: {rho:.2f}."
+
+
+def _loop_section(loop: Any, directory: pathlib.Path) -> list[str]:
+    """The DFT loop: a table per round and the parity plot of predicted vs DFT values."""
+    summary = loop["summary"].get_dict()
+    unit = summary.get("unit") or ""
+    lines = ["## DFT loop", "",
+             f"Uncertainty for the 'uncertain' picks: {summary.get('uncertainty')}. Stopped: {summary.get('stopped')}.", ""]
+    if "calibration" in loop:
+        cal = loop["calibration"].get_dict()
+        shifts = ", ".join(f"{k} {v:+.4f}" for k, v in cal["shifts"].items())
+        lines += [f"DFT energies are put on the target's scale with per-element shifts from {', '.join(cal['references'])} "
+                  f"(computed by both): {shifts} eV/atom.", ""]
+    lines += [f"| round | trained on | DFT structures | MAE ({unit}) | Spearman | best this round ({unit}) | best so far |",
+              "|---|---|---|---|---|---|---|"]
+    points = []
+    for row in summary["rounds"]:
+        lines.append(f"| {row['round']} | {row['n_train']} | {row['n_dft']} | {_fmt(row['mae'])} | {_fmt(row['spearman'], 2)} | "
+                     f"{_fmt(row['best_this_round'])} | {_fmt(row['best_so_far'])} ({row['best_id']}) |")
+        points += [(row["round"], r, p, d) for r, p, d in row["pairs"]]
+    lines += ["", "| round | structure | predicted | DFT (on the target's scale) |", "|---|---|---|---|"]
+    lines += [f"| {k} | {r} | {_fmt(p)} | {_fmt(d)} |" for k, r, p, d in points]
+    if summary.get("failed_handoffs"):
+        lines += ["", f"{summary['failed_handoffs']} DFT hand-off(s) failed; the report of the loop names them."]
+    if points:
+        name = "loop_parity.png"
+        _loop_parity(points, unit, directory / name)
+        lines += ["", f"![predicted vs DFT]({name})", ""]
+    return lines
+
+
+def _loop_parity(points: list[tuple[int, str, float, float]], unit: str, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    for k in sorted({p[0] for p in points}):
+        xs = [p[3] for p in points if p[0] == k]
+        ys = [p[2] for p in points if p[0] == k]
+        ax.scatter(xs, ys, label=f"round {k}", s=30)
+    values = [p[2] for p in points] + [p[3] for p in points]
+    lo, hi = min(values), max(values)
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", lw=1)
+    ax.set_xlabel(f"DFT ({unit})")
+    ax.set_ylabel(f"predicted before DFT ({unit})")
+    ax.set_title("DFT loop: predicted vs DFT")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The real services of the scheduler/transport tests: a one-node SLURM cluster and an sshd
+# The real services of the tests: a one-node SLURM cluster, an sshd and Quantum ESPRESSO
 # on 127.0.0.1 (see README.md here). Each script is run even if the other fails; the exit
-# code is 0 only when both are ready (the tests of a missing service skip, or fail with CI=true).
+# code is 0 only when all are ready (the tests of a missing service skip, or fail with CI=true).
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 status=0
-for service in slurm ssh; do
+for service in slurm ssh qe; do
     bash "$here/$service.sh"
     rc=$?
     case $rc in
