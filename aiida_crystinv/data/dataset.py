@@ -514,10 +514,12 @@ class CrystalDatasetData(ArrayRepositoryMixin, Data):
         return out
 
     def to_json_text(self, records: Sequence[int | str] | None = None) -> str:
-        """:meth:`to_json_records` as JSON text (one line)."""
+        """``{"units": {target: unit}, "records": [...]}`` (:meth:`to_json_records`) as JSON
+        text (one line); ``import_dataset`` reads the units back."""
         import json
 
-        return json.dumps(self.to_json_records(records))
+        return json.dumps({"units": {name: self.units.get(name, "") for name in self.target_names},
+                           "records": self.to_json_records(records)})
 
     def subset(self, indices: Sequence[int | str]) -> "CrystalDatasetData":
         """A new unstored dataset with the chosen records (indices or identifiers), in that

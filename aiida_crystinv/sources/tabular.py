@@ -152,8 +152,10 @@ def _structure_from_dict(d: dict) -> Any:
         return Structure.from_dict(d)
 
 
-def _json_records(text: str, name: str, structure_key: str) -> list[dict]:
-    """The list of records of a JSON dataset (``{"records": [...]}`` is accepted too).
+def _json_records(text: str, name: str, structure_key: str) -> tuple[list[dict], dict[str, str]]:
+    """The list of records of a JSON dataset and the units it declares:
+    ``{"units": {target: unit}, "records": [...]}`` (what ``crystinv export`` writes) or a
+    bare list of records.
 
     Raises:
         SourceError: invalid JSON, not a non-empty list of objects, or records without
@@ -165,7 +167,12 @@ def _json_records(text: str, name: str, structure_key: str) -> list[dict]:
         raise SourceError(f"{name}: not valid JSON ({exc})") from None
     except RecursionError:
         raise SourceError(f"{name}: not readable JSON (nested too deeply)") from None
+    units: dict[str, str] = {}
     if isinstance(data, dict) and isinstance(data.get("records"), list):
+        declared = data.get("units") or {}
+        if not isinstance(declared, dict) or not all(isinstance(v, str) for v in declared.values()):
+            raise SourceError(f"{name}: 'units' must map target names to unit strings")
+        units = {str(k): v for k, v in declared.items()}
         data = data["records"]
     if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
         raise SourceError(f"{name}: expected a JSON list of objects (records or structure dicts)")
@@ -177,7 +184,7 @@ def _json_records(text: str, name: str, structure_key: str) -> list[dict]:
         raise SourceError(
             f"{name}: records have no {structure_key!r} field; their fields are {', '.join(map(repr, first))}"
         )
-    return data
+    return data, units
 
 
 def read_json(
@@ -198,7 +205,7 @@ def read_json(
     )
     target_columns = checked.get("target_columns", target_columns)
     text = content if isinstance(content, str) else _decode(content, name)
-    data = _json_records(text, name, structure_key)
+    data, declared = _json_records(text, name, structure_key)
     bare = structure_key not in data[0] and "lattice" in data[0] and "sites" in data[0]
     first = data[0]
     if id_column is None and not bare:
@@ -211,7 +218,7 @@ def read_json(
         )
     else:
         target_columns = list(target_columns)
-    result = ReadResult(records=[], units=_units_for(target_columns, units), source={})
+    result = ReadResult(records=[], units=_units_for(target_columns, {**declared, **(units or {})}), source={})
     for number, item in enumerate(data, start=1):
         value = item.get(id_column) if id_column else None
         rid = str(number) if value is None or value == "" else str(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import numpy as np
 import pytest
 from aiida import orm
 from click.testing import CliRunner
@@ -174,7 +175,7 @@ def test_export_and_reimport(dataset, tmp_path):
     out = tmp_path / "two.json"
     wanted = dataset.ids[:2]
     run("export", dataset.pk, "--ids", ",".join(wanted), "-o", out)
-    records = json.loads(out.read_text())
+    records = json.loads(out.read_text())["records"]
     assert [r["id"] for r in records] == wanted
     result = run("import", out, "--id-column", "id")
     again = orm.load_node(int(result.output.split("as dataset ")[1].split()[0]))
@@ -392,12 +393,10 @@ def test_export_writes_what_pymatgen_writes(tmp_path):
         return re.sub(r"^data_.*$", f"data_{name}", str(CifWriter(structure)), count=1, flags=re.MULTILINE)
 
     def json_text(order):
-        return json.dumps(
-            [
-                {"id": ids[i], "formula": structures[i].composition.reduced_formula, "structure": structures[i].as_dict(), "e": energies[i]}
-                for i in order
-            ]
-        )
+        return json.dumps({"units": {"e": "eV/atom"}, "records": [
+            {"id": ids[i], "formula": structures[i].composition.reduced_formula, "structure": structures[i].as_dict(), "e": energies[i]}
+            for i in order
+        ]})
 
     run("export", dataset.pk, "-o", tmp_path / "all.cif")
     assert (tmp_path / "all.cif").read_text() == "".join(cif_block(s, n) for s, n in zip(structures, block_names))
@@ -409,6 +408,10 @@ def test_export_writes_what_pymatgen_writes(tmp_path):
     with gzip.open(tmp_path / "two.json.gz", "rt") as handle:
         assert handle.read() == json_text([2, 1])
     assert dataset.to_json_text(["ord-1"]) == json_text([0])
+    # the JSON export reads back with its values and units
+    back = CrystalDatasetData.from_file(tmp_path / "all.json")
+    assert back.ids == ids and back.units == {"e": "eV/atom"}
+    np.testing.assert_array_equal(back.get_target("e"), energies)
     with pytest.raises(KeyError, match="no record"):
         dataset.to_cif_text(["ord-1", "nope", "neither"])
 

@@ -177,3 +177,32 @@ def test_loop_with_ewald_as_the_energy_code(landscape):
 def _label_of(parent, child) -> str:
     links = parent.base.links.get_outgoing(node_class=type(child)).all()
     return next((link.link_label for link in links if link.node.pk == child.pk), "")
+
+
+def test_import_rows_takes_part_of_a_file_in_file_order(csv_slice):
+    """rows [start, stop] counts every record of the file (a broken one too) from 0."""
+    import csv
+
+    from aiida_crystinv.calculations.functions import import_dataset
+
+    path = csv_slice("carbon24.csv.gz", n=10)
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    body[4][header.index("cif")] = "not a cif"  # record 4 of the file is broken
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([header, *body])
+    ids = [r[header.index("material_id")] for r in body]
+    file = orm.SinglefileData(path)
+    opts = {"id_column": "material_id", "target_columns": ["energy_per_atom"], "on_error": "skip"}
+    out, node = import_dataset.run_get_node(file=file, options=orm.Dict({**opts, "rows": [3, 7]}))
+    assert node.is_finished_ok, node.exit_message
+    ds = out["dataset"]
+    assert ds.ids == [ids[3], ids[5], ids[6]]
+    assert [s["id"] for s in ds.skipped] == [ids[4]]
+    energies = [float(r[header.index("energy_per_atom")]) for r in body]
+    np.testing.assert_allclose(ds.get_target("energy_per_atom"), [energies[3], energies[5], energies[6]])
+    _, empty = import_dataset.run_get_node(file=file, options=orm.Dict({**opts, "rows": [50, 60]}))
+    assert empty.exit_status == EXIT.ERROR_INVALID_OPTIONS.status and "no record there" in empty.exit_message
+    with pytest.raises(ValueError, match="stop > start"):
+        import_dataset.run_get_node(file=file, options=orm.Dict({**opts, "rows": [5, 5]}))
