@@ -9,12 +9,15 @@ Pairwise functions (one pair of invariants -> float, Angstrom unless said otherw
 * :func:`composition_distance` -- L1 distance between composition embeddings
 
 Matrix functions: :func:`pdist` (condensed, like ``scipy.spatial.distance.pdist``),
-:func:`cdist` and the exact nearest-neighbour search :func:`nearest_neighbours`.
+:func:`cdist`, the exact nearest-neighbour search :func:`nearest_neighbours`, every pair
+within a distance :func:`pairs_within` (exact, never cut by a neighbour count) and the
+near-duplicate groups :func:`duplicate_groups`.
 """
 
 from ._emd import pdd_emd
 from ._matrix import amd_distance, cdist, metric_names, nearest_neighbours, pdist
 from ._profiles import composition_distance, grid_emd, rdf_emd
+from ._range import duplicate_groups, pairs_within
 
 __all__ = [
     "amd_distance",
@@ -26,4 +29,6 @@ __all__ = [
     "cdist",
     "nearest_neighbours",
     "metric_names",
+    "pairs_within",
+    "duplicate_groups",
 ]

@@ -391,7 +391,15 @@ class DftLoopWorkChain(WorkChain):
             return self.ctx.failure
         self.out("model", trained["model"])
         self.out("dataset", self.ctx.training)
-        summary = {"rounds": self.ctx.rows, "stopped": self.ctx.stop_reason, "target": self.inputs.target.value,
+        pairs = [p for row in self.ctx.rows for p in row["pairs"]]
+        pooled: dict[str, Any] = {"n": len(pairs)}
+        if pairs:
+            from scipy.stats import spearmanr
+
+            pred, dft = np.array([p[1] for p in pairs]), np.array([p[2] for p in pairs])
+            pooled["mae"] = float(np.mean(np.abs(pred - dft)))
+            pooled["spearman"] = float(spearmanr(pred, dft).statistic) if len(pairs) >= 3 else None
+        summary = {"rounds": self.ctx.rows, "all_rounds": pooled, "stopped": self.ctx.stop_reason, "target": self.inputs.target.value,
                    "unit": self.inputs.dataset.units.get(self.inputs.target.value, ""), "failed_handoffs": self.ctx.failed_count,
                    "uncertainty": f"L-inf distance between AMD (k={NOVELTY_K}) and the nearest training structure (Angstrom)"}
         self.out("summary", loop_summary(orm.Dict(jsonable(summary))))

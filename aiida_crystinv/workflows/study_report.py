@@ -181,6 +181,10 @@ def _loop_section(loop: Any, directory: pathlib.Path) -> list[str]:
         lines.append(f"| {row['round']} | {row['n_train']} | {row['n_dft']} | {_fmt(row['mae'])} | {_fmt(row['spearman'], 2)} | "
                      f"{_fmt(row['best_this_round'])} | {_fmt(row['best_so_far'])} ({row['best_id']}) |")
         points += [(row["round"], r, p, d) for r, p, d in row["pairs"]]
+    pooled = summary.get("all_rounds") or {}
+    if pooled.get("n"):
+        lines += ["", f"All rounds together ({pooled['n']} DFT structures, each predicted by the model of its round): "
+                  f"MAE {_fmt(pooled.get('mae'))} {unit}, Spearman {_fmt(pooled.get('spearman'), 2)}."]
     lines += ["", "| round | structure | predicted | DFT (on the target's scale) |", "|---|---|---|---|"]
     lines += [f"| {k} | {r} | {_fmt(p)} | {_fmt(d)} |" for k, r, p, d in points]
     if summary.get("failed_handoffs"):
