@@ -22,6 +22,7 @@ calcfunction                inputs                                              
                             (Dict | Str, optional)
 ``compute_neighbours``      ``invariants``, ``k`` (Int), ``metric`` (optional),        ``distances`` (kNN)
                             ``other`` (optional)
+``compute_duplicates``      ``invariants``, ``threshold`` (Float), ``metric``          ``duplicates`` (pairs, groups)
 ``structure_invariants``    ``structure`` (StructureData), ``descriptor`` (Dict)       ``invariants``
 ``extract_structures``      ``dataset``, ``ids`` (List)                                ``structures.<id>``
 ``collect_structures``      ``**structures`` (StructureData)                           ``dataset``
@@ -33,10 +34,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 from aiida import orm
 from aiida.engine import ExitCode, calcfunction
 
 from ..data import CrystalDatasetData, DistancesData, InvariantsData
+from ..data._arrays import as_str_array, jsonable
 from ..data.invariants import compute_arrays
 from ..exit_codes import EXIT
 from ..invariants import InvalidStructureError
@@ -46,6 +49,7 @@ from .ports import (
     check_chunk,
     check_descriptor_list,
     check_ids,
+    check_finite,
     check_import_options,
     check_invariant,
     check_metric,
@@ -61,6 +65,7 @@ __all__ = [
     "IMPORT_OPTIONS",
     "import_dataset",
     "import_materials_project",
+    "compute_duplicates",
     "compute_invariants",
     "compute_invariant_set",
     "merge_invariants",
@@ -307,6 +312,48 @@ def _meta(invariants: InvariantsData, params: dict[str, Any]) -> dict[str, Any]:
 
 
 @calcfunction
+def compute_duplicates(invariants: InvariantsData, threshold: orm.Float, metric: orm.Dict | orm.Str | None = None):
+    """Every pair of records at most ``threshold`` apart, and the groups they form.
+
+    Exact: :func:`~aiida_crystinv.distances.pairs_within` (the AMD lower bound prunes
+    PDD-EMD), never cut by a neighbour count; groups are connected components (single
+    linkage at ``threshold``) with the member of smallest identifier as representative.
+
+    Returns ``duplicates`` (ArrayData): ``pairs`` (m, 2) record indices ``i < j``,
+    ``distances`` (m,), ``group`` (n,) the group of each record (-1: no near-duplicate),
+    ``ids``; attributes ``threshold``, ``metric``, ``n_groups``, ``n_pairs``,
+    ``evaluated`` (exact distances computed), ``invariants_uuid``.
+
+    Exit codes: 221 metric not applicable, 302 the computation failed. The threshold (a
+    finite number >= 0) and the metric are validated at the ports.
+    """
+    from .. import distances as dist
+
+    spec, items, _, exit_code = _metric_items(invariants, metric, None)
+    if exit_code:
+        return exit_code
+    try:
+        i, j, d, evaluated = dist.pairs_within(items, threshold.value, spec.name, return_stats=True, **spec.params)
+    except (ValueError, MemoryError) as exc:
+        return EXIT.ERROR_DISTANCES_FAILED.format(message=str(exc))
+    ids = invariants.ids
+    groups = dist.duplicate_groups(len(ids), i, j, ids)
+    group = np.full(len(ids), -1, dtype=np.int64)
+    for g, members in enumerate(groups):
+        group[members] = g
+    node = orm.ArrayData()
+    node.set_array("pairs", np.stack([i, j], axis=1) if len(i) else np.empty((0, 2), np.int64))
+    node.set_array("distances", d)
+    node.set_array("group", group)
+    node.set_array("ids", as_str_array(ids))
+    node.base.attributes.set_many({
+        "threshold": threshold.value, "metric": spec.name, "metric_parameters": jsonable(spec.params),
+        "n_groups": len(groups), "n_pairs": int(len(i)), "evaluated": int(evaluated), "invariants_uuid": invariants.uuid,
+    })
+    return {"duplicates": node}
+
+
+@calcfunction
 def compute_distances(
     invariants: InvariantsData, other: InvariantsData | None = None, metric: orm.Dict | orm.Str | None = None
 ):
@@ -471,6 +518,7 @@ validate_inputs(import_materials_project, query=check_mp_query, options=check_mp
 validate_inputs(compute_invariants, descriptor=check_invariant, chunk=check_chunk)
 validate_inputs(compute_invariant_set, descriptors=check_descriptor_list)
 validate_inputs(compute_distances, metric=check_metric)
+validate_inputs(compute_duplicates, metric=check_metric, threshold=check_finite)
 validate_inputs(compute_neighbours, metric=check_metric, k=check_positive_int)
 validate_inputs(structure_invariants, descriptor=check_invariant)
 validate_inputs(extract_structures, ids=check_ids)

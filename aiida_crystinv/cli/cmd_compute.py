@@ -399,53 +399,82 @@ def knn_table(knn: t.Any, limit: int = 20, columns: int = 3) -> str:
     type=click.FloatRange(min=0),
     default=DEFAULT_THRESHOLD,
     show_default=True,
-    help="Pairs closer than this are near-duplicates (Angstrom for PDD-EMD / AMD).",
+    help="Structures at most this far apart are near-duplicates (Angstrom for PDD-EMD / AMD).",
 )
 @click.option("-m", "--metric", type=click.Choice(METRIC_NAMES), default=None, help="Default: by descriptor.")
+@click.option("--pairs", "show_pairs", is_flag=True, help="List every pair instead of the groups.")
 @click.option(
     "-k",
     type=click.IntRange(min=1),
     default=5,
     show_default=True,
-    help="Neighbours searched per structure (a cluster of more than k+1 copies shows partly).",
+    help="With --code only: neighbours searched per structure by the jobs (a group of more than k+1 copies shows partly).",
 )
 @job_options
 @with_profile
 @clean_errors
-def cmd_duplicates(invariants, threshold, metric, k, code, **job):
-    """Near-duplicate pairs among the structures of INVARIANTS.
+def cmd_duplicates(invariants, threshold, metric, show_pairs, k, code, **job):
+    """Groups of near-duplicates among the structures of INVARIANTS.
 
-    Isometry invariants do not depend on the unit cell, the origin, rotations
-    or the order of atoms: two entries of the same crystal written differently
-    are at distance ~0, and small perturbations give small distances. PDD
-    invariants with the PDD-EMD metric (the default for PDD) are the most
-    discriminating; AMD (L-inf) is faster.
+    Every pair at most THRESHOLD apart is found, exactly (never cut by a neighbour
+    count: the AMD lower bound prunes the PDD-EMD search); pairs join into groups
+    (single linkage), each shown with its representative (the smallest identifier).
+    Isometry invariants do not depend on the unit cell, the origin, rotations or the
+    order of atoms: two entries of the same crystal are at distance ~0. PDD with
+    PDD-EMD (the default for PDD) is the most discriminating; AMD (L-inf) is faster.
 
     \b
     Example:
         crystinv duplicates 51 --threshold 0.02
-        crystinv duplicates 51 --code crystinv-worker@slurm --max-memory 2000
+        crystinv duplicates 51 --threshold 0 --pairs       # exact duplicates, pair by pair
+        crystinv duplicates 51 --code crystinv-worker@slurm --max-memory 2000 -k 10
     """
-    from aiida_crystinv.workflows.neighbours import find_near_duplicates
+    from aiida_crystinv.data.distances import check_threshold
 
+    try:
+        check_threshold(threshold)
+    except ValueError as exception:
+        echo.echo_critical(str(exception))
     code_node, options = job_request(code, **job)
     if code_node is not None:
-        from aiida_crystinv.data.distances import check_threshold
+        import numpy as np
+
+        from aiida_crystinv.distances import duplicate_groups
+
+        k = min(k, len(invariants) - 1)
+        knn, node = neighbours_or_exit(invariants, k, metric, code=code_node, options=options)
+        pairs = knn.pairs_within(threshold)
+        index = {r: x for x, r in enumerate(invariants.ids)}
+        i = np.array([index[a] for a, _, _ in pairs], dtype=np.int64)
+        j = np.array([index[b] for _, b, _ in pairs], dtype=np.int64)
+        groups = [[invariants.ids[x] for x in g] for g in duplicate_groups(len(invariants), i, j, invariants.ids)]
+        where, metric_name = f"kNN graph node {knn.pk}, k={k}", knn.metric
+        cut = sum(1 for row in knn.get_knn()[0] if len(row) and row[-1] <= threshold)
+    else:
+        from aiida_crystinv.workflows.neighbours import find_duplicates
 
         try:
-            check_threshold(threshold)
+            found, node = find_duplicates(invariants, threshold, metric)
         except ValueError as exception:
             echo.echo_critical(str(exception))
-        knn, node = neighbours_or_exit(invariants, min(k, len(invariants) - 1), metric, code=code_node, options=options)
-        pairs = knn.pairs_within(threshold)
-    else:
-        try:
-            pairs, knn, node = find_near_duplicates(invariants, threshold, k, metric)
-        except ValueError as exception:
-            echo.echo_critical(str(exception))
-        check_process(node, "searching nearest neighbours")
+        check_process(node, "searching near-duplicates")
+        pairs, groups, metric_name = found.pairs, found.groups, found.metric
+        where, cut = f"node {node.outputs.duplicates.pk}", 0
     if not pairs:
-        echo.echo_report(f"no pairs within {threshold} ({knn.metric}; kNN graph node {knn.pk})")
+        echo.echo_report(f"no pairs within {threshold} ({metric_name}; {where})")
         return
-    echo.echo(table([[a, b, d] for a, b, d in pairs], ["Structure", "Near-duplicate", f"{knn.metric}"], floatfmt=".4f"))
-    echo.echo_success(f"{len(pairs)} near-duplicate pair(s) within {threshold} (kNN graph node {knn.pk})")
+    if show_pairs:
+        echo.echo(table([[a, b, d] for a, b, d in pairs], ["Structure", "Near-duplicate", metric_name], floatfmt=".4f"))
+    else:
+        rows = []
+        for g, members in enumerate(groups, start=1):
+            others = ", ".join(members[1:])
+            rows.append([g, len(members), members[0], others if len(others) <= 70 else others[:67] + "..."])
+        echo.echo(table(rows, ["Group", "Size", "Representative", "Others"]))
+    echo.echo_success(
+        f"{len(groups)} group(s) of near-duplicates ({sum(len(g) for g in groups)} of {len(invariants)} structures, "
+        f"{len(pairs)} pair(s) within {threshold}, {metric_name}; {where})"
+    )
+    if cut:
+        echo.echo_warning(f"{cut} structure(s) have all {k} neighbours within {threshold}: pairs may be missing; "
+                          "raise -k, or run without --code for the exact search")

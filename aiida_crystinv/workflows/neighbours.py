@@ -1,7 +1,9 @@
 """Launchers of the distance calcfunctions, and the near-duplicate search.
 
-* :func:`launch_distances`, :func:`launch_neighbours`, :func:`find_near_duplicates`:
-  Python launchers (what ``crystinv distances / neighbours / duplicates`` call);
+* :func:`launch_distances`, :func:`launch_neighbours`, :func:`find_duplicates`,
+  :func:`find_near_duplicates`: Python launchers (what ``crystinv distances / neighbours /
+  duplicates`` call); :func:`find_duplicates` is the exact threshold search with groups,
+  :func:`find_near_duplicates` the pairs of a k-nearest-neighbour graph (cut by k);
 * :func:`near_duplicate_pairs`: a calcfunction storing the near-duplicate pairs of a
   distances node as a ``List`` (used by the ``DemoWorkChain``).
 
@@ -20,19 +22,22 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
-from ..calculations.functions import compute_distances, compute_neighbours
+from ..calculations.functions import compute_distances, compute_duplicates, compute_neighbours
 from ..calculations.ports import check_finite, validate_inputs
 from ..data import DistancesData, InvariantsData
 from ..data.distances import check_threshold
 from ..exit_codes import EXIT
 from ..specs import METRICS
 
-__all__ = ["check_metric_applies", "check_neighbour_count", "launch_distances", "launch_neighbours", "find_near_duplicates", "near_duplicate_pairs"]
+__all__ = ["check_metric_applies", "check_neighbour_count", "launch_distances", "launch_neighbours", "find_duplicates",
+           "Duplicates", "find_near_duplicates", "near_duplicate_pairs"]
 
 
 def check_metric_applies(invariants: InvariantsData, metric: str | None) -> None:
@@ -102,6 +107,58 @@ def launch_neighbours(
     check_neighbour_count(invariants, k, metric)
     results, node = compute_neighbours.run_get_node(invariants=invariants, k=orm.Int(k), **_metric_input(metric))
     return results.get("distances"), node
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """The near-duplicates of a set: ``groups`` (identifiers, the representative first,
+    sorted by representative) and ``pairs`` ``(id_a, id_b, distance)`` closest first."""
+
+    groups: list[list[str]]
+    pairs: list[tuple[str, str, float]]
+    threshold: float
+    metric: str
+
+
+def read_duplicates(node: orm.ArrayData) -> Duplicates:
+    """:class:`Duplicates` from a ``compute_duplicates`` output node."""
+    ids = node.get_array("ids").tolist()
+    group = node.get_array("group")
+    pairs = node.get_array("pairs")
+    d = node.get_array("distances")
+    order = np.lexsort((pairs[:, 1], pairs[:, 0], d)) if len(d) else np.empty(0, int)
+    members: dict[int, list[int]] = {}
+    for index, g in enumerate(group.tolist()):
+        if g >= 0:
+            members.setdefault(g, []).append(index)
+    groups = [sorted((ids[x] for x in members[g]), key=lambda r: (r != min(ids[x] for x in members[g]), r))
+              for g in sorted(members)]
+    return Duplicates(
+        groups=groups,
+        pairs=[(ids[pairs[t, 0]], ids[pairs[t, 1]], float(d[t])) for t in order],
+        threshold=float(node.base.attributes.get("threshold")),
+        metric=str(node.base.attributes.get("metric")),
+    )
+
+
+def find_duplicates(
+    invariants: InvariantsData, threshold: float, metric: str | None = None
+) -> tuple[Duplicates | None, orm.ProcessNode]:
+    """Every pair within ``threshold`` and the groups they form, exactly
+    (``compute_duplicates``; never cut by a neighbour count).
+
+    Returns:
+        ``(duplicates, node)``; ``(None, node)`` when the search failed.
+
+    Raises:
+        ValueError: a NaN or negative ``threshold``, a metric that does not apply (checked
+            before anything is stored).
+    """
+    check_threshold(threshold)
+    check_metric_applies(invariants, metric)
+    results, node = compute_duplicates.run_get_node(invariants=invariants, threshold=orm.Float(threshold),
+                                                    **_metric_input(metric))
+    return (read_duplicates(results["duplicates"]) if "duplicates" in results else None), node
 
 
 def find_near_duplicates(

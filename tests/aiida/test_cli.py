@@ -150,7 +150,9 @@ def test_duplicates_finds_the_planted_pair(pdd_invariants):
     for dup in planted:
         line = next(line for line in result.output.splitlines() if dup in line)
         assert dup[: -len("-dup")] in line
-    assert "near-duplicate pair(s)" in result.output
+    assert f"{len(planted)} group(s) of near-duplicates" in result.output
+    pairs = run("duplicates", pdd_invariants.pk, "--threshold", "0.05", "--pairs").output
+    assert f"{len(planted)} pair(s) within 0.05" in pairs and "Near-duplicate" in pairs
 
 
 def test_no_duplicates_under_a_tiny_threshold(pdd_invariants):

@@ -82,8 +82,8 @@ def test_commands_with_a_code_give_the_nodes_of_the_in_process_commands(dataset,
 
     pairs_here = run("duplicates", here.pk).output
     pairs = run("duplicates", here.pk, "--code", code).output
-    assert table(pairs) == table(pairs_here) and len(table(pairs)) == 4  # header, rule, two planted pairs
-    assert "2 near-duplicate pair(s)" in pairs
+    assert table(pairs) == table(pairs_here) and len(table(pairs)) == 4  # header, rule, two planted groups
+    assert "2 group(s) of near-duplicates" in pairs and "2 pair(s) within" in pairs
 
 
 def test_job_options_need_a_code_and_a_worker_code(dataset, aiida_localhost):
