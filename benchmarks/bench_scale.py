@@ -503,17 +503,19 @@ def projection(runs: list[dict], mb_record: float, bytes_record: float, bound: f
     s_per_mb = float(np.median(read_rate)) if read_rate else 0.0
     submit_per_job = ref["submit_per_block"]
     merge_per_record = ref["merge_s"] / n0
+    upload_rate = [j["before"] / j["staged_mb"] for j in ref["jobs"] if j.get("before") and j.get("staged_mb")]
+    upload_s_per_mb = float(np.median(upload_rate)) if upload_rate else 0.0
     slots = nodes * cores_per_node
-    options = JobOptions(max_memory_mb=bound, max_concurrent=slots, **({"block_size": block_size} if block_size else {}))
-    lines.append(f"  run with --max-jobs {slots} (max_concurrent: one wave of jobs fills the cluster); the figures "
-                 f"measured: submit step {submit_per_job:.2f} s/block (within a wave), {overhead:.1f} s of overhead "
-                 f"per job, reading staged input {s_per_mb * 1e3:.1f} ms/MB, merge_blocks {merge_per_record * 1e3:.2f} "
-                 "ms per record")
+    lines.append(f"  run with --max-jobs {slots} (max_concurrent) and --block-size ceil(N / {slots}) (one wave fills the "
+                 f"cluster); the figures measured: submit step {submit_per_job:.2f} s/block (within a wave), "
+                 f"{overhead:.1f} s of overhead per job, reading staged input {s_per_mb * 1e3:.1f} ms/MB, staging "
+                 f"(before upload) {upload_s_per_mb * 1e3:.1f} ms/MB, merge_blocks {merge_per_record * 1e3:.2f} ms per record")
 
     def links(inputs: int) -> float:  # the guide: 1000 inputs of one calcfunction ~27 s of link checks
         return 27.0 * (inputs / 1000) ** 2
 
     for m, name in TARGETS:
+        options = JobOptions(max_memory_mb=bound, max_concurrent=slots, block_size=max(1, math.ceil(m / slots)))
         qs, rs = knn_blocks(m, m, mb_record, options)
         jobs = len(qs) * len(rs)
         q, r = qs[0][1] - qs[0][0], rs[0][1] - rs[0][0]
@@ -526,6 +528,7 @@ def projection(runs: list[dict], mb_record: float, bytes_record: float, bound: f
         merge_links = (len(qs) * links(len(rs)) if len(rs) > 1 else 0.0) + links(len(qs))
         terms = {
             "jobs": waves * job_s,
+            "staging": jobs * staged_mb * upload_s_per_mb,  # every job's input copied by the daemon machine
             "the submit steps": jobs * submit_per_job,
             "merge links": merge_links,
             "merge data": merge_per_record * m * (2 if len(rs) > 1 else 1),
@@ -538,11 +541,11 @@ def projection(runs: list[dict], mb_record: float, bytes_record: float, bound: f
         lines.append(
             f"  {name}: {jobs:,} jobs = {len(qs):,} query blocks of {q:,} x {len(rs)} reference block(s) of {r:,} "
             f"(estimated peak {peak:.0f} MiB/job); {waves:,} wave(s) x {job_s / 60:.1f} min = {terms['jobs'] / 3600:.2f} h, "
+            f"staging {terms['staging'] / 3600:.2f} h ({jobs * staged_mb / 2**20:.2f} TiB at this machine's local copy rate), "
             f"submit steps {terms['the submit steps'] / 3600:.2f} h, merge_blocks "
             f"{(terms['merge links'] + terms['merge data']) / 3600:.2f} h ({terms['merge links'] / 3600:.2f} h of it input "
             f"links): total ~ {total / 3600:.1f} h, largest term {largest} ({terms[largest] / total:.0%}); "
-            f"{jobs * staged_mb / 2**20:.2f} TiB staged; {2 * in_flight + 1:,} processes at once need >= {workers} daemon "
-            "workers at 200 slots"
+            f"{2 * in_flight + 1:,} processes at once need >= {workers} daemon workers at 200 slots"
         )
     lines.append(
         "  limits: (1) the reference set per job: under the bound the reference set is cut into blocks, so every "
@@ -551,7 +554,8 @@ def projection(runs: list[dict], mb_record: float, bytes_record: float, bound: f
         "(2) the waves are barriers: a wave waits for its slowest job; (3) the merge: merge_blocks runs in the "
         "daemon, its link checks grow with the square of its inputs (per query block: the reference blocks; then the "
         "query blocks), and the final one holds every top-k list in one process; (4) AiiDA per job: the submit step "
-        "and the job overhead above, and two daemon slots per job in flight."
+        "and the job overhead above, and two daemon slots per job in flight. The staging term assumes the daemon "
+        "machine copies at this machine's local-disk rate; over a network it is slower."
     )
     return [line for line in lines if line]
 

@@ -478,3 +478,82 @@ def cmd_duplicates(invariants, threshold, metric, show_pairs, k, code, **job):
     if cut:
         echo.echo_warning(f"{cut} structure(s) have all {k} neighbours within {threshold}: pairs may be missing; "
                           "raise -k, or run without --code for the exact search")
+
+
+@cmd_crystinv.command("search")
+@click.argument("queries", metavar="QUERIES")
+@click.option("-r", "--reference", type=DATASET, required=True, help="The reference dataset to search in.")
+@click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Nearest reference records per query.")
+@click.option(
+    "-d", "--descriptor", type=click.Choice(DESCRIPTOR_NAMES, case_sensitive=False), default="pdd", show_default=True,
+    help="The invariant compared (the reference's are computed once and reused).",
+)
+@click.option("-p", "--param", "params", type=KeyValueParamType(), multiple=True,
+              help="A descriptor parameter, e.g. -p k=100 (repeatable); pdd/amd default k=100.")
+@click.option("-m", "--metric", type=click.Choice(METRIC_NAMES), default=None, help="Default: by descriptor.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Queries to print (0: none).")
+@with_profile
+@clean_errors
+def cmd_search(queries, reference, k, descriptor, params, metric, limit):
+    """The k nearest structures of a reference dataset to each structure of QUERIES (exact).
+
+    QUERIES is a structure file (CIF, CSV, JSON, or a folder of CIFs: imported as a new
+    dataset), a dataset (PK, UUID or label) or an AiiDA group of StructureData. The
+    reference's invariants are found stored or computed once, then reused by every
+    later search against it.
+
+    \b
+    Examples:
+        crystinv search my_candidates.cif --reference mp-elastic -k 3
+        crystinv search 77 -r 51 -d amd -p k=100
+    """
+    import pathlib
+
+    from aiida import orm
+
+    from aiida_crystinv.data import CrystalDatasetData
+    from aiida_crystinv.workflows.neighbours import similarity_search
+
+    params = list(params)
+    if descriptor.lower() in ("amd", "pdd") and not any(key == "k" for key, _ in params):
+        params.append(("k", 100))
+    spec = descriptor_spec(descriptor, params)
+    path = pathlib.Path(queries)
+    if path.exists():
+        from .cmd_dataset import import_file
+
+        dataset, _ = import_file(path)
+        echo.echo_report(f"imported {path.name}: dataset {dataset.pk} with {len(dataset)} structure(s)")
+    else:
+        dataset = None
+        try:
+            node = orm.load_node(queries)
+            if isinstance(node, CrystalDatasetData):
+                dataset = node
+        except Exception:  # noqa: BLE001 - not a node: maybe a group
+            node = None
+        if dataset is None:
+            try:
+                group = orm.load_group(queries)
+            except Exception:  # noqa: BLE001
+                what = f"node {node.pk} is a {type(node).__name__}" if node is not None else "no such file, dataset or group"
+                echo.echo_critical(f"QUERIES {queries!r}: {what}; give a structure file, a dataset or a group of StructureData")
+            from aiida_crystinv.calculations.sources import import_group
+
+            results, gnode = import_group.run_get_node(group=orm.Str(group.label))
+            check_process(gnode, f"reading the group {group.label}")
+            dataset = results["dataset"]
+    with Timer() as timer:
+        try:
+            result, node = similarity_search(dataset, reference, spec, k, metric)
+        except (ValueError, RuntimeError) as exception:
+            echo.echo_critical(str(exception))
+    check_process(node, "the search")
+    reused = "reused" if result.reused else "computed"
+    echo.echo_success(
+        f"{result.knn.metric}: the {k} nearest of {len(reference)} reference structures to each of "
+        f"{count_of(len(dataset), 'query structure')}: node {result.knn.pk} (reference invariants {result.reference_invariants.pk}, "
+        f"{reused}; {timer.seconds:.1f} s)"
+    )
+    if limit:
+        echo.echo(knn_table(result.knn, limit, columns=min(k, 3)))

@@ -492,7 +492,9 @@ def discard_failed_outputs(node: t.Any) -> list[int]:
 
     A process function interrupted with Ctrl-C is marked killed, but its body runs to the
     end and its outputs are attached anyway: a result of a killed run must not be mistaken
-    for a valid one.
+    for a valid one. A CalcJob that finished with an exit status keeps its outputs (the
+    retrieved files, the parsed output of a failed DFT run): they are the record of the
+    external code's failure, not a result, and its exit status says so.
     """
     from aiida import orm
     from aiida.common.links import LinkType
@@ -504,7 +506,7 @@ def discard_failed_outputs(node: t.Any) -> list[int]:
         {
             link.node.pk
             for proc in processes
-            if not proc.is_finished_ok
+            if not proc.is_finished_ok and not (isinstance(proc, orm.CalcJobNode) and proc.is_finished)
             for link in proc.base.links.get_outgoing(link_type=LinkType.CREATE).all()
         }
     )

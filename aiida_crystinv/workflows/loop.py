@@ -179,7 +179,7 @@ class DftLoopWorkChain(WorkChain):
     def _run(self, function: Any, label: str, code: str, **inputs: Any) -> Any:
         results, node = function.run_get_node(**inputs, metadata={"call_link_label": label})
         if not node.is_finished_ok:
-            self.ctx.failure = getattr(self.exit_codes, code).format(message=describe_failure(node))
+            self._failure = getattr(self.exit_codes, code).format(message=describe_failure(node))
             return None
         return results
 
@@ -191,7 +191,8 @@ class DftLoopWorkChain(WorkChain):
         structures = dict(extracted["structures"])
         self.ctx.structures[prefix] = {label: s.label for label, s in structures.items()}
         self.ctx.structure_nodes[prefix] = structures
-        return launch_handoffs(self, self.ctx.plan, structures, prefix=prefix)
+        plan = HandoffPlan(self.inputs.handoff)  # checked at the ports; not kept in the context (not serialisable)
+        return launch_handoffs(self, plan, structures, prefix=prefix)
 
     def _collect(self, prefix: str) -> Any:
         """The DFT dataset of the children of ``prefix`` that finished ok; failures reported."""
@@ -201,7 +202,7 @@ class DftLoopWorkChain(WorkChain):
             self.report(f"DFT failed for {self.ctx.structures[prefix].get(label, label)}: {reason}")
         self.ctx.failed_count += len(failed)
         if not done:
-            self.ctx.failure = self.exit_codes.ERROR_HANDOFF_FAILED.format(
+            self._failure = self.exit_codes.ERROR_HANDOFF_FAILED.format(
                 message=f"{len(failed)} of {len(failed)} in {prefix}: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
             return None
         results = {}
@@ -216,7 +217,6 @@ class DftLoopWorkChain(WorkChain):
 
     # ------------------------------------------------------------------ steps
     def setup(self):
-        self.ctx.plan = HandoffPlan(self.inputs.handoff)  # checked at the ports
         self.ctx.training = self.inputs.dataset
         self.ctx.round = 0
         self.ctx.stale = 0
@@ -228,7 +228,7 @@ class DftLoopWorkChain(WorkChain):
         self.ctx.refused = {}
         self.ctx.failed_count = 0
         self.ctx.calibration = None
-        self.ctx.failure = None
+        self._failure = None  # an ExitCode returned by the step that set it (never kept in the context)
         self.ctx.pool_of = {"calibration": self.inputs.dataset}
         self.ctx.stop_reason = None
         clash = sorted(set(self.inputs.candidates.ids) & set(self.inputs.dataset.ids))
@@ -257,18 +257,18 @@ class DftLoopWorkChain(WorkChain):
         ids = self.inputs.calibration.get_list()
         refused = self._handoff(ids, "calibration")
         if refused is None:
-            return self.ctx.failure
+            return self._failure
         self.ctx.refused["calibration"] = refused
         return None
 
     def collect_calibration(self):
         dft = self._collect("calibration")
         if dft is None:
-            return self.ctx.failure
+            return self._failure
         results = self._run(calibrate_dft, "calibrate", "ERROR_DFT_RESULTS_FAILED", dft=dft, training=self.inputs.dataset,
                             target=self.inputs.target)
         if results is None:
-            return self.ctx.failure
+            return self._failure
         self.ctx.calibration = results["calibration"]
         self.out("calibration", self.ctx.calibration)
         shifts = ", ".join(f"{k} {v:+.4f}" for k, v in self.ctx.calibration["shifts"].items())
@@ -300,7 +300,7 @@ class DftLoopWorkChain(WorkChain):
         self.ctx.round += 1
         trained = self._train(f"round_{self.ctx.round}_train")
         if trained is None:
-            return self.ctx.failure
+            return self._failure
         self.ctx.model = trained["model"]
         self.report(f"round {self.ctx.round}: trained on {len(self.ctx.training)} records")
         return None
@@ -312,14 +312,14 @@ class DftLoopWorkChain(WorkChain):
             inputs["reference"] = self.ctx.reference
         predicted = self._run(predict, f"{prefix}_predict", "ERROR_PREDICTION_STEP_FAILED", **inputs)
         if predicted is None:
-            return self.ctx.failure
+            return self._failure
         self.ctx.predictions = predicted["predictions"]
         extra: dict[str, Any] = {}
         if self.inputs.selection.get("uncertain", 0):
             novelty = self._run(distance_to_training, f"{prefix}_novelty", "ERROR_PREDICTION_STEP_FAILED",
                                 candidates=self.inputs.candidates, training=self.ctx.training)
             if novelty is None:
-                return self.ctx.failure
+                return self._failure
             extra["novelty"] = novelty["novelty"]
         results, node = select_for_dft.run_get_node(
             predictions=self.ctx.predictions, selection=self.inputs.selection, exclude=orm.List(list(self.ctx.exclude)),
@@ -342,7 +342,7 @@ class DftLoopWorkChain(WorkChain):
         self.ctx.pool_of[prefix] = self.inputs.candidates
         refused = self._handoff(self.ctx.selected, prefix)
         if refused is None:
-            return self.ctx.failure
+            return self._failure
         self.ctx.refused[prefix] = refused
         return None
 
@@ -353,19 +353,19 @@ class DftLoopWorkChain(WorkChain):
         prefix = f"round_{self.ctx.round}"
         dft = self._collect(prefix)
         if dft is None:
-            return self.ctx.failure
+            return self._failure
         self.out(f"dft.{prefix}", dft)
         calibration = {"calibration": self.ctx.calibration} if self.ctx.calibration is not None else {}
         scored = self._run(score_round, f"{prefix}_score", "ERROR_DFT_RESULTS_FAILED", predictions=self.ctx.predictions,
                            dft=dft, **calibration)
         if scored is None:
-            return self.ctx.failure
+            return self._failure
         score = scored["score"]
         self.out(f"scores.{prefix}", score)
         extended = self._run(extend_training, f"{prefix}_extend", "ERROR_DFT_RESULTS_FAILED", training=self.ctx.training,
                              dft=dft, target=self.inputs.target, **calibration)
         if extended is None:
-            return self.ctx.failure
+            return self._failure
         n_train = len(self.ctx.training)
         self.ctx.training = extended["dataset"]
         lowest = self.inputs.selection.get("order", "lowest") == "lowest"
@@ -388,7 +388,7 @@ class DftLoopWorkChain(WorkChain):
     def finalize(self):
         trained = self._train("final_train")
         if trained is None:
-            return self.ctx.failure
+            return self._failure
         self.out("model", trained["model"])
         self.out("dataset", self.ctx.training)
         pairs = [p for row in self.ctx.rows for p in row["pairs"]]

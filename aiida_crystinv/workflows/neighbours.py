@@ -4,6 +4,8 @@
   :func:`find_near_duplicates`: Python launchers (what ``crystinv distances / neighbours /
   duplicates`` call); :func:`find_duplicates` is the exact threshold search with groups,
   :func:`find_near_duplicates` the pairs of a k-nearest-neighbour graph (cut by k);
+  :func:`similarity_search` the nearest records of a reference set to new structures
+  (``crystinv search``);
 * :func:`near_duplicate_pairs`: a calcfunction storing the near-duplicate pairs of a
   distances node as a ``List`` (used by the ``DemoWorkChain``).
 
@@ -37,7 +39,7 @@ from ..exit_codes import EXIT
 from ..specs import METRICS
 
 __all__ = ["check_metric_applies", "check_neighbour_count", "launch_distances", "launch_neighbours", "find_duplicates",
-           "Duplicates", "find_near_duplicates", "near_duplicate_pairs"]
+           "Duplicates", "find_near_duplicates", "near_duplicate_pairs", "similarity_search", "SearchResult"]
 
 
 def check_metric_applies(invariants: InvariantsData, metric: str | None) -> None:
@@ -159,6 +161,79 @@ def find_duplicates(
     results, node = compute_duplicates.run_get_node(invariants=invariants, threshold=orm.Float(threshold),
                                                     **_metric_input(metric))
     return (read_duplicates(results["duplicates"]) if "duplicates" in results else None), node
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The k nearest reference records of each query: ``knn`` (a kNN ``DistancesData``,
+    rows = queries, columns = reference records), the invariants of both, and whether the
+    reference invariants were found stored (``reused``) rather than computed."""
+
+    knn: DistancesData
+    query_invariants: InvariantsData
+    reference_invariants: InvariantsData
+    reused: bool
+
+    def rows(self) -> list[tuple[str, int, str, float]]:
+        """``(query id, rank from 1, reference id, distance)``, nearest first."""
+        d, idx = self.knn.get_knn()
+        return [(q, r + 1, self.knn.col_ids[int(idx[i, r])], float(d[i, r]))
+                for i, q in enumerate(self.knn.row_ids) for r in range(d.shape[1])]
+
+
+def _invariants_of(dataset: Any, spec: dict[str, Any], label: str) -> tuple[InvariantsData, bool]:
+    from ..calculations.functions import compute_invariants
+    from .training import find_invariants
+
+    found = find_invariants(dataset, spec)
+    if found is not None:
+        return found, True
+    results, node = compute_invariants.run_get_node(dataset=dataset, descriptor=orm.Dict({"name": spec["name"], **spec["params"]}),
+                                                    metadata={"call_link_label": label})
+    if not node.is_finished_ok:
+        raise RuntimeError(f"the {label} failed: [{node.exit_status}] {node.exit_message}")
+    return results["invariants"], False
+
+
+def similarity_search(queries: Any, reference: Any, descriptor: Any = None, k: int = 5,
+                      metric: str | None = None) -> tuple[SearchResult | None, orm.ProcessNode]:
+    """The ``k`` nearest records of ``reference`` to each structure of ``queries``, exact.
+
+    The invariants of both datasets are found stored (same descriptor and parameters) or
+    computed once (``compute_invariants``) and reused by later searches against the same
+    reference; the search is ``compute_neighbours`` with ``other`` = the reference.
+
+    Args:
+        queries, reference: ``CrystalDatasetData`` nodes (store a new one first).
+        descriptor: ``{'name': 'pdd', 'k': 100}`` (the default) or any invariant spec.
+        metric: default: the descriptor's natural metric.
+
+    Returns:
+        ``(result, node)``; ``(None, node)`` when the search failed.
+
+    Raises:
+        ValueError: an invalid descriptor, a metric that does not apply, ``k`` larger than
+            the reference set (checked before anything is stored).
+        RuntimeError: the invariants could not be computed (the message says why).
+    """
+    from ..specs import SpecError, parse_invariant
+
+    try:
+        spec = parse_invariant(descriptor if descriptor is not None else {"name": "pdd", "k": 100}).normalised()
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if k > len(reference):
+        raise ValueError(f"k={k} but the reference set has {len(reference)} records")
+    ref_inv, reused = _invariants_of(reference, spec, "reference invariants")
+    check_metric_applies(ref_inv, metric)
+    query_inv, _ = _invariants_of(queries, spec, "query invariants")
+    results, node = compute_neighbours.run_get_node(invariants=query_inv, k=orm.Int(k), other=ref_inv,
+                                                    **_metric_input(metric))
+    if "distances" not in results:
+        return None, node
+    return SearchResult(results["distances"], query_inv, ref_inv, reused), node
 
 
 def find_near_duplicates(
