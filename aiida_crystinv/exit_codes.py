@@ -147,7 +147,33 @@ def describe_failure(node: Any, limit: int = 400) -> str:
     cause = _root_cause(node)
     if cause is not None:
         text = f"{text} <- {_one_failure(cause)}"
+    said = _code_error(cause if cause is not None else node)
+    if said:
+        text = f"{text}; the code's output says: {said}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _code_error(node: Any) -> str | None:
+    """The error a failed CalcJob's code wrote in its main output file (Quantum ESPRESSO's
+    ``Error in routine ...`` block, else the last line that mentions an error), or None."""
+    from aiida import orm
+
+    if not isinstance(node, orm.CalcJobNode) or "retrieved" not in node.outputs:
+        return None
+    try:
+        name = node.get_option("output_filename")
+        if not name or name not in node.outputs.retrieved.base.repository.list_object_names():
+            return None
+        text = node.outputs.retrieved.base.repository.get_object_content(name)
+    except Exception:  # noqa: BLE001 - an unreadable file: no extra detail
+        return None
+    lines = [line.strip() for line in text.splitlines()[-200:]]
+    for i, line in enumerate(lines):
+        if line.startswith("Error in routine"):
+            detail = " ".join(x for x in lines[i + 1:i + 3] if x and not x.startswith("%"))
+            return f"{line} {detail}".strip()[:200]
+    errors = [line for line in lines if "error" in line.lower()]
+    return errors[-1][:200] if errors else None
 
 
 def _one_failure(node: Any) -> str:

@@ -318,7 +318,7 @@ def launch_handoffs(workchain: Any, plan: HandoffPlan, structures: dict[str, orm
             process_class, built = plan.inputs_for(structure)
         except ValueError as exc:
             refused[label] = str(exc)
-            workchain.report(f"{label}: {exc}")
+            workchain.report(f"{structure.label or label}: {exc}")
             continue
         link = f"{prefix}_{label}"
         description = f"{structure.label or label} (hand-off)"

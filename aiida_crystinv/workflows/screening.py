@@ -212,7 +212,7 @@ class ScreeningWorkChain(WorkChain):
         message or exception, the deepest failed step); exit 411 when all failed, 425 when
         some did (the others' outputs are attached)."""
         done, failed = inspect_handoffs(self)
-        failed = {**self.ctx.handoff_refused, **failed}
+        failed = {self.ctx.structures[k].label or k: v for k, v in {**self.ctx.handoff_refused, **failed}.items()}
         for label, child in done.items():
             for link_label, node in returned_outputs(child).items():
                 self.out(f"handoff.{label}.{link_label}", node)

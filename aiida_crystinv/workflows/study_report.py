@@ -178,15 +178,15 @@ def _loop_section(loop: Any, directory: pathlib.Path) -> list[str]:
               "|---|---|---|---|---|---|---|"]
     points = []
     for row in summary["rounds"]:
-        lines.append(f"| {row['round']} | {row['n_train']} | {row['n_dft']} | {_fmt(row['mae'])} | {_fmt(row['spearman'], 2)} | "
-                     f"{_fmt(row['best_this_round'])} | {_fmt(row['best_so_far'])} ({row['best_id']}) |")
+        lines.append(f"| {row['round']} | {row['n_train']} | {row['n_dft']} | {row['mae']:.4f} | {_fmt(row['spearman'], 2)} | "
+                     f"{row['best_this_round']:.4f} | {row['best_so_far']:.4f} ({row['best_id']}) |")
         points += [(row["round"], r, p, d) for r, p, d in row["pairs"]]
     pooled = summary.get("all_rounds") or {}
     if pooled.get("n"):
         lines += ["", f"All rounds together ({pooled['n']} DFT structures, each predicted by the model of its round): "
-                  f"MAE {_fmt(pooled.get('mae'))} {unit}, Spearman {_fmt(pooled.get('spearman'), 2)}."]
+                  f"MAE {pooled['mae']:.4f} {unit}, Spearman {_fmt(pooled.get('spearman'), 2)}."]
     lines += ["", "| round | structure | predicted | DFT (on the target's scale) |", "|---|---|---|---|"]
-    lines += [f"| {k} | {r} | {_fmt(p)} | {_fmt(d)} |" for k, r, p, d in points]
+    lines += [f"| {k} | {r} | {p:.4f} | {d:.4f} |" for k, r, p, d in points]
     if summary.get("failed_handoffs"):
         lines += ["", f"{summary['failed_handoffs']} DFT hand-off(s) failed; the report of the loop names them."]
     if points:

@@ -116,7 +116,7 @@ def test_pseudo_family_command_refuses_what_it_cannot_use(qe_ready, tmp_path):
     result = runner.invoke(cmd_crystinv, ["pseudo-family", label, str(PSEUDO_DIR / "C.pbe-n-kjpaw_psl.0.1.UPF")])
     assert result.exit_code == 0, result.output
     family = orm.load_group(label)
-    assert family.get_recommended_cutoffs(elements=["C"], unit="Ry") == pytest.approx((36.6569045899, 146.6276183596))
+    assert family.get_recommended_cutoffs(elements=("C",), unit="Ry") == pytest.approx((36.6569045899, 146.6276183596))
     # nothing stored for a refused command, and a taken label is refused
     assert not orm.QueryBuilder().append(orm.Group, filters={"label": {"in": ["x-two", "x-none"]}}).count()
     result = runner.invoke(cmd_crystinv, ["pseudo-family", label, str(C_UPF), "--ecutwfc", "30"])
@@ -161,6 +161,8 @@ def test_screening_reports_each_failed_hand_off_and_keeps_the_others(pw_code, ca
     assert "2 of 3 failed" in message
     assert "Si" in message and "building the inputs failed" in message  # the family has no Si
     assert re.search(r"PwBaseWorkChain <\d+> \[\d+\].*<- PwCalculation <\d+> \[\d+\]", message), message
+    assert "Error in routine set_cutoff" in message  # what pw.x itself wrote
+    assert "Si-diamond: building the inputs failed" in message  # named by its identifier
     good = [k for k in results["handoff"]]
     assert len(good) == 1
     params = results["handoff"][good[0]]["output_parameters"]
