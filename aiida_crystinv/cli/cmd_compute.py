@@ -491,10 +491,12 @@ def cmd_duplicates(invariants, threshold, metric, show_pairs, k, code, **job):
 @click.option("-p", "--param", "params", type=KeyValueParamType(), multiple=True,
               help="A descriptor parameter, e.g. -p k=100 (repeatable); pdd/amd default k=100.")
 @click.option("-m", "--metric", type=click.Choice(METRIC_NAMES), default=None, help="Default: by descriptor.")
+@click.option("-F", "--format", "format_", type=click.Choice(["auto", "cif", "csv", "json"]), default="auto", show_default=True,
+              help="Format of a QUERIES file; 'auto' guesses from the extension.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Queries to print (0: none).")
 @with_profile
 @clean_errors
-def cmd_search(queries, reference, k, descriptor, params, metric, limit):
+def cmd_search(queries, reference, k, descriptor, params, metric, format_, limit):
     """The k nearest structures of a reference dataset to each structure of QUERIES (exact).
 
     QUERIES is a structure file (CIF, CSV, JSON, or a folder of CIFs: imported as a new
@@ -522,7 +524,7 @@ def cmd_search(queries, reference, k, descriptor, params, metric, limit):
     if path.exists():
         from .cmd_dataset import import_file
 
-        dataset, _ = import_file(path)
+        dataset, _ = import_file(path, format=format_)
         echo.echo_report(f"imported {path.name}: dataset {dataset.pk} with {len(dataset)} structure(s)")
     else:
         dataset = None

@@ -142,7 +142,7 @@ def plan_family(paths: Sequence[str | Path], ecutwfc: float | None = None, ecutr
             rho = info.rho_cutoff or wfc * (4 if info.pseudo_type == "NC" else 8)
         else:
             raise PseudoFamilyError(
-                f"{info.path.name} ({element}) suggests no cutoff in its header: give ecutwfc (and ecutrho) for the family"
+                f"{info.path.name} ({element}) suggests no cutoff in its header: give the cutoffs (--ecutwfc, --ecutrho)"
             )
         cutoffs[element] = {"cutoff_wfc": float(wfc), "cutoff_rho": float(rho)}
     return list(by_element.values()), cutoffs
