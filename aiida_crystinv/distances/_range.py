@@ -29,12 +29,14 @@ _VECTOR_NORMS = {"amd_linf": np.inf, "amd_l1": 1, "amd_l2": 2, "composition_l1":
 
 
 @njit(cache=True)
-def _sweep_counts(keys, vectors, order, eps, counts):
-    """Per sorted position p: how many q > p are within eps in the key and in L-inf."""
+def _sweep(keys, vectors, order, eps, counts, fill, out_i, out_j):
+    """The sorted sweep: per sorted position p, the q > p within eps in the key and in L-inf.
+    First pass (``fill`` False): their number in ``counts[p]``; second pass: written from
+    ``counts[p]`` (now the start offsets) into ``out_i < out_j``."""
     n = keys.shape[0]
     for p in range(n):
         i = order[p]
-        c = 0
+        w = counts[p] if fill else 0
         for q in range(p + 1, n):
             if keys[q] - keys[p] > eps:
                 break
@@ -45,29 +47,12 @@ def _sweep_counts(keys, vectors, order, eps, counts):
                     ok = False
                     break
             if ok:
-                c += 1
-        counts[p] = c
-
-
-@njit(cache=True)
-def _sweep_fill(keys, vectors, order, eps, starts, out_i, out_j):
-    n = keys.shape[0]
-    for p in range(n):
-        i = order[p]
-        w = starts[p]
-        for q in range(p + 1, n):
-            if keys[q] - keys[p] > eps:
-                break
-            j = order[q]
-            ok = True
-            for d in range(vectors.shape[1]):
-                if abs(vectors[i, d] - vectors[j, d]) > eps:
-                    ok = False
-                    break
-            if ok:
-                out_i[w] = min(i, j)
-                out_j[w] = max(i, j)
+                if fill:
+                    out_i[w] = min(i, j)
+                    out_j[w] = max(i, j)
                 w += 1
+        if not fill:
+            counts[p] = w
 
 
 @njit(parallel=True, cache=True)
@@ -86,11 +71,12 @@ def _candidates(vectors: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray
     keys = np.ascontiguousarray(vectors[order, c])
     vectors = np.ascontiguousarray(vectors)
     counts = np.zeros(n, np.int64)
-    _sweep_counts(keys, vectors, order, float(eps), counts)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    none = np.empty(0, np.int64)
+    _sweep(keys, vectors, order, float(eps), counts, False, none, none)
     total = int(counts.sum())
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     pi, pj = np.empty(total, np.int64), np.empty(total, np.int64)
-    _sweep_fill(keys, vectors, order, float(eps), starts, pi, pj)
+    _sweep(keys, vectors, order, float(eps), starts, True, pi, pj)
     return pi, pj
 
 

@@ -475,15 +475,9 @@ class StudySpec(Spec):
         if self.screening is not None:
             sc = self.screening
             sources["candidates"] = sc.candidates.normalised(None)
-            choice: str = "best"
-            if isinstance(sc.model, PairChoice):
-                choice = f"{label_of(sc.model.model)}_on_{label_of(sc.model.descriptor)}"
-                if choice not in [p["label"] for p in pairs]:
-                    raise ValueError(f"screening.model: no trained pair {choice!r}; the pairs are "
-                                     + ", ".join(p["label"] for p in pairs))
             screening = {
                 "selection": sc.selection.normalised(),
-                "model": choice,
+                "model": _pair_choice(sc.model, pairs, "screening"),
                 "group": sc.group,
                 "handoff": sc.handoff.as_dict() if sc.handoff else None,
             }
@@ -491,14 +485,8 @@ class StudySpec(Spec):
         if self.loop is not None:
             lp = self.loop
             sources["pool"] = lp.candidates.normalised(None)
-            choice = "best"
-            if isinstance(lp.model, PairChoice):
-                choice = f"{label_of(lp.model.model)}_on_{label_of(lp.model.descriptor)}"
-                if choice not in [p["label"] for p in pairs]:
-                    raise ValueError(f"loop.model: no trained pair {choice!r}; the pairs are "
-                                     + ", ".join(p["label"] for p in pairs))
             loop = {
-                "model": choice,
+                "model": _pair_choice(lp.model, pairs, "loop"),
                 "selection": {"best": lp.best, "uncertain": lp.uncertain, "order": lp.order},
                 "rounds": lp.rounds, "patience": lp.patience, "max_sites": lp.max_sites,
                 "calibration": lp.calibration, "handoff": lp.handoff.as_dict(),
@@ -519,6 +507,16 @@ class StudySpec(Spec):
                 "code": self.jobs.code, "options": self.jobs.options.model_dump(mode="json", exclude_unset=True)
             },
         }
+
+
+def _pair_choice(model: Any, pairs: list[dict[str, Any]], where: str) -> str:
+    """``'best'`` or the label of the chosen trained pair (checked to exist)."""
+    if not isinstance(model, PairChoice):
+        return "best"
+    choice = f"{label_of(model.model)}_on_{label_of(model.descriptor)}"
+    if choice not in [p["label"] for p in pairs]:
+        raise ValueError(f"{where}.model: no trained pair {choice!r}; the pairs are " + ", ".join(p["label"] for p in pairs))
+    return choice
 
 
 def parse_study(data: Any, where: str = "study", base: str | pathlib.Path = ".") -> StudySpec:

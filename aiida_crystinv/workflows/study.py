@@ -444,13 +444,17 @@ class StudyWorkChain(WorkChain):
         self.ctx.best = summary["best"]
         return None
 
+    def _chosen(self, model: str) -> str:
+        """The pair label a screening or loop uses: the best one or the one named."""
+        return self.ctx.best if model == "best" else model
+
     def should_screen(self) -> bool:
         return bool(self.ctx.study.get("screening"))
 
     def screen(self):
         """Screen the candidates with the chosen (default: the best) model."""
         sc = self.ctx.study["screening"]
-        label = self.ctx.best if sc["model"] == "best" else sc["model"]
+        label = self._chosen(sc["model"])
         if label not in self.ctx.trained:
             return self.exit_codes.ERROR_SCREENING_FAILED.format(message=f"the model {label!r} was not trained (its training failed)")
         child = self.ctx.trained[label]
@@ -490,7 +494,7 @@ class StudyWorkChain(WorkChain):
     def run_loop(self):
         """The screen -> DFT -> retrain loop with the chosen (default: the best) pair."""
         lp = self.ctx.study["loop"]
-        label = self.ctx.best if lp["model"] == "best" else lp["model"]
+        label = self._chosen(lp["model"])
         if label not in self.ctx.trained:
             return self.exit_codes.ERROR_LOOP_FAILED.format(message=f"the model {label!r} was not trained (its training failed)")
         pair = next(p for p in self.ctx.study["pairs"] if p["label"] == label)
