@@ -58,15 +58,12 @@ NOVELTY_K = 100
 def distance_to_training(candidates: CrystalDatasetData, training: CrystalDatasetData):
     """``novelty`` (ArrayData ``ids``, ``distance``): for every candidate, the L-inf distance
     between its AMD (k=100) and the nearest training structure's, in Angstrom."""
+    from ..distances import nearest_neighbours
     from ..invariants import amd
 
     cand = np.stack([amd(c, NOVELTY_K) for c in candidates.get_crystals()])
     train = np.stack([amd(c, NOVELTY_K) for c in training.get_crystals()])
-    nearest = np.full(len(cand), np.inf)
-    for start in range(0, len(train), 2048):
-        block = train[start:start + 2048]
-        d = np.abs(cand[:, None, :] - block[None, :, :]).max(axis=2)
-        nearest = np.minimum(nearest, d.min(axis=1))
+    nearest = nearest_neighbours(train, 1, "amd_linf", queries=cand)[0][:, 0]
     node = orm.ArrayData()
     node.set_array("ids", as_str_array(candidates.ids))
     node.set_array("distance", nearest)
