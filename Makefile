@@ -19,7 +19,7 @@ $(STAMP_RUN): pyproject.toml | $(PY)
 	touch $@
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[dev,bench,qe]"
+	$(PY) -m pip install --quiet -e ".[dev,bench,qe,repr]"
 	touch $@ $(STAMP_RUN)
 
 venv: $(STAMP)

@@ -17,7 +17,10 @@ range     meaning
           it with its pk, exit status and message
 ========  ===========================================================================
 
-Every message has a ``{message}`` placeholder: ``EXIT.ERROR_X.format(message=...)``.
+Every message has a ``{message}`` placeholder: ``EXIT.ERROR_X.format(message=...)``. The
+text put there is capped at :data:`MAX_EXIT_MESSAGE` characters (an error that quotes a
+whole file stays readable); the full text goes to the process's report
+(``verdi process report PK``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,38 @@ from typing import Any
 
 from aiida.engine import ExitCode
 
-__all__ = ["EXIT", "EXIT_CODES", "add_exit_codes", "exit_code_table", "describe_failure", "relay"]
+__all__ = ["EXIT", "EXIT_CODES", "MAX_EXIT_MESSAGE", "add_exit_codes", "capped", "exit_code_table", "describe_failure", "relay"]
+
+#: Longest ``{message}`` (characters) in an exit message; the whole text is in the report.
+MAX_EXIT_MESSAGE = 300
+
+
+def capped(text: Any, limit: int = MAX_EXIT_MESSAGE) -> str:
+    """``text`` on one line, at most ``limit`` characters (cut in the middle, so that the
+    start, which says what failed, and the end, which often holds the cause, are kept).
+    When it is cut and a process is running, the whole text goes to its report."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    try:
+        from aiida.engine import Process
+
+        current = Process.current()
+        if current is not None:
+            current.report(f"the full message (cut to {limit} characters in the exit message): {text}")  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - the report is a convenience; the cut message is still right
+        pass
+    head = (limit - 5) * 2 // 3
+    return f"{text[:head]} ... {text[-(limit - 5 - head):]}"
+
+
+class _CappedExitCode(ExitCode):
+    """An ``ExitCode`` whose :meth:`format` caps the ``message`` it is given (:func:`capped`)."""
+
+    def format(self, **kwargs: str) -> ExitCode:
+        if "message" in kwargs:
+            kwargs["message"] = capped(kwargs["message"])
+        return super().format(**kwargs)
 
 #: status -> (label, message)
 EXIT_CODES: dict[int, tuple[str, str]] = {
@@ -104,7 +138,7 @@ class _Table:
     """``EXIT.ERROR_READING_INPUT`` is the ``ExitCode`` of that label."""
 
     def __init__(self, table: dict[int, tuple[str, str]]):
-        self._by_label = {label: ExitCode(status, message) for status, (label, message) in table.items()}
+        self._by_label = {label: _CappedExitCode(status, message) for status, (label, message) in table.items()}
         if len(self._by_label) != len(table):
             raise RuntimeError("an exit-code label is used twice")
 
@@ -137,7 +171,7 @@ def exit_code_table() -> str:
     return "\n".join(lines)
 
 
-def describe_failure(node: Any, limit: int = 400) -> str:
+def describe_failure(node: Any, limit: int = MAX_EXIT_MESSAGE) -> str:
     """``'compute_invariants <12> [300] the invariant of ...'`` for a failed process, or
     ``'... excepted: <exception>'`` / ``'... was killed'`` / ``'... did not finish (waiting)'``;
     for a WorkChain whose failure came from below, the deepest failed descendant too
@@ -150,7 +184,7 @@ def describe_failure(node: Any, limit: int = 400) -> str:
     said = _code_error(cause if cause is not None else node)
     if said:
         text = f"{text}; the code's output says: {said}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return capped(text, limit)
 
 
 def _code_error(node: Any) -> str | None:
@@ -181,6 +215,8 @@ def _one_failure(node: Any) -> str:
     if node.is_excepted:
         lines = [line for line in (node.exception or "").strip().splitlines() if line.strip()]
         return f"{head} excepted: {lines[-1].strip() if lines else '(no exception recorded)'}"
+    if node.is_finished and node.exit_status is None:  # a state written without its status (a failed write)
+        return f"{head} finished without an exit status" + (f": {node.exit_message}" if node.exit_message else "")
     if node.is_killed:
         return f"{head} was killed" + (f": {node.process_status}" if node.process_status else "")
     if not node.is_terminated:

@@ -3,9 +3,10 @@
 For each dataset the same seeded 5-fold split is used by every model. Each model picks
 its hyperparameters by inner cross-validation on the outer training folds only.
 
-Columns: our descriptor + model (MAE, median AE), the median predictor (MAE), and the
-"notebook" a user would otherwise write: AMD_100 from the ``average-minimum-distance``
-package + a few pymatgen composition statistics, standardised, scikit-learn
+Models: the documented ones (:mod:`aiida_crystinv.learning.presets` for MP), the median
+predictor (its MAE in every row), and the "notebook" a user would otherwise write: AMD_100
+from the ``average-minimum-distance`` package + a few pymatgen composition statistics,
+standardised, scikit-learn
 ``KernelRidge`` (RBF) and ``KNeighborsRegressor`` tuned with ``GridSearchCV``.
 
 The outer folds are scikit-learn's ``KFold(5, shuffle=True, random_state=0)``
@@ -19,9 +20,14 @@ with exact leave-one-out against ``GridSearchCV(KNeighborsRegressor)``, the MAE-
 stack against ``StackingRegressor``): the figures quoted in the docstrings of
 :mod:`aiida_crystinv.learning.models`.
 
+One table: every model's descriptor time, training time (descriptor + one fit on all
+records), 5-fold CV time and MAE, and the ratios to the notebook's kernel ridge and (MP) to
+the stack of 2026-12. ``run(quick)`` returns the rows (for ``bench_daily.py``).
+
 Usage::
 
-    python benchmarks/bench_learning.py            # all records (about 10-15 min, 2 cores)
+    python benchmarks/bench_learning.py            # all records (about 20-30 min, 2 cores)
+    python benchmarks/bench_learning.py --skip stack-2026-12   # without the former MP stack
     python benchmarks/bench_learning.py --n 300    # quick run on a subsample
     python benchmarks/bench_learning.py --only carbon24
     python benchmarks/bench_learning.py --sklearn-alternatives            # about 15 min
@@ -37,6 +43,7 @@ import os
 import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +58,12 @@ from aiida_crystinv.learning import (  # noqa: E402
     kfold_indices,
     regression_metrics,
 )
+from aiida_crystinv.learning.presets import (  # noqa: E402
+    MP_BULK_DESCRIPTOR,
+    bulk_modulus_model,
+    bulk_modulus_stack_2026_12,
+    mp_bulk_views,
+)
 
 SEED = 0
 N_SPLITS = 5
@@ -58,38 +71,16 @@ N_SPLITS = 5
 #: the two KRR kernels averaged; gamma grid relative to the feature count
 _KRR = {"name": "krr", "gamma_factors": [0.5, 1.0, 2.0], "alphas": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]}
 _ENSEMBLE = {"name": "ensemble", "members": [dict(_KRR, kernel="laplacian"), dict(_KRR, kernel="rbf")]}
-_KRR_MP = dict(_KRR, alphas=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1], target_transform="log10", scale_column=0)
 
 #: MP descriptor: density (7) + element_roles (k=48) + element_stats + pdd_stats (k=16)
-_MP_DESC = ("density+element_roles+element_stats+pdd_stats", {"element_roles": {"k": 48}, "pdd_stats": {"k": 16}})
+_MP_DESC = MP_BULK_DESCRIPTOR
+_mp_views = mp_bulk_views
+#: the ten-member stack documented until 2026-12 (and measured against StackRegressor)
+_mp_stack = bulk_modulus_stack_2026_12
 
 
-def _mp_views() -> tuple[list, list]:
-    """Column ranges of two views of the MP descriptor: (a) density + element_roles (AMD_48
-    per role) + element_stats; (b) density + element_roles with AMD_24 per role + element_stats
-    + pdd_stats."""
-    from aiida_crystinv.invariants.elements import ELEMENT_PROPERTIES
-
-    p, k, pair = len(ELEMENT_PROPERTIES), 48, 4  # pair: 2 pair distances + 2 shares per role
-    role = 2 + p + k + pair
-    comp = 7 + 2 * role
-    a = [[0, comp + 4 * p]]
-    b = [[0, 7 + 2 + p + 24], [7 + role - pair, 7 + role + 2 + p + 24], [7 + 2 * role - pair, comp + 4 * p + 4 * 16]]
-    return a, b
-
-
-def _mp_stack() -> dict:
-    """Stack of Laplacian/RBF KRR, unweighted/``weight_power=1``, on both views, plus feature
-    kNN on each view, all on log10(K V); blend weights learned inside each training fold."""
-    members = []
-    for cols in _mp_views():
-        for kernel, gf in (("laplacian", [0.5, 1.0, 2.0]), ("rbf", [0.25, 0.5, 1.0])):
-            for wp in (0.0, 1.0):
-                members.append(dict(_KRR_MP, kernel=kernel, gamma_factors=gf, weight_power=wp, columns=cols))
-        members.append({"name": "knn_features", "k": [1, 3, 5, 10, 20, 40], "target_transform": "log10",
-                        "scale_column": 0, "columns": cols})
-    return {"name": "stack", "members": members}
-
+MP_DEFAULT = "default: stack of 3 (KRR rbf, KRR laplacian, kNN; subset search), log10(K V)"
+MP_STACK_2026_12 = "stack 2026-12: KRR lap/rbf x weighted/not + kNN, 2 views, log10(K V)"
 
 #: dataset -> (loader, target, unit, [(descriptor, descriptor params, model label, model spec, kind)])
 STUDIES = {
@@ -102,8 +93,8 @@ STUDIES = {
         ("site_roles+element_stats+density", {}, "KRR laplacian", dict(_KRR, kernel="laplacian"), "features"),
     ]),
     "mp_binaries": (load_mp, "bulk_modulus_vrh", "GPa", [
-        (_MP_DESC[0], _MP_DESC[1], "stack: KRR lap/rbf x weighted/not + kNN, 2 views, log10(K V)", _mp_stack(),
-         "features"),
+        (_MP_DESC[0], _MP_DESC[1], MP_DEFAULT, bulk_modulus_model(), "features"),
+        (_MP_DESC[0], _MP_DESC[1], MP_STACK_2026_12, bulk_modulus_stack_2026_12(), "features"),
     ]),
 }
 
@@ -139,8 +130,8 @@ def notebook_features(structures) -> np.ndarray:
     return np.array(rows)
 
 
-def notebook_scores(Xn: np.ndarray, y: np.ndarray, folds, log_target: bool) -> tuple[float, float]:
-    """(KRR MAE, kNN MAE) of the scikit-learn notebook under the same outer folds."""
+def notebook_models(y_log: bool) -> dict:
+    """The notebook's two scikit-learn models (``GridSearchCV``, 3 inner folds), by label."""
     from sklearn.compose import TransformedTargetRegressor
     from sklearn.kernel_ridge import KernelRidge
     from sklearn.model_selection import GridSearchCV
@@ -152,7 +143,7 @@ def notebook_scores(Xn: np.ndarray, y: np.ndarray, folds, log_target: bool) -> t
         # a careful notebook standardises the target (absolute DFT energies are ~ -154 eV)
         # and fits moduli in log10
         inner = TransformedTargetRegressor(est, transformer=StandardScaler())
-        if log_target:
+        if y_log:
             return TransformedTargetRegressor(inner, func=np.log10, inverse_func=lambda v: 10.0**v)
         return inner
 
@@ -162,16 +153,37 @@ def notebook_scores(Xn: np.ndarray, y: np.ndarray, folds, log_target: bool) -> t
     knn = GridSearchCV(make_pipeline(StandardScaler(), KNeighborsRegressor(weights="distance")),
                        {"kneighborsregressor__n_neighbors": [1, 3, 5, 10, 20]},
                        cv=3, scoring="neg_mean_absolute_error")
-    out = []
-    for est in (krr, knn):
-        pred = np.zeros_like(y)
-        for tr, te in folds:
-            pred[te] = wrap(est).fit(Xn[tr], y[tr]).predict(Xn[te])
-        out.append(regression_metrics(y, pred)["mae"])
-    return out[0], out[1]
+    return {NOTEBOOK_KRR: wrap(krr), NOTEBOOK_KNN: wrap(knn)}
 
 
-def run(only: list[str] | None, n: int | None, plots: Path | None) -> list[dict]:
+NOTEBOOK_KRR = "notebook: amd AMD_100 + composition, sklearn KernelRidge rbf (GridSearchCV)"
+NOTEBOOK_KNN = "notebook: amd AMD_100 + composition, sklearn KNeighborsRegressor (GridSearchCV)"
+
+
+#: short names for ``--skip``
+SKIPPABLE = {"stack-2026-12": MP_STACK_2026_12, "mp-default": MP_DEFAULT, "notebook-krr": NOTEBOOK_KRR, "notebook-knn": NOTEBOOK_KNN}
+
+
+def _measure(fit_all, cross_val) -> tuple[float, float, np.ndarray]:
+    """(seconds of one fit on all records, seconds of the 5-fold CV, out-of-fold predictions)."""
+    t0 = time.perf_counter()
+    fit_all()
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = cross_val()
+    return t_fit, time.perf_counter() - t0, pred
+
+
+def measure(only: list[str] | None = None, n: int | None = None, plots: Path | None = None,
+            skip: tuple[str, ...] = ()) -> list[dict]:
+    """One row per (dataset, model), the notebook's two models included.
+
+    Each row: ``dataset``, ``model``, ``descriptor``, ``n``, ``unit``, ``features_s`` (the
+    descriptor of all records, from pymatgen structures), ``train_s`` (features + one fit on
+    all records: what training the model costs), ``cv_s`` (features + the 5-fold CV),
+    ``cv_mae``, ``median_ae``, ``baseline`` (median predictor MAE, same folds). Models whose
+    label is in ``skip`` are left out.
+    """
     rows = []
     for dataset, (loader, target, unit, studies) in STUDIES.items():
         if only and dataset not in only:
@@ -186,30 +198,38 @@ def run(only: list[str] | None, n: int | None, plots: Path | None) -> list[dict]
         keep = np.isfinite(y)
         structures = [s for s, k in zip(structures, keep) if k]
         y = y[keep]
-        t_load = time.perf_counter() - t0
+        print(f"# {dataset}: {len(y)} records, loaded in {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+              flush=True)
         folds = kfold_indices(len(y), N_SPLITS, SEED)
         base = np.zeros_like(y)
         for tr, te in folds:
             base[te] = np.median(y[tr])
         base_mae = regression_metrics(y, base)["mae"]
+
+        ctx = {"dataset": dataset, "n": len(y), "unit": unit, "target": target, "baseline": base_mae}
         t0 = time.perf_counter()
         Xn = notebook_features(structures)
-        nb_krr, nb_knn = notebook_scores(Xn, y, folds, log_target=(dataset == "mp_binaries"))
-        t_notebook = time.perf_counter() - t0
-        print(f"# {dataset}: {len(y)} records, loaded in {t_load:.0f} s; notebook {t_notebook:.0f} s",
-              file=sys.stderr, flush=True)
+        t_nb = time.perf_counter() - t0
+        for label, est in notebook_models(dataset == "mp_binaries").items():
+            if label in skip:
+                continue
+            t_fit, t_cv, pred = _measure(partial(_fit_sklearn, est, Xn, y), partial(_cv_sklearn, est, Xn, y, folds))
+            rows.append(_row(ctx, y, label, "amd (package amd) + pymatgen composition", t_nb, t_fit, t_cv, pred))
+        features: dict = {}
         for desc, params, label, spec, kind in studies:
-            t0 = time.perf_counter()
-            X = describe(desc, structures, **params)
-            if kind == "amd_linf":
-                X = _amd_linf(X)
-            pred = cross_val_predict(spec, X, y, folds=folds)
-            m = regression_metrics(y, pred)
-            elapsed = time.perf_counter() - t0
-            rows.append({"dataset": dataset, "target": f"{target} ({unit})", "descriptor": desc, "model": label,
-                         "mae": m["mae"], "median_ae": m["median_ae"], "baseline": base_mae,
-                         "nb_krr": nb_krr, "nb_knn": nb_knn, "time": elapsed, "n": len(y)})
-            print(f"# {dataset} {desc} {label}: MAE {m['mae']:.4g} in {elapsed:.0f} s", file=sys.stderr, flush=True)
+            if label in skip:
+                continue
+            key = (desc, repr(params), kind)
+            if key not in features:  # a descriptor is computed once, and counted in every row using it
+                t0 = time.perf_counter()
+                X = describe(desc, structures, **params)
+                if kind == "amd_linf":
+                    X = _amd_linf(X)
+                features[key] = (X, time.perf_counter() - t0)
+            X, t_feat = features[key]
+            t_fit, t_cv, pred = _measure(partial(_fit_ours, spec, X, y),
+                                         partial(cross_val_predict, spec, X, y, folds=folds))
+            rows.append(_row(ctx, y, label, desc, t_feat, t_fit, t_cv, pred))
             if plots is not None:
                 from aiida_crystinv.learning import parity_plot
 
@@ -217,6 +237,45 @@ def run(only: list[str] | None, n: int | None, plots: Path | None) -> list[dict]
                 parity_plot(y, pred, plots / f"{dataset}_{desc.replace('+', '_')}_{kind}.png",
                             title=f"{dataset} {desc} {label}", unit=unit)
     return rows
+
+
+def _row(ctx: dict, y: np.ndarray, label: str, desc: str, t_feat: float, t_fit: float, t_cv: float,
+         pred: np.ndarray) -> dict:
+    m = regression_metrics(y, pred)
+    print(f"# {ctx['dataset']} {label}: MAE {m['mae']:.4g}; train {t_feat + t_fit:.1f} s, 5-fold CV "
+          f"{t_feat + t_cv:.1f} s", file=sys.stderr, flush=True)
+    return dict(ctx, model=label, descriptor=desc, features_s=t_feat, train_s=t_feat + t_fit, cv_s=t_feat + t_cv,
+                cv_mae=m["mae"], median_ae=m["median_ae"])
+
+
+def _fit_ours(spec: dict, X: np.ndarray, y: np.ndarray):
+    return build_model(spec).fit(X, y)
+
+
+def _fit_sklearn(est, X: np.ndarray, y: np.ndarray):
+    from sklearn.base import clone
+
+    return clone(est).fit(X, y)
+
+
+def _cv_sklearn(est, X: np.ndarray, y: np.ndarray, folds) -> np.ndarray:
+    from sklearn.base import clone
+
+    pred = np.zeros_like(y)
+    for tr, te in folds:
+        pred[te] = clone(est).fit(X[tr], y[tr]).predict(X[te])
+    return pred
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Rows ``{model, n, train_s, cv_mae, unit, ...}`` of every documented model (see
+    :func:`measure`) for ``bench_daily.py``. ``quick``: a seeded subsample of 400 records
+    of each dataset (every model, the 2026-12 MP stack included); else every record, without
+    the 2026-12 MP stack (about 10 minutes; run the script without ``--skip`` for it)."""
+    warnings.filterwarnings("ignore")
+    if quick:
+        return measure(n=400)
+    return measure(skip=(MP_STACK_2026_12,))
 
 
 def _timed(fn) -> tuple[float, object]:
@@ -340,14 +399,24 @@ def print_alternatives(rows: list[dict]) -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = ["dataset", "n", "target", "descriptor", "model", "MAE", "median AE", "median-predictor MAE",
-            "notebook KRR MAE", "notebook kNN MAE", "time (s)"]
+    """One table: every model with its training time, 5-fold CV MAE and the ratios to the
+    notebook's kernel ridge (the baseline) and, on MP, to the 2026-12 stack."""
+    ref = {(r["dataset"], r["model"]): r for r in rows}
+    head = ["dataset", "n", "model", "features (s)", "train (s)", "5-fold CV (s)", "CV MAE", "median AE",
+            "median-predictor MAE", "MAE / notebook KRR", "train time / notebook KRR", "MAE / stack 2026-12",
+            "train time / stack 2026-12"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def ratio(r, label, key):
+        other = ref.get((r["dataset"], label))
+        return "-" if other is None or not other[key] else f"{r[key] / other[key]:.3g}"
+
     for r in rows:
         lines.append("| " + " | ".join([
-            r["dataset"], str(r["n"]), r["target"], r["descriptor"], r["model"], f"{r['mae']:.4g}",
-            f"{r['median_ae']:.4g}", f"{r['baseline']:.4g}", f"{r['nb_krr']:.4g}", f"{r['nb_knn']:.4g}",
-            f"{r['time']:.0f}"]) + " |")
+            r["dataset"], str(r["n"]), r["model"], f"{r['features_s']:.1f}", f"{r['train_s']:.1f}",
+            f"{r['cv_s']:.1f}", f"{r['cv_mae']:.4g} {r['unit']}", f"{r['median_ae']:.4g}", f"{r['baseline']:.4g}",
+            ratio(r, NOTEBOOK_KRR, "cv_mae"), ratio(r, NOTEBOOK_KRR, "train_s"),
+            ratio(r, MP_STACK_2026_12, "cv_mae"), ratio(r, MP_STACK_2026_12, "train_s")]) + " |")
     print("\n".join(lines))
 
 
@@ -356,6 +425,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=None, help="seeded subsample of each dataset")
     parser.add_argument("--only", nargs="*", choices=list(STUDIES), help="datasets to run")
     parser.add_argument("--plots", type=Path, default=None, help="write parity plots (PNG) here")
+    parser.add_argument("--skip", nargs="*", choices=list(SKIPPABLE),
+                        help="models to leave out (stack-2026-12: the former MP stack, 10 minutes or more; "
+                             "over 18 under load 4-6)")
     parser.add_argument("--sklearn-alternatives", action="store_true",
                         help="measure own numerics against their scikit-learn replacements instead")
     parser.add_argument("--n-mp", type=int, default=1000, help="MP subsample for --sklearn-alternatives")
@@ -367,10 +439,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nwall time {time.perf_counter() - t0:.0f} s; outer {N_SPLITS}-fold CV, seed {SEED}; "
               f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
         return
-    rows = run(args.only, args.n, args.plots)
+    load0 = os.getloadavg()[0]
+    rows = measure(args.only, args.n, args.plots, skip=tuple(SKIPPABLE[k] for k in args.skip or ()))
     print_table(rows)
     print(f"\nwall time {time.perf_counter() - t0:.0f} s; {N_SPLITS}-fold CV, seed {SEED}, "
-          f"same folds for every model; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+          f"same folds for every model; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+          f"load average (1 min) {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from ..data._arrays import as_str_array, jsonable
 from ..data.invariants import compute_arrays
 from ..exit_codes import EXIT
 from ..invariants import InvalidStructureError
+from ..secrets import scrub_text
 from ..sources import RecordError, SourceError
 from ..specs import InvariantSpec, MetricSpec, SpecError, metric_for, parse_invariant
 from .ports import (
@@ -82,14 +83,22 @@ __all__ = [
 IMPORT_OPTIONS = ("format", "id_column", "cif_column", "target_columns", "units", "on_error", "structure_key", "rows")
 
 
+def _exit(code: ExitCode, message: Any, secrets: tuple[str, ...] = ()) -> ExitCode:
+    """``code`` with ``message`` scrubbed of the known ``secrets`` and of anything that
+    reads like a credential (:func:`~aiida_crystinv.secrets.scrub_text`). The exit-code
+    table caps the message and puts a longer text whole into the process report
+    (:func:`aiida_crystinv.exit_codes.capped`), so the report gets the scrubbed text too."""
+    return code.format(message=scrub_text(message, secrets))
+
+
 def _dataset_from(result, on_error: str):
     """(dataset, None) or (None, ExitCode)."""
     try:
         return CrystalDatasetData.from_read_result(result, on_error=on_error), None
     except RecordError as exc:
-        return None, EXIT.ERROR_INVALID_RECORD.format(message=str(exc))
+        return None, _exit(EXIT.ERROR_INVALID_RECORD, exc)
     except ValueError as exc:
-        return None, EXIT.ERROR_NO_VALID_RECORDS.format(message=str(exc))
+        return None, _exit(EXIT.ERROR_NO_VALID_RECORDS, exc)
 
 
 def _rows_of(result, start: int, stop: int):
@@ -150,9 +159,9 @@ def import_dataset(file: orm.SinglefileData | orm.FolderData, options: orm.Dict 
             fmt = opts.pop("format", None)
             result = read_bytes(content, file.filename, format=fmt, **opts)
     except SourceError as exc:
-        return EXIT.ERROR_READING_INPUT.format(message=str(exc))
+        return _exit(EXIT.ERROR_READING_INPUT, exc)
     except TypeError as exc:
-        return EXIT.ERROR_INVALID_OPTIONS.format(message=str(exc))
+        return _exit(EXIT.ERROR_INVALID_OPTIONS, exc)
     if rows is not None:
         result = _rows_of(result, *rows)
         if not result.records and not result.failed:
@@ -175,14 +184,20 @@ def import_materials_project(query: orm.Dict, options: orm.Dict | None = None):
 
     Exit codes: 202 no package / no key / request failed, 210, 211.
     """
+    import os
+
     from ..sources import read_materials_project
+    from ..sources.materials_project import API_KEY_VARIABLE
 
     opts = spec_of(options) or {}
     on_error = opts.pop("on_error", "fail")
+    key = os.environ.get(API_KEY_VARIABLE, "")
     try:
         result = read_materials_project(query.get_dict(), properties=opts.get("properties"), units=opts.get("units"))
     except SourceError as exc:
-        return EXIT.ERROR_SOURCE_FAILED.format(message=str(exc))
+        return _exit(EXIT.ERROR_SOURCE_FAILED, exc, (key,))
+    except Exception as exc:  # noqa: BLE001 - a client failing outside the request: never echo the key
+        return _exit(EXIT.ERROR_SOURCE_FAILED, f"{type(exc).__name__}: {exc}", (key,))
     dataset, exit_code = _dataset_from(result, on_error)
     if exit_code:
         return exit_code

@@ -8,6 +8,7 @@ import typing as t
 import click
 from aiida.cmdline.utils import echo
 
+from .output import emit_table, table_options
 from .params import DATASET, INVARIANTS, JOB_FLAGS, KeyValueParamType, job_options
 from .root import cmd_crystinv
 from .utils import Timer, check_process, clean_errors, count_of, run_process, table, with_profile
@@ -316,20 +317,33 @@ def cmd_invariants(dataset, descriptor, params, chunk_size, daemon, code, **job)
     default=None,
     help="Default: pdd_emd for PDD, amd_linf for AMD, grid_emd, rdf_emd, composition_l1.",
 )
-@click.option("-o", "--other", type=INVARIANTS, default=None, help="Distances from INVARIANTS to these (cross).")
+@click.option("-O", "--other", type=INVARIANTS, default=None, help="Distances from INVARIANTS to these (cross).")
+@click.option(
+    "--form",
+    type=click.Choice(("long", "square")),
+    default="long",
+    show_default=True,
+    help="With --format csv|json or -o: long: one row per pair (row, column, distance; a pairwise matrix "
+    "lists each pair once); square: the full matrix, one row per structure, one column per structure.",
+)
+@table_options
 @job_options
 @with_profile
 @clean_errors
-def cmd_distances(invariants, metric, other, code, **job):
+def cmd_distances(invariants, metric, other, form, code, table_format, output, force, **job):
     """Distance matrix between all structures of INVARIANTS (or to --other).
 
     Stored as one distances node (pairwise: condensed; cross: dense).
     For large sets prefer `neighbours`, which stores only the k nearest.
+    Prints min / median / max; --format csv|json or -o FILE writes every
+    distance (--form long or square).
 
     \b
     Examples:
         crystinv distances 51 --metric pdd_emd
         crystinv distances 51 --other 77
+        crystinv distances 51 --format csv -o d.csv
+        crystinv distances 51 --form square -o d.json
         crystinv distances 51 --code crystinv-worker@localhost --block-size 2000
     """
     import numpy as np
@@ -346,24 +360,53 @@ def cmd_distances(invariants, metric, other, code, **job):
         echo.echo(
             f"  min {values.min():.4g}  median {np.median(values):.4g}  max {values.max():.4g}  (Angstrom for AMD/PDD)"
         )
+    if table_format != "table" or output is not None:
+        headers, rows, units = distances_table(distances, form)
+        emit_table(headers, rows, table_format=table_format, output=output, force=force, units=units)
+
+
+def distances_table(distances: t.Any, form: str = "long") -> tuple[list[str], list[list[t.Any]], dict[str, str]]:
+    """``(headers, rows, units)`` of a distances node (a matrix or a kNN graph).
+
+    ``long``: a kNN graph gives ``query, neighbour, rank, distance``; a matrix gives
+    ``row, column, distance`` (a pairwise matrix each pair once, ``row`` first in record
+    order). ``square`` (matrices only): headers ``id`` and the column ids, one row per row
+    id; the unit is under ``distance`` in ``units`` (no column has that name).
+    """
+    from aiida_crystinv.data.frames import distances_frame, metric_unit
+
+    unit = metric_unit(distances.metric)
+    if form == "square":
+        if distances.is_knn:
+            raise click.UsageError("a kNN graph has no square form: use --form long")
+        matrix = distances.get_matrix()
+        return (["id"] + distances.col_ids, [[r] + row for r, row in zip(distances.row_ids, matrix.tolist())],
+                {"distance": unit})
+    frame = distances_frame(distances, form="long")
+    return list(frame.columns), frame.astype(object).values.tolist(), {"distance": unit}
 
 
 @cmd_crystinv.command("neighbours")
 @click.argument("invariants", type=INVARIANTS)
 @click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours per structure.")
 @click.option("-m", "--metric", type=click.Choice(METRIC_NAMES), default=None, help="Default: by descriptor.")
-@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Rows to print (0: none).")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Rows of the text table (0: none); --format csv|json writes every row.")
+@table_options
 @job_options
 @with_profile
 @clean_errors
-def cmd_neighbours(invariants, k, metric, limit, code, **job):
+def cmd_neighbours(invariants, k, metric, limit, code, table_format, output, force, **job):
     """The k nearest neighbours of every structure of INVARIANTS (exact).
 
     Stored as one kNN-graph distances node; prints the first rows.
+    --format csv|json (or -o FILE.csv / FILE.json) writes the whole graph, one
+    row per edge: query, neighbour, rank, distance.
 
     \b
     Example:
         crystinv neighbours 51 -k 3
+        crystinv neighbours 51 -k 5 -o neighbours.csv
         crystinv neighbours 51 -k 10 --code crystinv-worker@slurm --max-memory 2000 --walltime 2:00:00
     """
     code_node, options = job_request(code, **job)
@@ -372,8 +415,28 @@ def cmd_neighbours(invariants, k, metric, limit, code, **job):
     echo.echo_success(
         f"{knn.metric} {k}-nearest-neighbour graph of {count_of(knn.shape[0], 'structure')}: node {knn.pk} ({timer.seconds:.1f} s)"
     )
-    if limit:
-        echo.echo(knn_table(knn, limit))
+    emit_knn(knn, table_format=table_format, output=output, force=force, limit=limit)
+
+
+def emit_knn(knn: t.Any, *, table_format: str, output: t.Any, force: bool, limit: int, columns: int = 3) -> None:
+    """A kNN graph out: the text table of the first ``limit`` rows (``neighbour
+    (distance)`` per column, at most ``columns``; nothing when ``limit`` is 0), or with
+    CSV/JSON every edge as ``query, neighbour, rank, distance``."""
+    if table_format == "table":
+        if not limit:
+            return
+        distances, indices = knn.get_knn()
+        ids, cols = knn.row_ids, knn.col_ids
+        shown = min(columns, distances.shape[1])
+        body = [
+            [ids[i]] + [f"{cols[int(indices[i, j])]} ({distances[i, j]:.4f})" for j in range(shown)]
+            for i in range(min(limit, distances.shape[0]))
+        ]
+        headers = ["Structure"] + [f"Neighbour {j + 1} (distance)" for j in range(shown)]
+        emit_table(headers, body, table_format="table", output=output, force=force, total_rows=distances.shape[0])
+        return
+    headers, rows, units = distances_table(knn, "long")
+    emit_table(headers, rows, table_format=table_format, output=output, force=force, units=units)
 
 
 def knn_table(knn: t.Any, limit: int = 20, columns: int = 3) -> str:
@@ -402,7 +465,9 @@ def knn_table(knn: t.Any, limit: int = 20, columns: int = 3) -> str:
     help="Structures at most this far apart are near-duplicates (Angstrom for PDD-EMD / AMD).",
 )
 @click.option("-m", "--metric", type=click.Choice(METRIC_NAMES), default=None, help="Default: by descriptor.")
-@click.option("--pairs", "show_pairs", is_flag=True, help="List every pair instead of the groups.")
+@click.option("--pairs", "show_pairs", is_flag=True,
+              help="List every pair instead of the groups. --format csv|json: groups as one row per member "
+              "(group, size, representative, member); pairs as structure, near_duplicate, distance.")
 @click.option(
     "-k",
     type=click.IntRange(min=1),
@@ -410,10 +475,11 @@ def knn_table(knn: t.Any, limit: int = 20, columns: int = 3) -> str:
     show_default=True,
     help="With --code only: neighbours searched per structure by the jobs (a group of more than k+1 copies shows partly).",
 )
+@table_options
 @job_options
 @with_profile
 @clean_errors
-def cmd_duplicates(invariants, threshold, metric, show_pairs, k, code, **job):
+def cmd_duplicates(invariants, threshold, metric, show_pairs, k, code, table_format, output, force, **job):
     """Groups of near-duplicates among the structures of INVARIANTS.
 
     Every pair at most THRESHOLD apart is found, exactly (never cut by a neighbour
@@ -427,6 +493,7 @@ def cmd_duplicates(invariants, threshold, metric, show_pairs, k, code, **job):
     Example:
         crystinv duplicates 51 --threshold 0.02
         crystinv duplicates 51 --threshold 0 --pairs       # exact duplicates, pair by pair
+        crystinv duplicates 51 --pairs --format json > pairs.json
         crystinv duplicates 51 --code crystinv-worker@slurm --max-memory 2000 -k 10
     """
     from aiida_crystinv.data.distances import check_threshold
@@ -460,17 +527,31 @@ def cmd_duplicates(invariants, threshold, metric, show_pairs, k, code, **job):
         check_process(node, "searching near-duplicates")
         pairs, groups, metric_name = found.pairs, found.groups, found.metric
         where, cut = f"node {node.outputs.duplicates.pk}", 0
+    from aiida_crystinv.data.frames import metric_unit
+
+    if table_format != "table":  # every pair / member, also when there are none (a valid, empty table)
+        if show_pairs:
+            headers = ["structure", "near_duplicate", "distance"]
+            rows = [[a, b, d] for a, b, d in pairs]
+        else:
+            headers = ["group", "size", "representative", "member"]
+            rows = [[g, len(members), members[0], m] for g, members in enumerate(groups, start=1) for m in members]
+        emit_table(headers, rows, table_format=table_format, output=output, force=force,
+                   units={"distance": metric_unit(metric_name)} if show_pairs else None)
     if not pairs:
         echo.echo_report(f"no pairs within {threshold} ({metric_name}; {where})")
         return
-    if show_pairs:
-        echo.echo(table([[a, b, d] for a, b, d in pairs], ["Structure", "Near-duplicate", metric_name], floatfmt=".4f"))
+    if table_format != "table":
+        pass  # written above
+    elif show_pairs:
+        emit_table(["Structure", "Near-duplicate", metric_name], [[a, b, d] for a, b, d in pairs],
+                   table_format="table", output=output, force=force, floatfmt=".4f")
     else:
         rows = []
         for g, members in enumerate(groups, start=1):
             others = ", ".join(members[1:])
             rows.append([g, len(members), members[0], others if len(others) <= 70 else others[:67] + "..."])
-        echo.echo(table(rows, ["Group", "Size", "Representative", "Others"]))
+        emit_table(["Group", "Size", "Representative", "Others"], rows, table_format="table", output=output, force=force)
     echo.echo_success(
         f"{len(groups)} group(s) of near-duplicates ({sum(len(g) for g in groups)} of {len(invariants)} structures, "
         f"{len(pairs)} pair(s) within {threshold}, {metric_name}; {where})"
@@ -491,12 +572,14 @@ def cmd_duplicates(invariants, threshold, metric, show_pairs, k, code, **job):
 @click.option("-p", "--param", "params", type=KeyValueParamType(), multiple=True,
               help="A descriptor parameter, e.g. -p k=100 (repeatable); pdd/amd default k=100.")
 @click.option("-m", "--metric", type=click.Choice(METRIC_NAMES), default=None, help="Default: by descriptor.")
-@click.option("-F", "--format", "format_", type=click.Choice(["auto", "cif", "csv", "json"]), default="auto", show_default=True,
-              help="Format of a QUERIES file; 'auto' guesses from the extension.")
-@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Queries to print (0: none).")
+@click.option("-F", "--query-format", "format_", type=click.Choice(["auto", "cif", "csv", "json"]), default="auto",
+              show_default=True, help="Format of a QUERIES file; 'auto' guesses from the extension.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Queries of the text table (0: none); --format csv|json writes every row.")
+@table_options
 @with_profile
 @clean_errors
-def cmd_search(queries, reference, k, descriptor, params, metric, format_, limit):
+def cmd_search(queries, reference, k, descriptor, params, metric, format_, limit, table_format, output, force):
     """The k nearest structures of a reference dataset to each structure of QUERIES (exact).
 
     QUERIES is a structure file (CIF, CSV, JSON, or a folder of CIFs: imported as a new
@@ -508,6 +591,7 @@ def cmd_search(queries, reference, k, descriptor, params, metric, format_, limit
     Examples:
         crystinv search my_candidates.cif --reference mp-elastic -k 3
         crystinv search 77 -r 51 -d amd -p k=100
+        crystinv search my_candidates.cif -r mp-elastic -k 3 -o hits.csv
     """
     import pathlib
 
@@ -557,5 +641,4 @@ def cmd_search(queries, reference, k, descriptor, params, metric, format_, limit
         f"{count_of(len(dataset), 'query structure')}: node {result.knn.pk} (reference invariants {result.reference_invariants.pk}, "
         f"{reused}; {timer.seconds:.1f} s)"
     )
-    if limit:
-        echo.echo(knn_table(result.knn, limit, columns=min(k, 3)))
+    emit_knn(result.knn, table_format=table_format, output=output, force=force, limit=limit, columns=min(k, 3))

@@ -10,9 +10,10 @@ import typing as t
 import click
 from aiida.cmdline.utils import echo
 
+from .output import emit_table, table_options
 from .params import CRYSTINV_NODE, DATASET, TargetParamType
 from .root import cmd_crystinv
-from .utils import Timer, check_process, clean_errors, count_of, is_chunk, one_line, run_process, table, with_profile
+from .utils import Timer, check_process, clean_errors, count_of, is_chunk, is_result, one_line, run_process, table, with_profile
 
 FORMAT_CHOICES = ("auto", "cif", "csv", "json")
 
@@ -25,6 +26,7 @@ _OPTION_FLAGS = {
     "cif_column=": "--cif-column ",
     "id_column=": "--id-column ",
     "give format=": "give --format",
+    "read it as format 'json'": "use --format json",
 }
 
 
@@ -109,7 +111,7 @@ def import_file(
         cifs = [p for p in path.iterdir() if p.name.lower().endswith((".cif", ".cif.gz"))]
         if not cifs:
             echo.echo_critical(f"{path} is a folder without .cif files: nothing to import")
-        file_node: t.Any = orm.FolderData(tree=path)
+        file_node: t.Any = orm.FolderData(tree=path.resolve())  # FolderData needs an absolute path
     else:
         if _file_is_empty(path):
             echo.echo_critical(f"{path} is empty: nothing to import")
@@ -130,6 +132,9 @@ def import_file(
         options["cif_column"] = cif_column
     if targets:
         options["target_columns"] = [name for name, _ in targets]
+        repeated = sorted({name for name in options["target_columns"] if options["target_columns"].count(name) > 1})
+        if repeated:
+            echo.echo_critical(f"target(s) {', '.join(repeated)} given twice: give each target, and its unit, once")
         units = {name: unit for name, unit in targets if unit}
         if units:
             options["units"] = units
@@ -183,7 +188,8 @@ def import_file(
     type=TargetParamType(),
     multiple=True,
     help="CSV/JSON: a numeric column to keep as a target, optionally with its unit "
-    "(repeat for several). Default: every numeric column.",
+    "(repeat for several columns; each column once). Default: every column holding a number in "
+    "any record (a record with text or nothing there is a bad record).",
 )
 @click.option(
     "--on-error",
@@ -307,10 +313,18 @@ def _source_dataset_pk(node: t.Any) -> str:
 )
 @click.option("-G", "--group", help="Only nodes in this group.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many (newest first).")
-@click.option("-a", "--all", "show_all", is_flag=True, help="Include the per-chunk invariants of chunked runs.")
+@click.option(
+    "-a",
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Also nodes that are not results: per-chunk invariants of chunked runs, and outputs of processes that did "
+    "not finish ok (killed, excepted, failed; `crystinv clean` deletes them).",
+)
+@table_options
 @with_profile
 @clean_errors
-def cmd_list(what, group, limit, show_all):
+def cmd_list(what, group, limit, show_all, table_format, output, force):
     """List datasets (or invariants / distances nodes) with their size and date.
 
     \b
@@ -318,6 +332,7 @@ def cmd_list(what, group, limit, show_all):
         crystinv list
         crystinv list --what invariants
         crystinv list --group mp
+        crystinv list --what invariants --format json
     """
     from aiida import orm
     from aiida.plugins import DataFactory
@@ -335,14 +350,15 @@ def cmd_list(what, group, limit, show_all):
         builder.append(cls, project="*")
     builder.order_by({cls: {"ctime": "desc"}})
     nodes = [row[0] for row in builder.all()]
-    if what == "invariants" and not show_all:
-        nodes = [n for n in nodes if not is_chunk(n)]
+    if not show_all:  # only finished results
+        nodes = [n for n in nodes if is_result(n) and not (what == "invariants" and is_chunk(n))]
     if limit:
         nodes = nodes[:limit]
     if not nodes:
         hint = "crystinv import FILE` or `crystinv demo" if what == "datasets" else "crystinv invariants DATASET"
         echo.echo_report(f"no {what} found: create some with `{hint}`")
-        return
+        if table_format == "table":
+            return  # CSV / JSON: an empty table (headers only), still valid to parse
     if what == "datasets":
         headers = ["PK", "Label", "Structures", "Targets", "Skipped", "Created"]
         rows = [_dataset_row(n) for n in nodes]
@@ -352,7 +368,7 @@ def cmd_list(what, group, limit, show_all):
     else:
         headers = ["PK", "Metric", "Kind", "Shape", "Created"]
         rows = [_distances_row(n) for n in nodes]
-    echo.echo(table(rows, headers))
+    emit_table(headers, rows, table_format=table_format, output=output, force=force)
 
 
 def _describe_creator(node: t.Any) -> str:
@@ -431,7 +447,7 @@ def _derived_invariants(dataset: t.Any) -> list[list[t.Any]]:
     builder.distinct()
     rows = []
     for (inv,) in builder.all():
-        if is_chunk(inv):
+        if is_chunk(inv) or not is_result(inv):
             continue
         rows.append([inv.pk, inv.base.attributes.get("descriptor", "?"), inv.ctime.strftime("%Y-%m-%d %H:%M")])
     return sorted(rows)
@@ -448,22 +464,168 @@ def _show_other(node: t.Any) -> None:
     echo.echo(table(rows, plain=True))
 
 
+def _compact(value: t.Any, limit: int = 100) -> str:
+    """A JSON value on one line, ``key=value`` for a mapping, cut at ``limit`` characters."""
+    if isinstance(value, dict):
+        text = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in value.items()) or "-"
+    else:
+        text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _load_or_none(uuid: str | None) -> t.Any:
+    from aiida import orm
+
+    if not uuid:
+        return None
+    try:
+        return orm.load_node(uuid)
+    except Exception:  # noqa: BLE001 - deleted, or in another profile
+        return None
+
+
+def _evaluation_name(metrics: dict[str, t.Any]) -> str:
+    split = metrics.get("split")
+    if not split:
+        return "test set"
+    if split.get("kind") == "kfold":
+        return f"{split.get('n_splits')}-fold CV (seed {split.get('seed')})"
+    if split.get("kind") == "holdout":
+        return f"hold-out {split.get('test_fraction')} (seed {split.get('seed')})"
+    return str(split.get("kind"))
+
+
+def _model_sections(node: t.Any) -> tuple[list[list[t.Any]], list[list[t.Any]], list[str]]:
+    """``(rows, metric rows, predictions)`` of :func:`_show_model`: what the model is and was
+    trained on, its metrics (fit, and the evaluation of the TrainingWorkChain that made it),
+    and the ``predict`` processes that used it."""
+    from aiida import orm
+
+    target = node.target
+    training = node.training
+    spec = {k: v for k, v in node.model_spec.items() if k not in ("name", "metric", "target_transform")}
+    params = node.model_params
+    descriptor = node.descriptor
+    dataset = _load_or_none(training.get("dataset_uuid"))
+    values_uuid = training.get("invariants_uuid") or training.get("features_uuid")
+    values = _load_or_none(values_uuid)
+    if dataset is not None:
+        trained_on = f"dataset {dataset.pk}" + (f" '{dataset.label}'" if dataset.label else "")
+    else:
+        trained_on = f"dataset {training.get('dataset_uuid') or '-'} (not in this profile)"
+    trained_on += f", {count_of(int(training.get('n_records') or 0), 'record')}"
+    transform = target.get("transform")
+    rows: list[list[t.Any]] = [
+        ["UUID", node.uuid],
+        ["Created", node.ctime.strftime("%Y-%m-%d %H:%M:%S")],
+        ["Model", node.model_name],
+        ["Hyperparameters", _compact(spec)],
+        ["Fitted", _compact(params.get("fitted", {}))],
+        ["Descriptor", f"{descriptor.get('name')} ({descriptor.get('kind')}): {_compact(descriptor.get('params', {}))}"],
+    ]
+    if node.metric:
+        metric = dict(node.metric)
+        rows.append(["Metric", f"{metric.pop('name')}" + (f" ({_compact(metric)})" if metric else "")])
+    rows += [
+        ["Target", f"{target['name']} [{target.get('unit') or '-'}]" + (f", fitted on {transform} of it" if transform else "")],
+        ["Trained on", trained_on],
+    ]
+    if values is not None:
+        kind = "invariants" if training.get("invariants_uuid") else "features"
+        rows.append([f"Training {kind}", f"{type(values).__name__} {values.pk}"])
+    rows.append(["Created by", _describe_creator(node)])
+    creator = node.creator
+    caller = creator.caller if creator is not None else None
+    if caller is not None:
+        rows.append(["Called by", f"{caller.process_label}<{caller.pk}>" + (f" '{caller.label}'" if caller.label else "")])
+
+    fit = node.metrics
+    metric_rows: list[list[t.Any]] = []
+    if "train_mae" in fit:
+        metric_rows.append(["fit (training records)", fit.get("train_mae"), fit.get("train_median_ae"), fit.get("train_rmse"),
+                            fit.get("train_r2"), fit.get("train_n"), None])
+    if caller is not None:
+        from aiida.common.links import LinkType
+
+        for link in caller.base.links.get_outgoing(link_type=LinkType.RETURN, link_label_filter="metrics").all():
+            m = link.node.get_dict()
+            metric_rows.append([_evaluation_name(m), m.get("mae"), m.get("median_ae"), m.get("rmse"), m.get("r2"), m.get("n"),
+                                m.get("baseline_mae")])
+    builder = orm.QueryBuilder()
+    builder.append(orm.Data, filters={"id": node.pk}, tag="model")
+    builder.append(orm.CalcFunctionNode, with_incoming="model", edge_filters={"label": "model"},
+                   filters={"attributes.process_label": "predict"}, project="id", tag="predict")
+    builder.order_by({"predict": {"id": "desc"}})
+    predictions = [str(pk) for (pk,) in builder.all()]
+    return rows, metric_rows, predictions
+
+
+def _show_model(node: t.Any, table_format: str = "table", output: t.Any = None, force: bool = False) -> None:
+    """A trained model: what it is, what it was trained on, its metrics, who made and used it."""
+    rows, metric_rows, predictions = _model_sections(node)
+    unit = node.target.get("unit") or ""
+    headers = ["Evaluation", "MAE", "Median AE", "RMSE", "R2", "n", "Median-predictor MAE"]
+    if table_format != "table" or output is not None:
+        from .output import emit_table
+
+        records = [["model", key, value] for key, value in rows]
+        records += [["metrics", f"{row[0]}: {name}", value] for row in metric_rows for name, value in zip(headers[1:], row[1:])]
+        emit_table(["section", "key", "value"], records, table_format=table_format, output=output, force=force)
+        return
+    echo.echo(f"Model {node.pk}  {node.label or ''}".rstrip())
+    echo.echo(table(rows, plain=True))
+    if metric_rows:
+        echo.echo(f"\nMetrics ({unit or 'target units'})")
+        shown = [[row[0]] + ["-" if v is None else format(v, ".4g") if isinstance(v, float) else v for v in row[1:]]
+                 for row in metric_rows]
+        echo.echo(table(shown, headers))
+    if predictions:
+        more = f" and {len(predictions) - 10} more" if len(predictions) > 10 else ""
+        echo.echo(f"\nUsed by predict: {', '.join(predictions[:10])}{more}")
+    echo.echo(f"\nPredict with it:  crystinv predict {node.pk} STRUCTURES")
+
+
 @cmd_crystinv.command("show")
 @click.argument("node", type=CRYSTINV_NODE)
 @click.option("--max-skipped", type=click.IntRange(min=0), default=20, show_default=True, help="Skipped records to list.")
+@table_options
 @with_profile
 @clean_errors
-def cmd_show(node, max_skipped):
+def cmd_show(node, max_skipped, table_format, output, force):
     """Summary of a dataset: size, targets with statistics, skipped records.
 
     NODE is the PK, UUID or label of a dataset (an invariants or distances node
-    is shown too, with its attributes).
+    is shown too, with its attributes). For a trained model: its descriptor,
+    target and unit, hyperparameters, the dataset and number of records it was
+    trained on, its metrics (fit, and the cross-validation / hold-out / test
+    evaluation of the training that made it) and the processes that made and
+    used it.
+
+    With --format csv|json (or -o FILE) the node's records are written as one
+    table instead: a dataset's id, formula and targets; invariants one row per
+    record (PDD: one row per PDD row); distances one row per pair (kNN: query,
+    neighbour, rank, distance). Units are in the header / under "units".
 
     \b
     Example:
         crystinv show 42
+        crystinv show 812                  # a trained model
+        crystinv show 51 --format csv > invariants.csv
     """
     from aiida_crystinv.data.dataset import CrystalDatasetData
+    from aiida_crystinv.data.model import ModelData
+
+    if isinstance(node, ModelData):
+        _show_model(node, table_format, output, force)
+        return
+    if table_format != "table" or output is not None:
+        from aiida_crystinv.data import DistancesData, to_dataframe
+
+        from .output import emit_frame
+
+        options = {"form": "long"} if isinstance(node, DistancesData) else {}
+        emit_frame(to_dataframe(node, **options), table_format=table_format, output=output, force=force)
+        return
 
     if isinstance(node, CrystalDatasetData):
         _show_dataset(node, max_skipped)
@@ -484,27 +646,33 @@ def cmd_show(node, max_skipped):
     "-F",
     "--format",
     "format_",
-    type=click.Choice(("cif", "json")),
+    type=click.Choice(("cif", "csv", "json")),
     default=None,
-    help="cif: one multi-block CIF file; json: a list of {id, formula, structure, targets...} "
-    "records (re-importable). Default: from the extension of --output.",
+    help="cif: one multi-block CIF file; csv: columns id, formula, cif (CIF text) and the targets, "
+    "units in the header ('bulk_modulus [GPa]'); json: {units, records: [{id, formula, structure, "
+    "targets...}]}. csv and json are re-importable with every target value and unit. Default: "
+    "from the extension of --output.",
 )
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
     required=True,
-    help="File to write (.cif or .json; .json.gz is compressed).",
+    help="File to write (.cif, .csv or .json; .csv.gz and .json.gz are compressed).",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output file if it exists.")
 @with_profile
 @clean_errors
 def cmd_export(dataset, ids, format_, output, force):
-    """Write the structures (and targets) of DATASET to a CIF or JSON file.
+    """Write the structures (and targets) of DATASET to a CIF, CSV or JSON file.
+
+    CSV and JSON files import back (`crystinv import`) with the same identifiers,
+    target values (bit-exact) and units.
 
     \b
     Examples:
         crystinv export 42 -o all.cif
+        crystinv export 42 -o all.csv
         crystinv export 42 --ids mp-149,mp-2534 -o two.json
     """
     if output.exists() and not force:
@@ -515,15 +683,18 @@ def cmd_export(dataset, ids, format_, output, force):
             format_ = "cif"
         elif ".json" in suffixes:
             format_ = "json"
+        elif ".csv" in suffixes:
+            format_ = "csv"
         else:
-            echo.echo_critical(f"cannot tell the format from {output.name}: use --format cif or json")
+            echo.echo_critical(f"cannot tell the format from {output.name}: use --format cif, csv or json")
     wanted = [i.strip() for chunk in ids for i in chunk.split(",") if i.strip()] or None
     try:
-        text = dataset.to_cif_text(wanted) if format_ == "cif" else dataset.to_json_text(wanted)
+        writers = {"cif": dataset.to_cif_text, "csv": dataset.to_csv_text, "json": dataset.to_json_text}
+        text = writers[format_](wanted)
     except KeyError as exception:
         echo.echo_critical(exception.args[0])
-    if format_ == "json" and output.suffix.lower() == ".gz":
-        with gzip.open(output, "wt") as handle:
+    if format_ in ("json", "csv") and output.suffix.lower() == ".gz":
+        with gzip.open(output, "wt", newline="") as handle:
             handle.write(text)
     else:
         output.write_text(text)

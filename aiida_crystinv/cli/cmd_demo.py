@@ -18,6 +18,7 @@ import typing as t
 import click
 from aiida.cmdline.utils import echo
 
+from .params import FiniteFloatRange
 from .root import cmd_crystinv
 from .utils import check_process, clean_errors, quiet_process_reports, table, with_profile
 
@@ -98,7 +99,7 @@ def provenance_summary(result: t.Any) -> str:
 )
 @click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours per structure.")
 @click.option(
-    "-t", "--threshold", type=click.FloatRange(min=0), default=0.05, show_default=True, help="Near-duplicate PDD-EMD (A)."
+    "-t", "--threshold", type=FiniteFloatRange(min=0), default=0.05, show_default=True, help="Near-duplicate PDD-EMD (A)."
 )
 @click.option(
     "-c", "--chunk-size", type=click.IntRange(min=1), default=None, help="Structures per invariants chunk [default: n/4, at least 50]."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from aiida.cmdline.utils import echo
 
+from .params import FiniteFloatRange
 from .root import cmd_crystinv
 from .utils import clean_errors, with_profile
 
@@ -14,9 +15,9 @@ __all__ = ["cmd_pseudo_family"]
 @cmd_crystinv.command("pseudo-family")
 @click.argument("label")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True), metavar="UPF_FILE_OR_FOLDER...")
-@click.option("--ecutwfc", type=click.FloatRange(min=0, min_open=True), default=None, metavar="RY",
+@click.option("--ecutwfc", type=FiniteFloatRange(min=0, min_open=True), default=None, metavar="RY",
               help="Wavefunction cutoff (Ry) for every element. Default: the UPF header's suggestion.")
-@click.option("--ecutrho", type=click.FloatRange(min=0, min_open=True), default=None, metavar="RY",
+@click.option("--ecutrho", type=FiniteFloatRange(min=0, min_open=True), default=None, metavar="RY",
               help="Charge-density cutoff (Ry). Default: the header's suggestion, else 4 x ecutwfc "
                    "(norm-conserving) or 8 x ecutwfc (ultrasoft, PAW).")
 @click.option("--description", default="", help="Description of the family.")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pathlib
+import time
 import typing as t
 
 import click
@@ -12,7 +14,65 @@ from aiida.cmdline.utils import echo
 from .root import cmd_crystinv
 from .utils import Timer, clean_errors, run_process, with_profile
 
-__all__ = ("cmd_study", "run_study_file")
+__all__ = ("cmd_study", "run_study_file", "study_progress")
+
+
+class _StepPrinter(logging.Handler):
+    """Prints the step reports of a running StudyWorkChain (``[step k/N] ...``, see
+    :data:`~aiida_crystinv.workflows.study.STUDY_STEPS`), one line each, with the time
+    since the command started; every other process report stays off the terminal."""
+
+    def __init__(self, start: float):
+        super().__init__(level=logging.DEBUG)
+        self.start = start
+        self.lines: list[str] = []
+        self._labels: dict[int, bool] = {}
+
+    def _is_study(self, pk: int) -> bool:
+        if pk not in self._labels:
+            from aiida import orm
+
+            try:
+                self._labels[pk] = orm.load_node(pk).process_label == "StudyWorkChain"
+            except Exception:  # noqa: BLE001 - a node of another session: not ours
+                self._labels[pk] = False
+        return self._labels[pk]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from aiida_crystinv.workflows.study import STEP_PREFIX
+
+        pk = getattr(record, "dbnode_id", None)
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is not a step line
+            return
+        where = text.find(STEP_PREFIX)  # after the "[pk|StudyWorkChain|method]: " of Process.report
+        if pk is None or where < 0 or not self._is_study(int(pk)):
+            return
+        text = text[where:]
+        line = f"[{record.created - self.start:7.1f} s] {text[1:].replace(']', '', 1)}"
+        self.lines.append(line)
+        click.echo(line)
+
+
+@contextlib.contextmanager
+def study_progress(enabled: bool = True) -> t.Iterator[list[str]]:
+    """While a study runs in this process, print each of its steps as it starts and ends
+    (one line each, with the elapsed time); yields the list of lines printed."""
+    if not enabled:
+        yield []
+        return
+    from aiida import orm
+
+    handler = _StepPrinter(time.time())
+    # the logger of WorkChain nodes, not 'aiida': AiiDA reconfigures the handlers of 'aiida'
+    # (logging.config.dictConfig) when the storage loads, which would drop this one
+    logger = logging.getLogger(getattr(orm.WorkChainNode, "_logger", logging.getLogger("aiida")).name)
+    logger.addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)
 
 
 def run_study_file(path: pathlib.Path, daemon: bool = False) -> tuple[t.Any, dict[str, t.Any]]:
@@ -31,11 +91,14 @@ def run_study_file(path: pathlib.Path, daemon: bool = False) -> tuple[t.Any, dic
         from .cmd_compute import submit_to_daemon
 
         return submit_to_daemon(StudyWorkChain, inputs), study
-    _, node = run_process(StudyWorkChain, inputs)
+    from aiida.common import log
+
+    with study_progress(enabled=log.CLI_LOG_LEVEL is None):  # with --verbosity the reports show anyway
+        _, node = run_process(StudyWorkChain, inputs)
     return node, study
 
 
-def _finish(node: t.Any, report_dir: pathlib.Path | None, seconds: float | None = None) -> None:
+def _finish(node: t.Any, report_dir: pathlib.Path | None, seconds: float | None = None, plots: bool = True) -> None:
     from aiida_crystinv.workflows.study import metrics_table, write_report
 
     if "summary" not in node.outputs:
@@ -55,7 +118,7 @@ def _finish(node: t.Any, report_dir: pathlib.Path | None, seconds: float | None 
     summary = node.outputs.summary.get_dict()
     echo.echo(f"\n{summary['name']}: {summary['target']} ({summary['unit']}), {summary['evaluation']}\n")
     echo.echo(metrics_table(summary))
-    path = write_report(node, report_dir)
+    path = write_report(node, report_dir, plots=plots)
     echo.echo("")
     if not node.is_finished_ok:
         echo.echo_warning(f"the study finished with exit status {node.exit_status}: {node.exit_message}")
@@ -108,7 +171,14 @@ REPORT_OPTION = click.option(
     "report_dir",
     type=click.Path(file_okay=False, path_type=pathlib.Path),
     default=None,
-    help="Folder for report.md and the parity plots [default: ./crystinv-study-<pk>].",
+    help="Folder for report.md and the pictures [default: ./crystinv-study-<pk>].",
+)
+#: Leave the pictures of the training set out of the report (`study run` and `study report`).
+NO_PLOTS_OPTION = click.option(
+    "--no-plots",
+    "no_plots",
+    is_flag=True,
+    help="Leave out the landscape, heatmap and map pictures of the training set (the parity plots stay).",
 )
 
 
@@ -116,10 +186,14 @@ REPORT_OPTION = click.option(
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
 @click.option("--daemon", is_flag=True, help="Submit to the daemon instead of running here; report later with `study report PK`.")
 @REPORT_OPTION
+@NO_PLOTS_OPTION
 @with_profile
 @clean_errors
-def cmd_study_run(file: pathlib.Path, daemon: bool, report_dir: pathlib.Path | None) -> None:
+def cmd_study_run(file: pathlib.Path, daemon: bool, report_dir: pathlib.Path | None, no_plots: bool) -> None:
     """Run the study in FILE as one StudyWorkChain, print the metrics table and write a report.
+
+    Run here (without --daemon), each step of the study prints one line when it
+    starts and one when it ends, with the time since the command started.
 
     \b
     Examples:
@@ -136,15 +210,16 @@ def cmd_study_run(file: pathlib.Path, daemon: bool, report_dir: pathlib.Path | N
         if daemon:
             echo.echo(f"  report when finished:  crystinv study report {node.pk}" + (f" --report {report_dir}" if report_dir else ""))
             return
-    _finish(node, report_dir, timer.seconds)
+    _finish(node, report_dir, timer.seconds, plots=not no_plots)
 
 
 @cmd_study.command("report")
 @click.argument("pk", type=int)
 @REPORT_OPTION
+@NO_PLOTS_OPTION
 @with_profile
 @clean_errors
-def cmd_study_report(pk: int, report_dir: pathlib.Path | None) -> None:
+def cmd_study_report(pk: int, report_dir: pathlib.Path | None, no_plots: bool) -> None:
     """Print the metrics of a finished study (a StudyWorkChain PK) and write its report."""
     from aiida import orm
 
@@ -155,4 +230,4 @@ def cmd_study_report(pk: int, report_dir: pathlib.Path | None) -> None:
         echo.echo_critical(f"node {pk} is a {type(node).__name__}, not a StudyWorkChain")
     if not node.is_terminated:
         echo.echo_critical(f"the study <{pk}> is still {node.process_state.value}: wait for it (`verdi process status {pk}`)")
-    _finish(node, report_dir)
+    _finish(node, report_dir, plots=not no_plots)

@@ -12,13 +12,12 @@ existing profile is ever modified.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import signal
 import sys
 import warnings
 from collections.abc import Sequence
-
-from aiida.cmdline.utils import echo
 
 __all__ = ("EMBEDDED_PROFILE_NAME", "ensure_profile", "create_embedded_profile", "main")
 
@@ -66,6 +65,8 @@ def ensure_profile() -> None:
     from aiida.common.exceptions import ConfigurationError
     from aiida.manage import get_manager
     from aiida.manage.configuration import get_config
+
+    from aiida.cmdline.utils import echo
 
     manager = get_manager()
     if manager.get_profile() is not None:
@@ -123,6 +124,38 @@ def main(args: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if args is None else args)
     if hasattr(signal, "SIGPIPE"):  # `crystinv list | head`: stop quietly when the reader goes away
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    if _needs_profile(args):
-        ensure_profile()
-    cmd_crystinv.main(args=args, prog_name="crystinv")
+    # Ctrl-C and SIGTERM before a command runs (loading the profile, parsing): one line and
+    # 130 / 143 too; a command's own handling (`utils.clean_errors`) takes over inside it
+    install_early_signal_handlers()
+    try:
+        if _needs_profile(args):
+            ensure_profile()
+        cmd_crystinv.main(args=args, prog_name="crystinv")
+    except KeyboardInterrupt:
+        _stop_early(signal.SIGINT, None)
+
+
+def install_early_signal_handlers() -> None:
+    """SIGINT / SIGTERM from the start of the ``crystinv`` script (while Python imports its
+    modules) until a command runs: :func:`_stop_early` (one line, exit 130 / 143)."""
+    signal.signal(signal.SIGINT, _stop_early)
+    signal.signal(signal.SIGTERM, _stop_early)
+
+
+def _stop_early(signum: int, _frame: object) -> None:
+    """A signal outside a command's run (before it, or after its processes finished):
+    nothing is running, so nothing to tidy; say what the command kept, exit 130 / 143
+    (:data:`~aiida_crystinv.cli.utils.EXIT_SIGINT`, ``EXIT_SIGTERM``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    utils = sys.modules.get("aiida_crystinv.cli.utils")  # not imported here: this may run while modules load
+    kept = list(getattr(utils, "_KEPT", []))
+    words, status = ("terminated (SIGTERM)", 143) if signum == signal.SIGTERM else ("interrupted (Ctrl-C)", 130)
+    said = f"after its processes finished; kept: {'; '.join(kept)}" if kept else "before the command started: nothing was stored"
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - a closed pipe: nothing to flush to
+        pass
+    sys.stderr.write(f"Critical: {words} {said}\n")
+    sys.stderr.flush()
+    os._exit(status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import typing as t
 
 import click
@@ -12,9 +13,11 @@ __all__ = (
     "CrystinvNodeParamType",
     "KeyValueParamType",
     "TargetParamType",
+    "FiniteFloatRange",
     "DATASET",
     "INVARIANTS",
     "CRYSTINV_NODE",
+    "MODEL",
 )
 
 #: Entry points (``aiida.data``) of the node types, with the words used in messages.
@@ -22,6 +25,7 @@ NODE_KINDS = {
     "crystinv.dataset": ("a crystal dataset", "crystinv list"),
     "crystinv.invariants": ("an invariants node", "crystinv list --what invariants"),
     "crystinv.distances": ("a distances node", "crystinv list --what distances"),
+    "crystinv.model": ("a trained model", "verdi node list -e crystinv.model"),
 }
 
 
@@ -82,8 +86,40 @@ def _parse_scalar(text: str) -> t.Any:
         return text
 
 
+def _non_finite(value: t.Any) -> bool:
+    """Whether a parsed value holds a NaN or an infinity (at any depth of a JSON list)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    return False
+
+
+def _first_time(ctx: click.Context | None, param: click.Parameter | None, key: str) -> bool:
+    """Record ``key`` as given for ``param`` in this command invocation; ``False`` when it
+    was given already (a repeated option value is refused, never silently overridden)."""
+    if ctx is None or param is None:
+        return True
+    seen = ctx.meta.setdefault(f"crystinv.seen.{param.name}", set())
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+def _flag(param: click.Parameter | None) -> str:
+    opts = getattr(param, "opts", None) or []
+    return min(opts, key=len) if opts else "the option"
+
+
 class KeyValueParamType(click.ParamType):
-    """``key=value``; the value is read as a number, boolean, JSON list or string."""
+    """``key=value``; the value is read as a number, boolean, JSON list or string.
+
+    A NaN or infinite number (``k=nan``, ``eps=inf``, ``[1, NaN]``) is refused, and so is a
+    key given twice in one command (``-p k=100 -p k=5``).
+    """
 
     name = "KEY=VALUE"
 
@@ -93,11 +129,26 @@ class KeyValueParamType(click.ParamType):
         key, sep, raw = str(value).partition("=")
         if not sep or not key.strip():
             self.fail(f"{value!r} is not of the form key=value (e.g. k=100)", param, ctx)
-        return key.strip(), _parse_scalar(raw)
+        key = key.strip()
+        parsed = _parse_scalar(raw)
+        if _non_finite(parsed) or (isinstance(parsed, str) and _is_non_finite_word(parsed)):
+            self.fail(f"{key}={raw.strip()}: NaN and infinite values are not accepted; give a finite number", param, ctx)
+        if not _first_time(ctx, param, key):
+            self.fail(f"{_flag(param)}: parameter(s) {key} given more than once; give each once", param, ctx)
+        return key, parsed
+
+
+def _is_non_finite_word(text: str) -> bool:
+    """``'nan'``, ``'-inf'``, ``'Infinity'`` ... (what ``float()`` reads as not finite)."""
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 class TargetParamType(click.ParamType):
-    """``COLUMN`` or ``COLUMN:UNIT``, e.g. ``bulk_modulus_vrh:GPa``."""
+    """``COLUMN`` or ``COLUMN:UNIT``, e.g. ``bulk_modulus_vrh:GPa``; a column given twice
+    in one command (with the same unit or another) is refused."""
 
     name = "COLUMN[:UNIT]"
 
@@ -105,14 +156,32 @@ class TargetParamType(click.ParamType):
         if isinstance(value, tuple):
             return value
         column, sep, unit = str(value).partition(":")
-        if not column.strip():
+        column = column.strip()
+        if not column:
             self.fail(f"{value!r}: the column name is empty", param, ctx)
-        return column.strip(), (unit.strip() or None) if sep else None
+        if not _first_time(ctx, param, column):
+            self.fail(f"{column} is given twice ({_flag(param)} {column}[:UNIT]): give each target, "
+                      "and its unit, once", param, ctx)
+        return column, (unit.strip() or None) if sep else None
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A ``click.FloatRange`` that also refuses NaN and infinities (``nan`` compares false
+    with every bound, so a plain ``FloatRange(min=0)`` lets it through)."""
+
+    def convert(self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None) -> t.Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 DATASET = CrystinvNodeParamType("DATASET", "crystinv.dataset")
 INVARIANTS = CrystinvNodeParamType("INVARIANTS", "crystinv.invariants")
-CRYSTINV_NODE = CrystinvNodeParamType("NODE", "crystinv.dataset", "crystinv.invariants", "crystinv.distances")
+CRYSTINV_NODE = CrystinvNodeParamType(
+    "NODE", "crystinv.dataset", "crystinv.invariants", "crystinv.distances", "crystinv.model"
+)
+MODEL = CrystinvNodeParamType("MODEL", "crystinv.model")
 
 
 class WalltimeParamType(click.ParamType):
@@ -146,7 +215,7 @@ JOB_OPTIONS = (
     click.option("--code", "code", default=None, metavar="LABEL@COMPUTER",
                  help="The worker (`crystinv setup-worker`) on an AiiDA computer: every block is a job there, "
                       "through its scheduler. Default: here, in this process."),
-    click.option("--max-memory", "max_memory_mb", type=click.FloatRange(min=1), default=None, metavar="MB",
+    click.option("--max-memory", "max_memory_mb", type=FiniteFloatRange(min=1), default=None, metavar="MB",
                  help="Memory bound of one job, MiB: blocks are sized to stay below it (SLURM is given it as --mem)."),
     click.option("--walltime", type=WalltimeParamType(), default=None,
                  help="Wall-clock limit of one job (a job past it is split in two and rerun)."),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import signal
 import sys
 import time
 import typing as t
@@ -126,14 +127,21 @@ def clean_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
         try:
-            return func(*args, **kwargs)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit, KeyboardInterrupt):
+            with interruptible():
+                return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            stop_after_interrupt()
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
         except Exception as exception:  # noqa: BLE001 - the point of this decorator
             if _debugging():
                 import traceback
 
                 traceback.print_exc()
+            storage = storage_problem(exception)
+            if storage:
+                tidy_after_storage_error()
+                echo.echo_critical(one_line(storage))
             message = str(exception) or repr(exception)
             for cls, said in _RESOURCE_ERRORS.items():
                 if isinstance(exception, cls):
@@ -230,22 +238,323 @@ def is_chunk(node: t.Any) -> bool:
     return caller is not None and caller.process_label in CHUNK_PROCESSES
 
 
+def is_result(node: t.Any) -> bool:
+    """Whether a data node is a result: made directly (no process) or by a process that
+    finished ok. Outputs of a killed, excepted or failed process, or of one that never
+    finished, are not (``crystinv list`` hides them, ``crystinv clean`` deletes them)."""
+    creator = node.creator
+    return creator is None or bool(creator.is_finished_ok)
+
+
 def count_of(n: int, noun: str) -> str:
     """``'1 structure'``, ``'3163 structures'``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def check_process(node: t.Any, what: str) -> None:
-    """Exit with a clear message if a process did not finish successfully."""
+    """Exit with a clear message if a process did not finish successfully (a full disk or a
+    read-only database is named as such)."""
     if node.is_finished_ok:
         return
     if node.is_excepted:
+        storage = storage_problem_text(node.exception or "")
+        if storage:
+            tidy_after_storage_error()
+            echo.echo_critical(one_line(f"{what} failed: {storage} [{node.process_label} {node.pk}]"))
         reason = node.exception.strip().splitlines()[-1] if node.exception else "an exception"
     elif node.is_killed:
         reason = "it was killed"
     else:
         reason = f"exit status {node.exit_status}: {node.exit_message or 'no message'}"
     echo.echo_critical(one_line(f"{what} failed ({reason}); see `verdi process report {node.pk}`"))
+
+
+# ---------------------------------------------------------------------------- interruption
+#: Exit status of a command stopped by a signal, as a shell reports it (128 + the number):
+#: 130 for SIGINT (Ctrl-C), 143 for SIGTERM (``kill PID``).
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+#: Extra set on every root process a ``crystinv`` command starts: which operating-system
+#: process runs it (``{'host', 'pid', 'started'}``), so that ``crystinv clean`` can tell a
+#: process whose command is gone (it will never finish) from one still running.
+RUNNER_EXTRA = "crystinv_runner"
+
+#: Set by the SIGINT / SIGTERM handlers of :func:`ctrl_c_raises`, read by ``_execute``.
+_SIGNALLED: set[int] = set()
+
+#: What processes of the running command finished ok and stored (said when it is interrupted later).
+_KEPT: list[str] = []
+
+_DEPTH = [0]
+
+#: The root processes :func:`abandon_mine` stopped (named in the line of :func:`stop_after_interrupt`).
+_STOPPED: list[str] = []
+
+#: Input nodes that processes of the running command stored (deleted after an interrupt
+#: when they are left linked to nothing).
+_RUN_INPUTS: list[t.Any] = []
+
+#: ``signal.signal`` itself (:func:`ctrl_c_raises` replaces the module's attribute while it runs).
+_ORIGINAL_SIGNAL = signal.signal
+
+
+def this_runner() -> dict[str, t.Any]:
+    """``{'host', 'pid', 'started'}`` of this operating-system process (``started``: its
+    start time, seconds since the epoch, so that a reused pid is not mistaken for it)."""
+    import os
+    import socket
+
+    import psutil
+
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": round(psutil.Process().create_time(), 2)}
+
+
+def runner_alive(record: t.Any) -> bool | None:
+    """Whether the operating-system process of a :data:`RUNNER_EXTRA` record still runs
+    (None: it ran on another host, so this cannot be told from here)."""
+    import socket
+
+    import psutil
+
+    if not isinstance(record, dict) or "pid" not in record:
+        return None
+    if record.get("host") != socket.gethostname():
+        return None
+    try:
+        started = psutil.Process(int(record["pid"])).create_time()
+    except psutil.AccessDenied:  # it exists (another user's): assume it is that command
+        return True
+    except (psutil.NoSuchProcess, ValueError, TypeError):
+        return False
+    return abs(started - float(record.get("started") or 0)) < 1.0
+
+
+def _tag_root_processes() -> t.Callable[[], None]:
+    """Make every root process created in this Python process carry :data:`RUNNER_EXTRA`;
+    returns the function that undoes it."""
+    from aiida.engine.processes.process import Process
+
+    original = Process._setup_db_record
+    record = this_runner()
+
+    def setup_db_record(self: t.Any) -> None:
+        # set on the node before it is first stored: stored with it, in the same transaction
+        if self._parent_pid is None:  # a root process: its callees are found from it
+            self.node.base.extras.set(RUNNER_EXTRA, record)
+        try:  # inputs stored with the node: orphans if an interrupt lands between the two
+            _RUN_INPUTS.extend(_stored_inputs(self.inputs or {}))
+        except Exception:  # noqa: BLE001 - a record for the tidy-up, never worth a failed run
+            pass
+        original(self)
+
+    Process._setup_db_record = setup_db_record  # type: ignore[method-assign]
+
+    def undo() -> None:
+        Process._setup_db_record = original  # type: ignore[method-assign]
+
+    return undo
+
+
+@contextlib.contextmanager
+def interruptible() -> t.Iterator[None]:
+    """The whole of a command: Ctrl-C (SIGINT) and SIGTERM raise ``KeyboardInterrupt``
+    wherever they land (:func:`ctrl_c_raises`, also where AiiDA would install its own
+    handler), and the root processes started carry :data:`RUNNER_EXTRA`. The command's
+    decorator (:func:`clean_errors`) then tidies up and exits with one line
+    (:func:`stop_after_interrupt`)."""
+    _DEPTH[0] += 1
+    outermost = _DEPTH[0] == 1
+    if outermost:
+        _SIGNALLED.clear()
+        _KEPT.clear()
+        _RUN_INPUTS.clear()
+    undo = _tag_root_processes() if outermost else (lambda: None)
+    hook = sys.unraisablehook
+    if outermost:
+        sys.unraisablehook = _quiet_unraisable
+    try:
+        with ctrl_c_raises():
+            yield
+    finally:
+        undo()
+        if outermost:
+            sys.unraisablehook = hook
+        _DEPTH[0] -= 1
+
+
+def _quiet_unraisable(unraisable: t.Any) -> None:
+    """A Ctrl-C that lands where Python cannot raise it (a garbage-collector callback, a
+    ``__del__``) is not printed as "Exception ignored in ..." with a traceback: the run
+    notices the signal a moment later (``_execute``) and says it in one line."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and not _debugging():
+        return  # the signal is in `_SIGNALLED`: `_execute` raises it where it can unwind the run
+    sys.__unraisablehook__(unraisable)
+
+
+@contextlib.contextmanager
+def _shielded() -> t.Iterator[None]:
+    """While the tidy-up after an interrupt runs: further SIGINT / SIGTERM are remembered,
+    not raised (a second Ctrl-C must neither be needed nor break the tidy-up)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def remember(signum: int, _frame: t.Any) -> None:
+        _SIGNALLED.add(signum)
+
+    install = _ORIGINAL_SIGNAL
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        install(signum, remember)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            install(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def _interrupt_words() -> tuple[str, int]:
+    import signal
+
+    if signal.SIGTERM in _SIGNALLED:
+        return "terminated (SIGTERM)", EXIT_SIGTERM
+    return "interrupted (Ctrl-C)", EXIT_SIGINT
+
+
+def interrupted_exit(stopped: str) -> t.NoReturn:
+    """Print the one line of an interrupted command (what was stopped, what is kept) and
+    exit with :data:`EXIT_SIGINT` or :data:`EXIT_SIGTERM`."""
+    from aiida.cmdline.utils.echo import CMDLINE_LOGGER
+
+    words, status = _interrupt_words()
+    kept = f"kept: {'; '.join(_KEPT)}" if _KEPT else "nothing of this run is kept"
+    CMDLINE_LOGGER.critical(one_line(f"{words}: {stopped}; {kept}", 2 * MAX_MESSAGE), extra={"nl": True, "err": True, "prefix": True})
+    sys.exit(status)
+
+
+def stop_after_interrupt() -> t.NoReturn:
+    """After a ``KeyboardInterrupt`` (SIGINT / SIGTERM) escaped a command: mark the
+    unfinished processes of this command killed, delete what they created, exit with one
+    line (:func:`interrupted_exit`)."""
+    with _shielded():
+        stopped = "stopped before any process started"
+        _STOPPED.clear()
+        try:
+            killed, deleted = abandon_mine()
+        except Exception:  # noqa: BLE001 - the storage may be unusable: nothing more to do here
+            killed, deleted = 0, []
+        if killed:
+            stopped = f"{', '.join(_STOPPED[:3]) or 'the run'} was stopped" + (
+                f" ({killed} processes marked killed)" if killed > 1 else ""
+            ) + (f" and its {count_of(len(deleted), 'result node')} deleted" if deleted else "")
+        elif _KEPT:
+            stopped = "stopped after its processes finished"
+        _retire_current()
+        interrupted_exit(stopped)
+
+
+def _retire_current() -> None:
+    from .. import _runner
+
+    current = _runner._IN_PROCESS_RUNNER
+    if current is not None:
+        try:
+            _retire(current[1])
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+
+def abandon_mine() -> tuple[int, list[int]]:
+    """:func:`abandon` every unfinished root process this operating-system process started
+    (:data:`RUNNER_EXTRA`). Returns ``(processes marked killed, deleted pks)``."""
+    from aiida import orm
+
+    _fresh_session()
+    me = this_runner()
+    builder = orm.QueryBuilder().append(
+        orm.ProcessNode,
+        filters={
+            f"extras.{RUNNER_EXTRA}.pid": me["pid"],
+            f"extras.{RUNNER_EXTRA}.host": me["host"],
+            "attributes.process_state": {"!in": ["finished", "excepted", "killed"]},
+        },
+        project="*",
+    )
+    killed, deleted = 0, []
+    for node in builder.all(flat=True):
+        record = node.base.extras.get(RUNNER_EXTRA, {})
+        if abs(float(record.get("started") or 0) - me["started"]) >= 1.0:
+            continue  # an earlier process with the same pid
+        _STOPPED.append(f"{node.process_label} <{node.pk}>")
+        n, pks = abandon(node)
+        killed += n
+        deleted += pks
+    forget_orphans(_RUN_INPUTS)
+    return killed, deleted
+
+
+def _fresh_session() -> None:
+    """End the transaction an interrupt or a storage error left open (it may hold the
+    database's write lock); a broken session is replaced."""
+    from aiida.manage import get_manager
+
+    try:
+        get_manager().get_profile_storage().get_session().rollback()
+    except Exception:  # noqa: BLE001 - a broken session: start a new one
+        get_manager().reset_profile_storage()
+
+
+def _describe_outputs(node: t.Any) -> str:
+    """``'import_dataset <3>: dataset <4>'``: a finished process and what it created."""
+    from aiida.common.links import LinkType
+
+    try:
+        links = node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN)).all()
+        made = [f"{link.link_label} <{link.node.pk}>" for link in links][:3]
+        return f"{node.process_label} <{node.pk}>" + (f" ({', '.join(made)})" if made else "")
+    except Exception:  # noqa: BLE001 - said in words only
+        return "a finished process"
+
+
+def _stored_inputs(inputs: t.Mapping[str, t.Any]) -> list[t.Any]:
+    """The unstored nodes among ``inputs`` (nested namespaces too): stored by the process's
+    creation, they are orphans if that fails."""
+    from aiida import orm
+
+    found = []
+    for value in inputs.values():
+        if isinstance(value, orm.Node) and not value.is_stored:
+            found.append(value)
+        elif isinstance(value, t.Mapping):
+            found.extend(_stored_inputs(value))
+    return found
+
+
+def forget_orphans(nodes: t.Sequence[t.Any]) -> None:
+    """Delete the nodes of ``nodes`` that are stored but linked to nothing (the process they
+    were stored for was never created, or was deleted with its interrupted run)."""
+    from aiida import orm
+
+    candidates = sorted({node.pk for node in nodes if getattr(node, "pk", None) is not None})
+    pks = []
+    for pk in candidates:
+        try:
+            if not orm.QueryBuilder().append(orm.Node, filters={"id": pk}).count():
+                continue
+            loaded = orm.load_node(pk)
+            if not loaded.base.links.get_outgoing().all() and not loaded.base.links.get_incoming().all():
+                pks.append(pk)
+        except Exception:  # noqa: BLE001 - best effort
+            continue
+    if pks:
+        try:
+            _quiet_delete(pks)
+        except Exception:  # noqa: BLE001 - best effort; `crystinv clean` reports what is left
+            pass
 
 
 def run_process(
@@ -263,15 +572,19 @@ def run_process(
     steps of the workflow, asks ``count_done`` how far it got.
 
     A process that did not finish keeps no output (:func:`discard_failed_outputs`); outputs
-    of sub-processes that finished ok stay (they are valid provenance). Ctrl-C
+    of sub-processes that finished ok stay (they are valid provenance). Ctrl-C or SIGTERM
     (:func:`ctrl_c_raises`) stops the run at once: the unfinished processes are marked
-    killed, what they created is deleted, and the command exits with one line.
+    killed, what they created is deleted, and the command exits with one line and status
+    130 (SIGINT) or 143 (SIGTERM). Input nodes stored for a process whose creation failed
+    (a full disk) are deleted again.
     """
     from aiida.engine import utils as engine_utils
 
     quiet_process_tracebacks()
     runner = in_process_runner()
     node = None
+    what = f"{getattr(process, '__name__', 'the process')} (starting)"
+    fresh = _stored_inputs(inputs)
     try:
         with ctrl_c_raises(), engine_utils.loop_scope(runner.loop):
             if engine_utils.is_process_function(process):
@@ -280,26 +593,34 @@ def run_process(
             else:
                 instance = runner.instantiate_process(process, **inputs)
             node = instance.node
+            what = f"{node.process_label} <{node.pk}>"
             outputs = _execute(instance, runner, label=label, total=total, count_done=count_done)
     except KeyboardInterrupt:
-        if node is None:
+        with _shielded():
+            try:
+                _fresh_session()
+                killed, discarded = abandon(node, fresh=fresh) if node is not None else (0, [])
+                more, also = abandon_mine()
+                killed, discarded = killed + more, discarded + also
+                if node is None:
+                    forget_orphans(fresh)
+            except Exception:  # noqa: BLE001 - the storage may be unusable: say what is known
+                killed, discarded = 0, []
             _retire(runner)
-            raise
-        try:  # read before the tidy-up, which may delete the node
-            what = f"{node.process_label} <{node.pk}>"
-        except Exception:  # noqa: BLE001 - the interrupted session may be unusable
-            what = "the process"
-        killed, discarded = abandon(node)
-        _retire(runner)
-        echo.echo_critical(
-            f"interrupted: {what} was killed"
-            + (f" ({killed} processes stopped)" if killed > 1 else "")
-            + (f" and its {count_of(len(discarded), 'result node')} deleted" if discarded else "")
-            + "; nothing of this run is kept"
-        )
+            interrupted_exit(
+                f"{what} was stopped"
+                + (f" ({killed} processes marked killed)" if killed > 1 else "")
+                + (f" and its {count_of(len(discarded), 'result node')} deleted" if discarded else "")
+            )
     except Exception:
+        _fresh_session()
         if node is not None:
-            discard_failed_outputs(node)
+            try:
+                discard_failed_outputs(node)
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+        else:
+            forget_orphans(fresh)
         raise
     if not node.is_finished_ok:
         discarded = discard_failed_outputs(node)
@@ -309,6 +630,8 @@ def run_process(
                 "which did not finish (a killed or excepted process keeps no results)"
             )
             outputs = {}
+    else:
+        _KEPT.append(_describe_outputs(node))
     return outputs, node
 
 
@@ -324,7 +647,11 @@ def _execute(
     from aiida.engine.processes.functions import FunctionProcess
 
     if isinstance(instance, FunctionProcess):
-        return instance.execute()
+        _SIGNALLED.clear()
+        outputs = instance.execute()
+        if _SIGNALLED:  # a signal swallowed on the way (see `_quiet_unraisable`): the run was interrupted
+            raise KeyboardInterrupt
+        return outputs
     bar = total > 0 and count_done is not None and progress_wanted()
 
     with (progress(total, label) if bar else contextlib.nullcontext()) as update:
@@ -353,8 +680,6 @@ def _execute(
     return instance.outputs
 
 
-#: Set by the SIGINT / SIGTERM handlers of :func:`ctrl_c_raises`, read by ``_execute``.
-_SIGNALLED: set[int] = set()
 
 
 def _interrupt(signum: int, frame: t.Any) -> None:
@@ -383,9 +708,10 @@ def ctrl_c_raises() -> t.Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    install = signal.signal
+    install = _ORIGINAL_SIGNAL
     ours = {signal.SIGINT: _interrupt, signal.SIGTERM: _terminate}
     previous = {signum: signal.getsignal(signum) for signum in ours}
+    patched = signal.signal
 
     def keep_raising(signalnum: int, handler: t.Any) -> t.Any:
         return install(signalnum, ours.get(signalnum, handler))
@@ -396,7 +722,7 @@ def ctrl_c_raises() -> t.Iterator[None]:
     try:
         yield
     finally:
-        signal.signal = install  # type: ignore[assignment]
+        signal.signal = patched  # type: ignore[assignment]
         for signum, handler in previous.items():
             install(signum, handler if handler is not None else signal.SIG_DFL)
 
@@ -436,31 +762,48 @@ def _retire(runner: t.Any) -> None:
         logging.disable(logging.NOTSET)
 
 
-def abandon(node: t.Any) -> tuple[int, list[int]]:
-    """After an interrupted run: mark the unfinished processes of ``node``'s call tree killed
-    (sealed, so nothing waits on them) and delete what processes that did not finish ok
-    created. Returns ``(number of processes marked killed, deleted pks)``."""
+def abandon(node: t.Any, status: str = "", fresh: t.Sequence[t.Any] = ()) -> tuple[int, list[int]]:
+    """Mark the unfinished processes of ``node``'s call tree killed (sealed, so nothing
+    waits on them) and delete what processes that did not finish ok created: after an
+    interrupted run, or for ``crystinv clean``: nothing of the run is left but its inputs
+    made before it (``fresh``: nodes stored for it, deleted too when linked to nothing).
+    Returns ``(number of processes marked killed, deleted pks)``."""
     from aiida import orm
     from aiida.engine import ProcessState
-    from aiida.manage import get_manager
 
-    try:  # the interrupted transaction may hold the database's write lock: end it
-        get_manager().get_profile_storage().get_session().rollback()
-    except Exception:  # noqa: BLE001 - a broken session: start a new one
-        get_manager().reset_profile_storage()
+    _fresh_session()
     node = orm.load_node(node.pk)
     tree = [node] + (list(node.called_descendants) if isinstance(node, orm.WorkflowNode) else [])
     cancel_scheduler_jobs([proc for proc in tree if isinstance(proc, orm.CalcJobNode) and not proc.is_terminated])
+    words, _ = _interrupt_words()
     killed = 0
     for proc in tree:
         if proc.is_terminated:
             continue
         proc.set_process_state(ProcessState.KILLED)
-        proc.set_process_status("interrupted with Ctrl-C while running in this Python process")
+        proc.set_process_status(status or f"{words} while running in a crystinv command")
         if not proc.is_sealed:
             proc.seal()
         killed += 1
-    return killed, discard_failed_outputs(node)
+    made = inputs_made_by_run(node)
+    deleted = discard_failed_outputs(node, everything=True)
+    forget_orphans(made + list(fresh))
+    return killed, deleted
+
+
+def inputs_made_by_run(node: t.Any) -> list[t.Any]:
+    """Input nodes of the processes of ``node``'s call tree that were stored during the run
+    (the chunks' row ranges, ...): they are linked to nothing once the run is deleted."""
+    from aiida import orm
+    from aiida.common.links import LinkType
+
+    tree = [node] + (list(node.called_descendants) if isinstance(node, orm.WorkflowNode) else [])
+    return [
+        link.node
+        for proc in tree
+        for link in proc.base.links.get_incoming(link_type=(LinkType.INPUT_CALC, LinkType.INPUT_WORK)).all()
+        if link.node.pk > node.pk
+    ]
 
 
 def cancel_scheduler_jobs(calcs: list[t.Any]) -> list[str]:
@@ -486,7 +829,51 @@ def cancel_scheduler_jobs(calcs: list[t.Any]) -> list[str]:
     return cancelled
 
 
-def discard_failed_outputs(node: t.Any) -> list[int]:
+def _quiet_delete(pks: list[int]) -> None:
+    from aiida.tools import delete_nodes
+
+    delete_logger = logging.getLogger("aiida.delete")
+    level = delete_logger.level
+    delete_logger.setLevel(logging.WARNING)
+    try:
+        delete_nodes(pks, dry_run=False)
+    finally:
+        delete_logger.setLevel(level)
+
+
+def failed_outputs(node: t.Any, everything: bool = False) -> list[int]:
+    """The data nodes *created* by the processes of ``node``'s call tree that did not finish
+    ok (see :func:`discard_failed_outputs`), sorted pks; with ``everything``, also those of
+    sub-processes that finished ok (the partial results of a run that was stopped), except
+    those that a process outside the tree already uses."""
+    from aiida import orm
+    from aiida.common.links import LinkType
+
+    processes = [node]
+    if isinstance(node, orm.WorkflowNode):
+        processes.extend(node.called_descendants)
+    tree = {proc.pk for proc in processes}
+    pks = set()
+    for proc in processes:
+        failed = not proc.is_finished_ok and not (isinstance(proc, orm.CalcJobNode) and proc.is_finished)
+        if not (failed or everything):
+            continue
+        for link in proc.base.links.get_outgoing(link_type=LinkType.CREATE).all():
+            if not failed and _used_outside(link.node, tree):
+                continue  # a valid result another run already builds on: deleting it would delete that run too
+            pks.add(link.node.pk)
+    return sorted(pks)
+
+
+def _used_outside(node: t.Any, tree: set[int]) -> bool:
+    """Whether a data node is an input of a process outside ``tree`` (pks)."""
+    from aiida.common.links import LinkType
+
+    links = node.base.links.get_outgoing(link_type=(LinkType.INPUT_CALC, LinkType.INPUT_WORK)).all()
+    return any(link.node.pk not in tree for link in links)
+
+
+def discard_failed_outputs(node: t.Any, everything: bool = False) -> list[int]:
     """Delete the data nodes *created* by the processes of ``node``'s call tree that did not
     finish ok (killed, excepted, failed, or never terminated); return their pks.
 
@@ -495,32 +882,87 @@ def discard_failed_outputs(node: t.Any) -> list[int]:
     for a valid one. A CalcJob that finished with an exit status keeps its outputs (the
     retrieved files, the parsed output of a failed DFT run): they are the record of the
     external code's failure, not a result, and its exit status says so.
-    """
-    from aiida import orm
-    from aiida.common.links import LinkType
 
-    processes = [node]
-    if isinstance(node, orm.WorkflowNode):
-        processes.extend(node.called_descendants)
-    pks = sorted(
-        {
-            link.node.pk
-            for proc in processes
-            if not proc.is_finished_ok and not (isinstance(proc, orm.CalcJobNode) and proc.is_finished)
-            for link in proc.base.links.get_outgoing(link_type=LinkType.CREATE).all()
-        }
-    )
+    With ``everything`` (a run that was interrupted or abandoned), the outputs of its
+    sub-processes that finished ok go too (AiiDA's deletion rules then delete those
+    processes and their callers: nothing of the run is left)."""
+    pks = failed_outputs(node, everything)
     if pks:
-        from aiida.tools import delete_nodes
-
-        delete_logger = logging.getLogger("aiida.delete")
-        level = delete_logger.level
-        delete_logger.setLevel(logging.WARNING)
-        try:
-            delete_nodes(pks, dry_run=False)
-        finally:
-            delete_logger.setLevel(level)
+        _quiet_delete(pks)
     return pks
+
+
+# ---------------------------------------------------------------------------- storage errors
+#: Words of an error that mean the profile's storage cannot be written, and what to say.
+_STORAGE_CAUSES: tuple[tuple[str, str], ...] = (
+    ("database or disk is full", "database or disk is full"),
+    ("no space left on device", "disk full (no space left on device)"),
+    ("disk quota exceeded", "disk quota exceeded"),
+    ("attempt to write a readonly database", "read-only database (attempt to write a readonly database)"),
+    ("read-only file system", "read-only file system"),
+    ("readonly database", "read-only database"),
+    ("disk i/o error", "disk I/O error (is the disk full?)"),
+)
+
+
+def storage_problem_text(text: str) -> str:
+    """One sentence naming the cause when ``text`` (an error message or a traceback) says
+    the storage cannot be written (disk full, read-only), else ``''``."""
+    low = text.lower()
+    for needle, cause in _STORAGE_CAUSES:
+        if needle in low:
+            return f"{cause}: the profile's storage{_storage_place()} cannot be written; free space (or make it writable) and run again"
+    return ""
+
+
+def storage_problem(exception: BaseException) -> str:
+    """:func:`storage_problem_text` for an exception and its causes (``errno`` ENOSPC,
+    EDQUOT, EROFS; SQLite's "database or disk is full", "readonly database")."""
+    import errno
+
+    seen: set[int] = set()
+    current: BaseException | None = exception
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "errno", None)
+        if code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            cause = {errno.ENOSPC: "disk full (no space left on device)", errno.EDQUOT: "disk quota exceeded",
+                     errno.EROFS: "read-only file system"}[code]
+            return f"{cause}: the profile's storage{_storage_place()} cannot be written; free space (or make it writable) and run again"
+        said = storage_problem_text(str(current))
+        if said:
+            return said
+        current = current.__cause__ or current.__context__
+    return ""
+
+
+def _storage_place() -> str:
+    try:
+        from aiida.manage import get_manager
+
+        path = get_manager().get_profile().storage_config.get("filepath")
+        return f" ({path})" if path else ""
+    except Exception:  # noqa: BLE001 - said without the place
+        return ""
+
+
+def tidy_after_storage_error() -> None:
+    """After the storage refused a write: end the failed transaction, mark the unfinished
+    processes of this command killed and delete what they created, and remove repository
+    files no node refers to (best effort: the disk may still be full)."""
+    with _shielded():
+        try:
+            abandon_mine()
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+        try:
+            _fresh_session()
+            maintain_quietly()
+        except Exception:  # noqa: BLE001 - the repository's own index cannot be opened on a full disk
+            try:
+                _drop_new_loose_objects()
+            except Exception:  # noqa: BLE001 - best effort: `crystinv clean` removes them once there is space
+                pass
 
 
 class Timer:
@@ -584,3 +1026,49 @@ def quiet_process_reports() -> None:
     for handler in logging.getLogger("aiida").handlers:
         if not isinstance(handler, DBLogHandler) and not any(isinstance(f, _NoProcessReports) for f in handler.filters):
             handler.addFilter(_NoProcessReports())
+
+
+def maintain_quietly() -> None:
+    """``verdi storage maintain`` (not the full one, which needs no other process using the
+    profile): removes repository files no node refers to, without its report lines."""
+    from aiida.manage import get_manager
+
+    logging.disable(logging.CRITICAL)
+    try:
+        get_manager().get_profile_storage().maintain(full=False, dry_run=False)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _drop_new_loose_objects() -> None:
+    """Delete the loose repository files written since this command started that no node
+    refers to (what a write that failed on a full disk left; the repository's own index
+    may not open then, so the files are found on disk and checked against the nodes)."""
+    import pathlib
+
+    import psutil
+    from aiida import orm
+    from aiida.manage import get_manager
+
+    filepath = get_manager().get_profile().storage_config.get("filepath")
+    if not filepath:
+        return
+    loose = pathlib.Path(filepath) / "container" / "loose"
+    started = psutil.Process().create_time()
+    new = {p.parent.name + p.name: p for p in loose.glob("*/*") if p.is_file() and p.stat().st_mtime >= started}
+    if not new:
+        return
+    referenced: set[str] = set()
+
+    def walk(meta: t.Any) -> None:
+        if isinstance(meta, dict):
+            if "k" in meta:
+                referenced.add(meta["k"])
+            for value in (meta.get("o") or {}).values():
+                walk(value)
+
+    for (meta,) in orm.QueryBuilder().append(orm.Node, project="repository_metadata").iterall():
+        walk(meta)
+    for key, path in new.items():
+        if key not in referenced:
+            path.unlink(missing_ok=True)

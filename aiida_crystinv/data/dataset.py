@@ -25,13 +25,13 @@ Oxidation states, magnetic moments and other site properties are not stored.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from aiida.orm import Data
 
 from ..invariants import Crystal
+from ..secrets import redact
 from ..invariants.packing import crystals_from_arrays, pack_crystals
 from ..sources import (
     ReadResult,
@@ -43,11 +43,10 @@ from ._arrays import ArrayRepositoryMixin, as_str_array, jsonable
 
 __all__ = ["CrystalDatasetData", "sanitize_source"]
 
-_SECRET = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
-
-
-def sanitize_source(source: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Copy of a ``source`` description without anything that looks like a credential.
+def sanitize_source(source: Mapping[str, Any] | None, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """Copy of a ``source`` description without anything that looks like a credential
+    (:func:`aiida_crystinv.secrets.redact`: credential-looking keys at any depth are dropped,
+    the known ``secrets`` scrubbed from every string).
 
     Keys that are not ``aiida.orm.Data.source`` keys are moved under ``extras``.
     """
@@ -55,12 +54,12 @@ def sanitize_source(source: Mapping[str, Any] | None) -> dict[str, Any]:
 
     def clean(value: Any) -> Any:
         if isinstance(value, Mapping):
-            return {str(k): clean(v) for k, v in value.items() if not _SECRET.search(str(k))}
+            return {str(k): clean(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [clean(v) for v in value]
         return jsonable(value)
 
-    source = clean(dict(source or {}))
+    source = redact(clean(dict(source or {})), secrets)
     out = {k: v for k, v in source.items() if k in allowed}
     extra = {k: v for k, v in source.items() if k not in allowed}
     if extra:
@@ -520,6 +519,50 @@ class CrystalDatasetData(ArrayRepositoryMixin, Data):
 
         return json.dumps({"units": {name: self.units.get(name, "") for name in self.target_names},
                            "records": self.to_json_records(records)})
+
+    def to_csv_text(self, records: Sequence[int | str] | None = None) -> str:
+        """Records as CSV text (``crystinv export -o x.csv``): columns ``id``, ``formula``,
+        ``cif`` (the record's CIF block, as :meth:`to_cif_text`) and one per target, its
+        unit in the header (``bulk_modulus [GPa]``; ``name []`` for a target declared
+        unitless whose name has a known unit or itself ends in brackets). Target values
+        are written with ``repr``, so they read back bit-exactly; an unknown (NaN) value is
+        an empty cell.
+        ``import_dataset`` reads the units back from the headers. Args and errors as
+        :meth:`to_cif_text`.
+        """
+        import csv
+        import io
+
+        from ..sources import KNOWN_UNITS
+        from ..sources.tabular import split_header_unit
+
+        indices = self._export_indices(records)
+        all_ids, formulas, units = self.ids, self.formulas, self.units
+        names = self.target_names
+        targets = [self.get_target(name) for name in names]
+        header = ["id", "formula", "cif"]
+        for name in names:
+            unit = units.get(name, "")
+            bracketed = split_header_unit(name)[1] is not None  # a name like 'E [eV]' keeps its brackets
+            header.append(f"{name} [{unit}]" if unit or bracketed or name in KNOWN_UNITS else name)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        for i, structure in zip(indices, self.get_structures(indices)):
+            values = [float(t[i]) for t in targets]
+            writer.writerow(
+                [all_ids[i], formulas[i], _cif_block(structure, all_ids[i])]
+                + [repr(v) if np.isfinite(v) else "" for v in values]
+            )
+        return buffer.getvalue()
+
+    def to_dataframe(self, cif: bool = False) -> Any:
+        """One row per record as a ``pandas.DataFrame``: ``id``, ``formula``, the targets
+        (float64, NaN where unknown) and, with ``cif=True``, the CIF text of each record;
+        ``df.attrs["units"]`` holds the targets' units (see :mod:`aiida_crystinv.data.frames`)."""
+        from .frames import dataset_frame
+
+        return dataset_frame(self, cif=cif)
 
     def subset(self, indices: Sequence[int | str]) -> "CrystalDatasetData":
         """A new unstored dataset with the chosen records (indices or identifiers), in that

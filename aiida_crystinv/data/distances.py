@@ -177,6 +177,17 @@ class DistancesData(ArrayRepositoryMixin, Data):
         rows = np.repeat(np.arange(n), k)
         return csr_matrix((d.ravel(), (rows, idx.ravel())), shape=self.shape)
 
+    def to_dataframe(self, form: str | None = None) -> Any:
+        """The distances as a ``pandas.DataFrame``. ``form="long"`` (the default for a kNN
+        graph): ``query, neighbour, rank, distance`` rows of a kNN graph, ``row, column,
+        distance`` of a matrix (a pairwise matrix: each pair once, ``row`` first in record
+        order). ``form="square"`` (the default for a matrix): the full matrix indexed by
+        the row and column ids; a kNN graph has none (``ValueError``). Units in
+        ``df.attrs["units"]`` (see :mod:`aiida_crystinv.data.frames`)."""
+        from .frames import distances_frame
+
+        return distances_frame(self, form=form)
+
     def pairs_within(self, threshold: float) -> list[tuple[str, str, float]]:
         """Unordered pairs of distinct records at most ``threshold`` apart (near-duplicates).
 
@@ -227,17 +238,21 @@ class DistancesData(ArrayRepositoryMixin, Data):
 
 
 def check_threshold(threshold: Any) -> float:
-    """``threshold`` as a float distance, refused when it is NaN, negative or not a number.
+    """``threshold`` as a float distance, refused when it is NaN, infinite, negative or not
+    a number (``d <= nan`` is never true and ``d <= inf`` always is: neither is a threshold).
 
     Raises:
         ValueError: with the value in the message.
     """
+    message = f"a distance threshold must be a finite number >= 0, got {threshold!r}"
+    if isinstance(threshold, (bool, np.bool_)) or isinstance(threshold, str):
+        raise ValueError(message)
     try:
         limit = float(threshold)
-    except (TypeError, ValueError):
-        raise ValueError(f"a distance threshold must be a number >= 0, got {threshold!r}") from None
-    if isinstance(threshold, bool) or np.isnan(limit) or limit < 0:
-        raise ValueError(f"a distance threshold must be a number >= 0, got {threshold!r}")
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(message) from None
+    if not np.isfinite(limit) or limit < 0:
+        raise ValueError(message)
     return limit
 
 

@@ -338,6 +338,16 @@ class InvariantsData(ArrayRepositoryMixin, Data):
         """The invariants in the form :mod:`aiida_crystinv.distances` accepts."""
         return self.get_pdds() if self.layout == "ragged" else self.get_stack()
 
+    def to_dataframe(self, pdd: str = "rows") -> Any:
+        """The invariants as a ``pandas.DataFrame``: one row per record (``id`` and one
+        column per feature: ``amd_1`` ... ``amd_k`` in Angstrom, ``rdf_*``, ``grid_s*_b*``,
+        composition feature names); PDDs one row per PDD row (``id``, ``row``, ``weight``,
+        ``d_1`` ... ``d_k``), or their AMD with ``pdd="amd"``. See
+        :mod:`aiida_crystinv.data.frames`."""
+        from .frames import invariants_frame
+
+        return invariants_frame(self, pdd=pdd)
+
     # ------------------------------------------------------------------ comparison
     def incompatibility(self, other: Any) -> str | None:
         """Why ``other`` cannot be compared with or merged into these invariants, or None."""

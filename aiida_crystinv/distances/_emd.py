@@ -227,23 +227,31 @@ def pack_pdds(pdds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise ValueError("no PDDs given")
     arrs = [np.asarray(p, dtype=float) for p in pdds]
     k = arrs[0].shape[1] if arrs[0].ndim == 2 else -1
-    for i, p in enumerate(arrs):
+    for i, p in enumerate(arrs):  # shapes only: the values are checked once, packed
         if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] < 2:
             raise ValueError(f"PDD {i} has shape {p.shape}; expected (rows, k + 1) with weights first")
         if p.shape[1] != k:
             raise ValueError(f"PDD {i} has k = {p.shape[1] - 1} but PDD 0 has k = {k - 1}; compare PDDs of equal k")
-        if not np.all(np.isfinite(p)):
-            raise ValueError(f"PDD {i} contains NaN or infinite values")
-        if np.any(p[:, 0] <= 0):
-            raise ValueError(f"PDD {i} has non-positive row weights")
+    lengths = np.fromiter((p.shape[0] for p in arrs), dtype=np.int64, count=len(arrs))
     offsets = np.zeros(len(arrs) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(p) for p in arrs])
-    stacked = np.concatenate(arrs)
-    rows = np.ascontiguousarray(stacked[:, 1:])
-    weights = stacked[:, 0].copy()
-    for i in range(len(arrs)):
-        s, e = offsets[i], offsets[i + 1]
-        weights[s:e] /= weights[s:e].sum()
+    offsets[1:] = np.cumsum(lengths)
+    # written straight into the packed arrays: one copy of the rows, not two
+    rows = np.empty((int(offsets[-1]), k - 1))
+    np.concatenate([p[:, 1:] for p in arrs], out=rows)
+    weights = np.concatenate([p[:, 0] for p in arrs])
+
+    def first_pdd(bad_rows: np.ndarray) -> int:
+        return int(np.searchsorted(offsets, int(np.flatnonzero(bad_rows)[0]), side="right") - 1)
+
+    finite = np.isfinite(weights) & np.isfinite(rows).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"PDD {first_pdd(~finite)} contains NaN or infinite values")
+    if np.any(weights <= 0):
+        raise ValueError(f"PDD {first_pdd(weights <= 0)} has non-positive row weights")
+    # each PDD's weights summed as ndarray.sum does (reduceat adds in another order)
+    bounds = offsets.tolist()
+    sums = np.array([weights[s:e].sum() for s, e in zip(bounds[:-1], bounds[1:])])
+    weights /= np.repeat(sums, lengths)
     return rows, weights, offsets
 
 

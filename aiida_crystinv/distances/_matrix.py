@@ -432,9 +432,21 @@ def nearest_neighbours(
         if self_query and exclude_self:
             D[np.arange(stop - start), np.arange(start, stop)] = np.inf
         for r in range(stop - start):
-            order = np.lexsort((np.arange(n_items), D[r]))[:k]
-            out_d[start + r], out_i[start + r] = D[r, order], order
+            out_d[start + r], out_i[start + r] = _k_smallest(D[r], k)
     return (out_d, out_i, 1.0) if return_stats else (out_d, out_i)
+
+
+def _k_smallest(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k smallest entries of a finite 1-D ``row`` and their indices, sorted, ties broken
+    by the lower index: the first k of a stable sort, in O(len(row)) (a partition, then a
+    sort of the entries up to the k-th value, ties included)."""
+    if k < len(row):
+        kth = row[np.argpartition(row, k - 1)[k - 1]]
+        candidates = np.flatnonzero(row <= kth)
+    else:
+        candidates = np.arange(len(row))
+    order = candidates[np.lexsort((candidates, row[candidates]))][:k]
+    return row[order], order
 
 
 def _packed_amds(rows, weights, offsets) -> np.ndarray:

@@ -27,7 +27,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["Crystal", "InvalidStructureError", "as_crystal", "MIN_SEPARATION"]
+__all__ = ["Crystal", "InvalidStructureError", "as_crystal", "default_label", "pymatgen_arrays", "check_geometry",
+           "MIN_SEPARATION", "MIN_VOLUME_PER_SITE"]
 
 #: Two sites closer than this (Angstrom) are "overlapping atoms" and rejected.
 MIN_SEPARATION = 0.1
@@ -123,6 +124,93 @@ def _check_elements(species: tuple, label: str) -> None:
                 raise InvalidStructureError(f"{label}: unknown element {el!r}")
 
 
+def default_label(obj: Any) -> str:
+    """The name :func:`as_crystal` gives ``obj`` in error messages when no label is given.
+
+    A pymatgen ``Structure`` is named by its reduced formula, anything else ``structure``.
+    Computing the formula costs about as much as the neighbour search of a small crystal,
+    so the fast paths call this only when an error is raised.
+    """
+    if hasattr(obj, "lattice") and hasattr(obj, "frac_coords"):
+        try:
+            return str(obj.composition.reduced_formula)
+        except Exception:  # noqa: BLE001 - a label is cosmetic
+            return "structure"
+    if isinstance(obj, Crystal):
+        return obj.label
+    return "structure"
+
+
+_SPECIES_TYPES: tuple = ()
+
+
+def _species_types() -> tuple:
+    """The types of a pymatgen site's species that are always a valid element (``Element``,
+    ``Species``; not ``DummySpecies``), imported on first use."""
+    global _SPECIES_TYPES
+    from pymatgen.core.periodic_table import Element, Species
+
+    _SPECIES_TYPES = (Element, Species)
+    return _SPECIES_TYPES
+
+
+def pymatgen_arrays(obj: Any, max_sites: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(cell, frac, occupancy)`` of a common pymatgen ``Structure``, read with the least work.
+
+    The fast path of :func:`~aiida_crystinv.invariants.amd` and
+    :func:`~aiida_crystinv.invariants.pdd`. It reads the lattice matrix, the sites'
+    fractional coordinates and their species' amounts, and accepts a structure only if
+    every species is an ``Element`` or ``Species`` (always a valid element) and every site's
+    occupancies pass the rule of :func:`as_crystal` (each in (0, 1], their sum at most 1).
+    No formula and no strings are made. The numeric checks (finite numbers, a cell that is
+    not degenerate, overlapping atoms) are left to the compiled kernel, which does them
+    in the same pass as the neighbour search.
+
+    Returns:
+        ``cell`` (3, 3) (the structure's own array, not a copy: do not modify it),
+        ``frac`` (m, 3) as stored (not wrapped) and ``occupancy`` (m,); or ``None`` when
+        ``obj`` is not a plain pymatgen ``Structure``, is empty, has more than
+        ``max_sites`` sites, or anything needs the full path (:func:`as_crystal`), which
+        then raises the right error or handles the case.
+    """
+    cls = type(obj)  # not hasattr(obj, ...): that would compute the frac_coords property
+    if not (hasattr(cls, "lattice") and hasattr(cls, "frac_coords") and hasattr(cls, "sites")):
+        return None
+    valid = _SPECIES_TYPES or _species_types()
+    try:
+        sites = obj.sites
+        n = len(sites)
+        if n == 0 or (max_sites is not None and n > max_sites):
+            return None
+        cell = obj.lattice.matrix
+        if not isinstance(cell, np.ndarray) or cell.shape != (3, 3) or cell.dtype != np.float64:
+            return None
+        # private attributes: several times faster than the properties and Mapping views;
+        # a pymatgen without them lands in the AttributeError branch (the full path)
+        frac = np.array([site._frac_coords for site in sites], dtype=float)
+        occupancy = np.empty(n)
+        for i, site in enumerate(sites):
+            amounts = site._species._data
+            if len(amounts) == 1:
+                for sp, occ in amounts.items():
+                    if type(sp) not in valid or not 0.0 < occ <= 1.0 + 1e-6:
+                        return None
+            else:
+                occ = 0.0
+                for sp, o in amounts.items():
+                    if type(sp) not in valid or not 0.0 < o <= 1.0 + 1e-6:
+                        return None
+                    occ += o
+                if not 0.0 < occ <= 1.0 + 1e-6:
+                    return None
+            occupancy[i] = occ
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if frac.shape != (n, 3):
+        return None
+    return cell, frac, occupancy
+
+
 def as_crystal(obj: Any, label: str | None = None, check_overlap: bool = True) -> Crystal:
     """Convert and validate a structure.
 
@@ -141,10 +229,7 @@ def as_crystal(obj: Any, label: str | None = None, check_overlap: bool = True) -
         return obj if label is None else Crystal(obj.cell, obj.frac, obj.species, label)
     if hasattr(obj, "lattice") and hasattr(obj, "frac_coords"):
         if label is None:
-            try:
-                label = obj.composition.reduced_formula
-            except Exception:  # noqa: BLE001 - a label is cosmetic
-                label = "structure"
+            label = default_label(obj)
         if len(obj) == 0:
             raise InvalidStructureError(f"{label}: the structure has no sites")
         cell = np.array(obj.lattice.matrix, dtype=float)
@@ -174,6 +259,27 @@ def as_crystal(obj: Any, label: str | None = None, check_overlap: bool = True) -
             f"got {type(obj).__name__}"
         )
 
+    check_geometry(cell, frac, label)
+    _check_elements(species, label)
+    for i, site in enumerate(species):
+        occ = sum(o for _, o in site)
+        if not site or not all(0.0 < o <= 1.0 + 1e-6 for _, o in site) or not occ <= 1.0 + 1e-6:
+            raise InvalidStructureError(
+                f"{label}: site {i} has occupancy {occ:g}; occupancies must be in (0, 1]"
+            )
+    frac = frac - np.floor(frac)
+    frac[frac >= 1.0] = 0.0
+    crystal = Crystal(cell=cell, frac=frac, species=species, label=label)
+    if check_overlap and len(frac) > 1:
+        _check_overlap(crystal)
+    return crystal
+
+
+def check_geometry(cell: np.ndarray, frac: np.ndarray, label: str) -> None:
+    """The numeric checks of :func:`as_crystal`, in its order; raise on the first that fails.
+
+    Shapes, finite numbers, and a cell volume above :data:`MIN_VOLUME_PER_SITE` per site.
+    """
     if cell.shape != (3, 3):
         raise InvalidStructureError(f"{label}: the cell must be 3x3, got shape {cell.shape}")
     if frac.ndim != 2 or frac.shape[1] != 3:
@@ -194,19 +300,6 @@ def as_crystal(obj: Any, label: str | None = None, check_overlap: bool = True) -
             f"{label}: the cell is degenerate (volume {volume:.3g} A^3 for {len(frac)} site(s)); "
             "the three lattice vectors must be linearly independent"
         )
-    _check_elements(species, label)
-    for i, site in enumerate(species):
-        occ = sum(o for _, o in site)
-        if not site or not all(0.0 < o <= 1.0 + 1e-6 for _, o in site) or not occ <= 1.0 + 1e-6:
-            raise InvalidStructureError(
-                f"{label}: site {i} has occupancy {occ:g}; occupancies must be in (0, 1]"
-            )
-    frac = frac - np.floor(frac)
-    frac[frac >= 1.0] = 0.0
-    crystal = Crystal(cell=cell, frac=frac, species=species, label=label)
-    if check_overlap and len(frac) > 1:
-        _check_overlap(crystal)
-    return crystal
 
 
 def _check_overlap(crystal: Crystal) -> None:

@@ -12,8 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._crystal import MIN_SEPARATION, Crystal, InvalidStructureError, as_crystal
-from ._kernels import collapse_kernel, knn_core, lexsort_rows
+from ._crystal import (
+    MIN_SEPARATION,
+    MIN_VOLUME_PER_SITE,
+    Crystal,
+    InvalidStructureError,
+    as_crystal,
+    check_geometry,
+    default_label,
+    pymatgen_arrays,
+)
+from ._kernels import STATUS_OK, collapse_kernel, lexsort_rows, neighbour_kernel
 from ._lattice import reduce_crystal
 
 __all__ = ["amd", "pdd", "pdd_to_amd", "neighbour_distances"]
@@ -25,6 +34,10 @@ SYMMETRY_MIN_SITES = 64
 #: The largest neighbour count (as :data:`aiida_crystinv.specs._base.MAX_K`): a PDD row of
 #: 10,000 neighbours is 80 kB; far larger k only exhausts memory.
 MAX_K = 10_000
+
+
+def _k_is_valid(k) -> bool:
+    return not isinstance(k, bool) and isinstance(k, (int, np.integer)) and 1 <= k <= MAX_K
 
 
 def _check_k(k: int, label: str) -> int:
@@ -58,6 +71,14 @@ def _distinct_sites(crystal: Crystal):
 def neighbour_distances(structure, k: int, label: str | None = None):
     """Sorted distances from each (symmetry-distinct) site to its k nearest neighbours.
 
+    A pymatgen ``Structure`` of fewer than :data:`SYMMETRY_MIN_SITES` sites whose species
+    are plain elements takes the fast path: its arrays are read as they are
+    (:func:`~aiida_crystinv.invariants._crystal.pymatgen_arrays`) and the compiled kernel
+    checks them in the same pass as the neighbour search; the structure's name (its
+    formula) is computed only if an error is raised. Anything else goes through
+    :func:`~aiida_crystinv.invariants.as_crystal` first. Both paths raise the same
+    errors for the same input.
+
     Args:
         structure: anything :func:`~aiida_crystinv.invariants.as_crystal` accepts.
         k: number of neighbours, >= 1.
@@ -69,21 +90,36 @@ def neighbour_distances(structure, k: int, label: str | None = None):
     Raises:
         InvalidStructureError: bad structure, bad ``k``, or overlapping atoms.
     """
-    crystal = as_crystal(structure, label=label, check_overlap=False)
-    k = _check_k(k, crystal.label)
-    occ = crystal.occupancy
-    sym = _distinct_sites(crystal) if crystal.n_sites >= SYMMETRY_MIN_SITES else None
-    if sym is None:
-        rows, weights = np.arange(crystal.n_sites), occ.copy()
+    fast = pymatgen_arrays(structure, max_sites=SYMMETRY_MIN_SITES - 1)
+    if fast is not None:
+        cell, frac, weights = fast
+        if not _k_is_valid(k):
+            as_crystal(structure, label=label, check_overlap=False)  # a bad structure is named first
+            _check_k(k, label or default_label(structure))
+        rows = np.arange(len(frac))
+        crystal = None
     else:
-        rows, counts = sym
-        weights = occ[rows] * counts
-    dists, _ = knn_core(crystal.cell, crystal.frac, rows, k)
-    bad = np.flatnonzero(dists[:, 0] < MIN_SEPARATION)
-    if bad.size:
-        i = int(rows[bad[0]])
+        crystal = as_crystal(structure, label=label, check_overlap=False)
+        k = _check_k(k, crystal.label)
+        occ = crystal.occupancy
+        sym = _distinct_sites(crystal) if crystal.n_sites >= SYMMETRY_MIN_SITES else None
+        if sym is None:
+            rows, weights = np.arange(crystal.n_sites), occ.copy()
+        else:
+            rows, counts = sym
+            weights = occ[rows] * counts
+        cell, frac = crystal.cell, crystal.frac
+    status, bad, dists = neighbour_kernel(
+        np.ascontiguousarray(cell, dtype=float), np.ascontiguousarray(frac, dtype=float),
+        np.ascontiguousarray(rows, dtype=np.int64), int(k), MIN_VOLUME_PER_SITE, MIN_SEPARATION,
+    )
+    if status != STATUS_OK or bad >= 0:
+        name = crystal.label if crystal is not None else (label or default_label(structure))
+        if status != STATUS_OK:
+            check_geometry(np.asarray(cell, dtype=float), np.asarray(frac, dtype=float), name)
+            raise InvalidStructureError(f"{name}: the cell or the coordinates are not usable")  # pragma: no cover
         raise InvalidStructureError(
-            f"{crystal.label}: site {i} has a neighbour {dists[bad[0], 0]:.3g} A away "
+            f"{name}: site {int(rows[bad])} has a neighbour {dists[bad, 0]:.3g} A away "
             f"(overlapping atoms, or a lattice vector shorter than {MIN_SEPARATION} A)"
         )
     return weights / weights.sum(), dists
@@ -103,6 +139,9 @@ def pdd(structure, k: int, collapse: bool = True, collapse_tol: float = 1e-4, la
         (r, k + 1) array: column 0 holds the row weights (summing to 1), columns 1..k the
         sorted neighbour distances in Angstrom; rows sorted lexicographically.
     """
+    if collapse and not (isinstance(collapse_tol, (int, float, np.integer, np.floating)) and not isinstance(collapse_tol, bool)
+                         and np.isfinite(collapse_tol) and collapse_tol >= 0):
+        raise ValueError(f"collapse_tol must be a finite number >= 0 (Angstrom), got {collapse_tol!r}")
     weights, dists = neighbour_distances(structure, k, label=label)
     if collapse:
         weights, dists = collapse_kernel(weights, dists, float(collapse_tol))

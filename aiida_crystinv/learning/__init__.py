@@ -11,6 +11,8 @@
   :func:`build_model` (JSON-able spec -> model), :func:`model_from_arrays`
   (pickle-free export via ``model.to_arrays()``), :func:`is_precomputed` (the pairwise
   tag: the model takes a distance matrix).
+* presets -- the documented recipes (:mod:`aiida_crystinv.learning.presets`): the MP
+  bulk-modulus descriptor and :func:`~aiida_crystinv.learning.presets.bulk_modulus_model`.
 * validation -- :func:`cross_validate` (k-fold or hold-out, with the median baseline),
   :func:`cross_val_predict` (``sklearn.model_selection.cross_val_predict``),
   :func:`fit_predict_split`.

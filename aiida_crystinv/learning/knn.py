@@ -29,11 +29,18 @@ from .splits import kfold_indices
 # kNN on precomputed distances
 
 
-def _knn_predict(D: np.ndarray, y: np.ndarray, k: int, weights: str) -> np.ndarray:
+def _knn_order(D: np.ndarray) -> np.ndarray:
+    """(m, n) column indices of each row of D, nearest first (a stable sort: ties between
+    equal distances go to the lower training index). Sort once, predict every k."""
+    return np.argsort(D, axis=1, kind="stable")
+
+
+def _knn_predict(D: np.ndarray, y: np.ndarray, k: int, weights: str, order: np.ndarray | None = None) -> np.ndarray:
     """kNN prediction from an (m, n) distance matrix and (n,) targets (ties between equal
-    distances go to the lower training index)."""
+    distances go to the lower training index); ``order``: :func:`_knn_order` of D when
+    already known."""
     k = min(int(k), D.shape[1])
-    idx = np.argsort(D, axis=1, kind="stable")[:, :k]
+    idx = (_knn_order(D) if order is None else order)[:, :k]
     d = np.take_along_axis(D, idx, axis=1)
     yy = y[idx]
     if weights == "uniform":
@@ -139,8 +146,9 @@ class KNNRegressor(_ExportMixin, RegressorMixin, BaseEstimator):
             else:
                 splits = [(tr, te, D[np.ix_(te, tr)]) for tr, te in kfold_indices(len(y), self.cv, self.random_state)]
             for tr, te, sub in splits:
+                order = _knn_order(sub)
                 for j, k in enumerate(ks):
-                    pred = inverse_transform_target(_knn_predict(sub, yt[tr], k, self.weights),
+                    pred = inverse_transform_target(_knn_predict(sub, yt[tr], k, self.weights, order),
                                                     self.target_transform)
                     errs[j] += np.abs(pred - y[te]).sum()
             errs /= len(y)
@@ -232,7 +240,8 @@ class FeatureKNNRegressor(_ExportMixin, RegressorMixin, BaseEstimator):
         yt = transform_target(y * tscale, self.target_transform)
         D = self._dist(Z, Z)
         np.fill_diagonal(D, np.inf)
-        preds = [inverse_transform_target(_knn_predict(D, yt, min(k, len(y) - 1), self.weights),
+        order = _knn_order(D)
+        preds = [inverse_transform_target(_knn_predict(D, yt, min(k, len(y) - 1), self.weights, order),
                                           self.target_transform) / tscale for k in ks]
         errs = [_mae(p, y) for p in preds]
         best = int(np.argmin(errs))

@@ -10,8 +10,9 @@ applies the ``on_error`` policy:
   identifier and position in the source) and the reason; nothing is kept.
 * ``'skip'``: bad records are dropped and listed, with reasons, in ``skipped``.
 
-NaN or infinite targets make a record bad (a model cannot learn from them): they fail
-the import or are skipped, they are never stored.
+NaN or infinite targets make a record bad (a model cannot learn from them), and so do
+targets that are text or missing (``None``: an empty cell, a null): they fail the import
+or are skipped, they are never stored.
 """
 
 from __future__ import annotations
@@ -182,6 +183,9 @@ def validate_records(
         reason = None
         for name in names:
             value = targets[name][i]
+            if value is None:
+                reason = f"target {name!r} is nan: no value (an empty cell, a null or a missing key)"
+                break
             if isinstance(value, (bool, np.bool_)):
                 reason = f"target {name!r} is not a number ({value!r})"
                 break

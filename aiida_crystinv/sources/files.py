@@ -17,14 +17,16 @@ Formats
     A header row, one record per row, a column of CIF text (``cif_column``, default
     ``cif``), an identifier column (``id_column``, default ``material_id`` or ``id`` when
     present, else the row number) and numeric target columns (``target_columns``; by
-    default every other column whose first value is a number, except an unnamed leading
-    index column). The format of ``carbon24.csv.gz`` and ``perov5.csv.gz``.
+    default every other column holding a number in *any* row, except ``formula`` and an
+    unnamed leading index column). A row whose value in a target column is text or empty
+    is a bad record (``on_error``). The format of ``carbon24.csv.gz`` and ``perov5.csv.gz``.
 ``json``
     A list of objects, each with a pymatgen ``Structure.as_dict()`` under
     ``structure_key`` (default ``structure``), an identifier (``id_column``, default the
     first of ``mp_id``, ``material_id``, ``task_id``, ``id``) and numeric targets
-    (default: every numeric top-level field). A list of bare structure dicts is accepted
-    too. The format of ``mp_elasticity_binaries.json.gz``.
+    (default: every top-level field holding a JSON number in *any* record; a record whose
+    value there is text, null or missing is a bad record). A list of bare structure dicts
+    is accepted too. The format of ``mp_elasticity_binaries.json.gz``.
 """
 
 from __future__ import annotations

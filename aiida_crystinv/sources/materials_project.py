@@ -2,14 +2,18 @@
 
 Needs the optional extra ``mp`` (``pip install aiida-crystinv[mp]``) and an API key in the
 environment variable ``MP_API_KEY``. The query, the requested fields and the database
-version go into the dataset's ``source``; the key never does.
+version go into the dataset's ``source``; the key never does: a query holding a
+credential-looking key (:func:`aiida_crystinv.secrets.is_secret_key`) is refused, and the
+key, also echoed in part or in another case by a failing client, is scrubbed from every
+message (:func:`aiida_crystinv.secrets.scrub_text`).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+from ..secrets import cap_text, find_secret_keys, redact, scrub_text
 from ._records import ReadResult, Record, SourceError
 
 __all__ = ["read_materials_project", "API_KEY_VARIABLE", "DEFAULT_PROPERTIES"]
@@ -58,8 +62,14 @@ def read_materials_project(
     """
     if not query:
         raise SourceError("the Materials Project query is empty; give e.g. {'material_ids': ['mp-149']}")
-    if any(k.lower() in {"api_key", "key", "token"} for k in query):
-        raise SourceError("do not put the API key in the query; set MP_API_KEY in the environment")
+    if not isinstance(query, Mapping):
+        raise SourceError(f"the Materials Project query must be a mapping, got {type(query).__name__}")
+    places = find_secret_keys(query, "query")
+    if places:
+        raise SourceError(
+            f"{', '.join(places)}: never put an API key or other credential in the query; "
+            f"set {API_KEY_VARIABLE} in the environment"
+        )
     MPRester = _mprester()
     key = api_key or os.environ.get(API_KEY_VARIABLE, "")
     if not key:
@@ -79,10 +89,10 @@ def read_materials_project(
     except SourceError:
         raise
     except Exception as exc:  # noqa: BLE001 - network, HTTP, validation errors
-        text = str(exc).replace(key, "***")
+        text = cap_text(scrub_text(exc, [key]), 500)
         raise SourceError(f"the Materials Project request failed ({type(exc).__name__}: {text})") from None
     if not docs:
-        raise SourceError(f"the Materials Project query {query!r} matched no material")
+        raise SourceError(f"the Materials Project query {cap_text(redact(query, [key]), 300)!r} matched no material")
     result = ReadResult(records=[], units={}, source={})
     known = dict(DEFAULT_PROPERTIES)
     known.update(units or {})
@@ -102,7 +112,7 @@ def read_materials_project(
         "db_uri": "https://api.materialsproject.org",
         "version": version,
         "description": "Materials Project summary search via mp-api",
-        "extras": {"format": "materials_project", "query": _jsonable(query), "fields": fields},
+        "extras": {"format": "materials_project", "query": _jsonable(redact(query, [key])), "fields": fields},
     }
     return result
 

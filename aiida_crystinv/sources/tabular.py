@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from collections import Counter
 from typing import Any, Sequence
 
 from ._records import ReadResult, Record, SourceError
@@ -27,6 +29,52 @@ def _is_number(value: Any) -> bool:
     return False
 
 
+def _listing(names: Sequence[Any], limit: int = 12, width: int = 40) -> str:
+    """Names for a message: at most ``limit`` of them, each cut to ``width`` characters
+    (a JSON file read as CSV has a "header" of hundreds of thousands of fields)."""
+    shown = []
+    for item in list(names)[:limit]:
+        text = str(item)
+        shown.append(repr(text if len(text) <= width else text[: width - 3] + "..."))
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+#: A CSV header with its unit: ``bulk_modulus [GPa]`` (what ``crystinv export -o x.csv`` writes).
+_HEADER_UNIT = re.compile(r"^(?P<name>.*?\S)\s*\[(?P<unit>[^\[\]]*)\]\s*$")
+
+
+def split_header_unit(header: str) -> tuple[str, str | None]:
+    """``'bulk_modulus [GPa]'`` -> ``('bulk_modulus', 'GPa')``; ``'energy []'`` ->
+    ``('energy', '')`` (declared unitless); ``'cif'`` -> ``('cif', None)``."""
+    match = _HEADER_UNIT.match(header or "")
+    if match is None:
+        return header, None
+    return match.group("name"), match.group("unit").strip()
+
+
+def _bare_header(header: Sequence[str], name: str) -> tuple[list[str], dict[str, str]]:
+    """Column names without their ``[unit]`` part, and the units so declared.
+
+    Raises:
+        SourceError: two columns with the same name once units are set apart, or a
+            "header" that is the start of a JSON document.
+    """
+    if header and str(header[0]).lstrip().startswith(("{", "[")):
+        raise SourceError(f"{name}: this looks like JSON, not CSV: read it as format 'json'")
+    bare, units = [], {}
+    for column in header:
+        column_name, unit = split_header_unit(column)
+        bare.append(column_name)
+        if unit is not None:
+            units[column_name] = unit
+    counts = Counter(bare)
+    repeated = sorted(c for c, n in counts.items() if n > 1)
+    if repeated:
+        raise SourceError(f"{name}: column(s) {_listing(repeated)} appear more than once in the header")
+    return bare, units
+
+
 def _check_csv_header(
     header: Sequence[str] | None,
     name: str,
@@ -42,19 +90,20 @@ def _check_csv_header(
     """
     if not header:
         raise SourceError(f"{name}: no header row")
+    header, _ = _bare_header(header, name)
     if cif_column not in header:
         raise SourceError(
-            f"{name}: no column {cif_column!r} with CIF text; the columns are {', '.join(repr(h) for h in header)}"
+            f"{name}: no column {cif_column!r} with CIF text; the columns are {_listing(header)}"
             " (give cif_column=...)"
         )
     if id_column is None:
         id_column = next((c for c in _ID_COLUMNS if c in header), None)
     elif id_column not in header:
-        raise SourceError(f"{name}: no id column {id_column!r}; the columns are {', '.join(map(repr, header))}")
+        raise SourceError(f"{name}: no id column {id_column!r}; the columns are {_listing(header)}")
     missing = [c for c in target_columns or () if c not in header]
     if missing:
         raise SourceError(
-            f"{name}: no target column(s) {', '.join(map(repr, missing))}; the columns are {', '.join(map(repr, header))}"
+            f"{name}: no target column(s) {_listing(missing)}; the columns are {_listing(header)}"
         )
     if not has_rows:
         raise SourceError(f"{name}: the file has a header but no records")
@@ -71,6 +120,9 @@ def read_csv(
 ) -> ReadResult:
     """Read a CSV file with one CIF per row and target columns.
 
+    A header ``name [unit]`` (as ``crystinv export -o x.csv`` writes) is the column
+    ``name`` with that unit (``name []``: no unit); ``units`` given here take precedence.
+
     Raises:
         SourceError: empty file, no header, missing CIF / id / target column.
     """
@@ -80,6 +132,10 @@ def read_csv(
     csv.field_size_limit(1 << 30)
     try:
         reader = csv.DictReader(io.StringIO(text))
+        declared: dict[str, str] = {}
+        if reader.fieldnames:
+            bare, declared = _bare_header(reader.fieldnames, name)
+            reader.fieldnames = bare
         header = reader.fieldnames
         rows = list(reader)
     except csv.Error as exc:
@@ -87,11 +143,12 @@ def read_csv(
     id_column = _check_csv_header(header, name, id_column, cif_column, target_columns, bool(rows))
     if target_columns is None:
         skip = {cif_column, id_column, "formula", "", "Unnamed: 0", "index"}
-        first = rows[0] if rows else {}
-        target_columns = [c for c in header if c not in skip and _is_number(first.get(c))]
+        # decided over ALL records: a column with a number anywhere is a target, and a
+        # record with text or nothing there is a bad record (named, or skipped with its reason)
+        target_columns = [c for c in header or () if c not in skip and any(_is_number(row.get(c)) for row in rows)]
     else:
         target_columns = list(target_columns)
-    result = ReadResult(records=[], units=_units_for(target_columns, units), source={})
+    result = ReadResult(records=[], units=_units_for(target_columns, {**declared, **(units or {})}), source={})
     for number, row in enumerate(rows, start=1):
         rid = str(row.get(id_column) or number) if id_column else str(number)
         position = f"{name}, row {number}"
@@ -116,12 +173,27 @@ def read_csv(
     return result
 
 
+def _json_targets(data: Sequence[dict], skip: set[Any]) -> list[str]:
+    """Top-level keys holding a JSON number (not a bool, not a string) in ANY record, in
+    the order the keys first appear: the default targets of a JSON dataset."""
+    keys: dict[str, None] = {}
+    numeric: set[str] = set()
+    for item in data:
+        for key, value in item.items():
+            keys.setdefault(key, None)
+            if key not in numeric and _is_number(value) and not isinstance(value, str):
+                numeric.add(key)
+    return [k for k in keys if k in numeric and k not in skip]
+
+
 def _float_or_text(value: Any) -> Any:
+    """A target value as read: a float, the text that is not a number, or ``None`` for an
+    empty cell / a null / a missing key (``validate_records`` names each as a bad record)."""
     if value is None:
-        return float("nan")
+        return None
     if isinstance(value, str):
         if not value.strip():
-            return float("nan")
+            return None
         try:
             return float(value)
         except ValueError:
@@ -182,7 +254,7 @@ def _json_records(text: str, name: str, structure_key: str) -> tuple[list[dict],
     bare = structure_key not in first and "lattice" in first and "sites" in first
     if not bare and structure_key not in first:
         raise SourceError(
-            f"{name}: records have no {structure_key!r} field; their fields are {', '.join(map(repr, first))}"
+            f"{name}: records have no {structure_key!r} field; their fields are {_listing(list(first))}"
         )
     return data, units
 
@@ -211,11 +283,7 @@ def read_json(
     if id_column is None and not bare:
         id_column = next((c for c in ("mp_id",) + _ID_COLUMNS if c in first), None)
     if target_columns is None:
-        target_columns = (
-            []
-            if bare
-            else [k for k, v in first.items() if k not in {id_column, structure_key} and _is_number(v) and not isinstance(v, str)]
-        )
+        target_columns = [] if bare else _json_targets(data, {id_column, structure_key})
     else:
         target_columns = list(target_columns)
     result = ReadResult(records=[], units=_units_for(target_columns, {**declared, **(units or {})}), source={})

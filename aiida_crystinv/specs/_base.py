@@ -155,10 +155,21 @@ def parse(kind: Any, data: Any, where: str = "", context: Mapping[str, Any] | No
 
     Raises:
         SpecError: the first problems, each with its place (``where`` is the prefix, e.g.
-            the file name).
+            the file name); a key at any depth that looks like a credential
+            (:func:`aiida_crystinv.secrets.is_secret_key`) is refused first, naming its
+            place and never its value.
     """
     from pydantic import TypeAdapter
 
+    from ..secrets import find_secret_keys
+
+    places = find_secret_keys(data)
+    if places:
+        prefix = f"{where}." if where else ""
+        raise SpecError(
+            f"{', '.join(prefix + p for p in places[:5])}: never put an API key or other credential in a spec, "
+            "a study or options; give it in the environment (MP_API_KEY for the Materials Project)"
+        )
     adapter = _ADAPTERS.get(id(kind))
     if adapter is None:
         adapter = _ADAPTERS[id(kind)] = TypeAdapter(kind)

@@ -94,6 +94,7 @@ class KRRSpec(_ModelBase):
     target_transform: Literal["log10"] | None = None
     scale_column: Annotated[Int, Field(ge=0)] | None = None
     weight_power: Float = 0.0
+    search_size: Annotated[PositiveInt, Field(ge=3)] | None = None
 
     @field_validator("standardize", "center", mode="before")
     @classmethod

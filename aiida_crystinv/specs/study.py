@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Mapping, Union
 
 from pydantic import BeforeValidator, Discriminator, Field, NonNegativeInt, Tag, ValidationInfo, field_validator, model_validator
 
+from ..secrets import find_secret_keys
 from ._base import Float, Int, Name, PositiveInt, Spec, SpecError, parse, register_tags
 from .descriptors import DescriptorSpec, FeaturesSpec, InvariantSpec
 from .jobs import JobOptions
@@ -54,8 +55,19 @@ __all__ = [
 
 SOURCE_KINDS = ("file", "group", "materials_project", "synthetic", "dataset")
 FILE_OPTIONS = ("format", "id_column", "cif_column", "target_columns", "units", "on_error", "structure_key")
-#: Keys that must never be written into a study (credentials come from the environment).
-SECRET_KEYS = re.compile(r"(api[-_]?key|apikey|token|password|secret|x-api-key)", re.IGNORECASE)
+#: Keys that must never be written into a study (credentials come from the environment);
+#: kept for compatibility: the one test is :func:`aiida_crystinv.secrets.is_secret_key`.
+SECRET_KEYS = re.compile(r"(api[-_ ]?key|access[-_ ]?key|token|passw(or)?d|secret|credential|authorization)", re.IGNORECASE)
+
+
+def _refuse_secrets(value: Any, what: str) -> Any:
+    """``value`` when no key at any depth looks like a credential; else a ValueError naming
+    the places (never the values)."""
+    places = find_secret_keys(value)
+    if places:
+        raise ValueError(f"{', '.join(places)}: never put an API key or other credential in {what}; "
+                         "give it in the environment (MP_API_KEY for the Materials Project)")
+    return value
 
 OnError = Literal["fail", "skip"]
 
@@ -71,6 +83,15 @@ class ImportOptions(Spec):
     on_error: OnError = "fail"
     structure_key: Name | None = None
     rows: tuple[NonNegativeInt, NonNegativeInt] | None = None
+
+    @field_validator("target_columns")
+    @classmethod
+    def _once(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            repeated = sorted({c for c in value if value.count(c) > 1})
+            if repeated:
+                raise ValueError(f"{', '.join(map(repr, repeated))} given more than once; give each target once")
+        return value
 
     @field_validator("rows")
     @classmethod
@@ -148,10 +169,7 @@ class MaterialsProjectQuery(MPOptions):
     @field_validator("query")
     @classmethod
     def _no_secret(cls, query: dict[str, Any]) -> dict[str, Any]:
-        for key in query:
-            if SECRET_KEYS.search(str(key)):
-                raise ValueError("never put an API key in a study or query; set MP_API_KEY in the environment")
-        return query
+        return _refuse_secrets(query, "a study or query")
 
 
 class MaterialsProjectSource(Spec):
@@ -245,14 +263,7 @@ class HandoffSpec(Spec):
     @field_validator("inputs", "parameters")
     @classmethod
     def _no_secret(cls, inputs: dict[str, Any]) -> dict[str, Any]:
-        def walk(value: Any, path: str) -> None:
-            if isinstance(value, Mapping):
-                for k, v in value.items():
-                    if SECRET_KEYS.search(str(k)):
-                        raise ValueError(f"{path}{k}: never put a credential in a study; use the environment")
-                    walk(v, f"{path}{k}.")
-        walk(inputs, "")
-        return inputs
+        return _refuse_secrets(inputs, "a study")
 
 
 class PairChoice(Spec):
@@ -519,6 +530,42 @@ def _pair_choice(model: Any, pairs: list[dict[str, Any]], where: str) -> str:
     return choice
 
 
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML keeps the
+    last one silently), e.g. two ``target:`` lines in a study file.
+
+    Raises:
+        yaml.YAMLError: invalid YAML or a repeated key; ``problem_mark`` is where the
+            second one is and ``problem`` names the key and the line of the first.
+    """
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the safe loader says why
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"the key {key!r} is given twice (first at line {first + 1}); give each key once",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_study(data: Any, where: str = "study", base: str | pathlib.Path = ".") -> StudySpec:
     """A validated study (the parsed YAML); relative paths are relative to ``base``.
 
@@ -530,5 +577,5 @@ def parse_study(data: Any, where: str = "study", base: str | pathlib.Path = ".")
     return parse(StudySpec, data, where, context={"base": str(base)})
 
 
-__all__ += ["label_of", "PairChoice", "MaterialsProjectQuery", "SyntheticParameters", "_ModelBase", "InvariantSpec",
+__all__ += ["load_yaml", "label_of", "PairChoice", "MaterialsProjectQuery", "SyntheticParameters", "_ModelBase", "InvariantSpec",
             "FeaturesSpec"]

@@ -39,8 +39,10 @@ metrics in one ``Dict`` and, if asked, runs a
 
 from __future__ import annotations
 
+import functools
 import pathlib
-from typing import Any, Mapping
+import time
+from typing import Any, Callable, Mapping
 
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
@@ -70,6 +72,9 @@ __all__ = [
     "metrics_table",
     "STUDY_KEYS",
     "SOURCE_KINDS",
+    "STUDY_STEPS",
+    "STEP_PREFIX",
+    "study_steps",
 ]
 
 #: Top-level keys of a study file.
@@ -87,6 +92,54 @@ def run_study(path: str | pathlib.Path, submit: bool = False):
     if submit:
         return {}, submit_process(builder)
     return run_get_node_promptly(builder)
+
+
+# ------------------------------------------------------------------------------- steps
+
+#: The steps of a study, each reported (``verdi process report``) once when it starts and
+#: once when it ends: ``[step 2/5] descriptors: started (...)``, ``[step 2/5] descriptors:
+#: done in 3.4 s (...)`` or ``... failed after 3.4 s``. ``crystinv study run`` prints them.
+STUDY_STEPS = {
+    "import": "import the sources",
+    "descriptors": "compute or find the descriptors",
+    "training": "train and evaluate every pair",
+    "summary": "summarise the metrics",
+    "screening": "screen the candidates",
+    "loop": "run the DFT loop",
+}
+#: How every step report begins.
+STEP_PREFIX = "[step "
+
+
+def study_steps(study: Mapping[str, Any]) -> list[str]:
+    """The steps (keys of :data:`STUDY_STEPS`) a study plan runs, in order."""
+    steps = ["import", "descriptors", "training", "summary"]
+    if study.get("screening"):
+        steps.append("screening")
+    if study.get("loop"):
+        steps.append("loop")
+    return steps
+
+
+def _step(name: str, start: bool = False, end: bool = False) -> Callable:
+    """Report the start (before) and / or the end (after) of the study step ``name`` around
+    an outline method. A method that returns a non-zero exit code ends its step as failed;
+    one that sets ``ctx.step_detail`` adds it to the line."""
+
+    def decorate(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def wrapper(self: "StudyWorkChain") -> Any:
+            if start:
+                self._step_report(name, "started")
+            result = method(self)
+            failed = result is not None and getattr(result, "status", 0) != 0
+            if end or failed:
+                self._step_report(name, "failed" if failed else "done")
+            return result
+
+        return wrapper
+
+    return decorate
 
 
 # ------------------------------------------------------------------------------- summary
@@ -270,7 +323,24 @@ class StudyWorkChain(WorkChain):
     def setup(self):
         """The study was validated at the ports (:func:`validate_study_inputs`)."""
         self.ctx.study = self.inputs.study.get_dict()
+        self.ctx.steps = study_steps(self.ctx.study)
+        self.ctx.step_started = {}
 
+    def _step_report(self, name: str, event: str) -> None:
+        """One line: ``[step k/N] name: started (what)`` / ``done in 1.2 s (detail)`` / ``failed after ...``."""
+        steps = self.ctx.steps
+        head = f"{STEP_PREFIX}{steps.index(name) + 1}/{len(steps)}] {name}:"
+        if event == "started":
+            self.ctx.step_started[name] = time.time()
+            self.report(f"{head} started ({STUDY_STEPS[name]})")
+            return
+        seconds = time.time() - self.ctx.step_started.get(name, time.time())
+        detail = self.ctx.get("step_detail") or ""
+        self.ctx.step_detail = ""
+        when = f"done in {seconds:.1f} s" if event == "done" else f"failed after {seconds:.1f} s"
+        self.report(f"{head} {when}" + (f" ({detail})" if detail else ""))
+
+    @_step("import", start=True, end=True)
     def import_sources(self):
         """Import every source into one dataset node (calcfunctions) and check the target."""
         from ..calculations.functions import import_dataset, import_materials_project
@@ -312,8 +382,10 @@ class StudyWorkChain(WorkChain):
         self.ctx.datasets = datasets
         for role, node in datasets.items():
             self.out(f"datasets.{role}", node)
+        self.ctx.step_detail = ", ".join(f"{role} <{node.pk}> {len(node)} records" for role, node in datasets.items())
         return None
 
+    @_step("descriptors", start=True)
     def prepare_descriptors(self):
         """Each descriptor once per dataset: found by query, computed as features, or
         computed by an InvariantsWorkChain."""
@@ -362,8 +434,12 @@ class StudyWorkChain(WorkChain):
                     self.ctx.descriptor_values[key] = None
         return None
 
+    @_step("descriptors", end=True)
     def inspect_descriptors(self):
         """Collect the invariants computed by sub-workflows."""
+        computed = [key for key, value in self.ctx.descriptor_values.items() if value is None]
+        ready = len(self.ctx.descriptor_values) - len(computed)
+        self.ctx.step_detail = f"{len(computed)} computed by InvariantsWorkChain, {ready} found stored or made as features"
         for key, value in self.ctx.descriptor_values.items():
             if value is not None:
                 continue
@@ -375,6 +451,7 @@ class StudyWorkChain(WorkChain):
             self.ctx.descriptor_values[key] = proc.outputs.invariants
         return None
 
+    @_step("training", start=True)
     def train(self):
         """One TrainingWorkChain per (descriptor, model) pair, all with the same split."""
         study = self.ctx.study
@@ -410,6 +487,7 @@ class StudyWorkChain(WorkChain):
         self.report(f"launched {len(futures)} TrainingWorkChains")
         return ToContext(**futures)
 
+    @_step("training", end=True)
     def inspect_training(self):
         """Expose the outputs of every successful training; fail only if all failed."""
         failed, self.ctx.trained = [], {}
@@ -422,12 +500,14 @@ class StudyWorkChain(WorkChain):
             self.ctx.trained[label] = child
             for link in child.base.links.get_outgoing(link_type=_return_link()).all():
                 self.out(f"training.{label}.{link.link_label}", link.node)
+        self.ctx.step_detail = f"{len(self.ctx.trained)} of {len(self.ctx.study['pairs'])} pair(s) trained"
         if not self.ctx.trained:
             return self.exit_codes.ERROR_TRAINING_FAILED.format(message="; ".join(failed))
         if failed:
             self.report(f"{len(failed)} training(s) failed: " + "; ".join(failed))
         return None
 
+    @_step("summary", start=True, end=True)
     def summarize(self):
         """One metrics table (a calcfunction, so it is linked to every metrics node)."""
         metrics = {label: child.outputs.metrics for label, child in self.ctx.trained.items()}
@@ -442,6 +522,7 @@ class StudyWorkChain(WorkChain):
             f"by {summary['evaluation']}"
         )
         self.ctx.best = summary["best"]
+        self.ctx.step_detail = f"best {best['label']}, MAE {best['mae']:.4g} {best['unit']}".rstrip()
         return None
 
     def _chosen(self, model: str) -> str:
@@ -451,6 +532,7 @@ class StudyWorkChain(WorkChain):
     def should_screen(self) -> bool:
         return bool(self.ctx.study.get("screening"))
 
+    @_step("screening", start=True)
     def screen(self):
         """Screen the candidates with the chosen (default: the best) model."""
         sc = self.ctx.study["screening"]
@@ -473,11 +555,14 @@ class StudyWorkChain(WorkChain):
         self.report(f"screening {len(self.ctx.datasets['candidates'])} candidates with {label}")
         return ToContext(screening=self.submit(ScreeningWorkChain, **inputs))
 
+    @_step("screening", end=True)
     def inspect_screening(self):
         """Expose the screening outputs; a screening where only some hand-offs failed (425)
         keeps its outputs and the study goes on."""
         child = self.ctx.screening
         self.out_many(self.exposed_outputs(child, ScreeningWorkChain, namespace="screening"))
+        if "selected_ids" in child.outputs:
+            self.ctx.step_detail = f"selected {len(child.outputs.selected_ids.get_list())} candidate(s)"
         if child.exit_status == EXIT.ERROR_SOME_HANDOFFS_FAILED.status:
             self.ctx.partial = child.exit_message
             self.report(f"screening: {child.exit_message}")
@@ -491,6 +576,7 @@ class StudyWorkChain(WorkChain):
     def should_loop(self) -> bool:
         return bool(self.ctx.study.get("loop"))
 
+    @_step("loop", start=True)
     def run_loop(self):
         """The screen -> DFT -> retrain loop with the chosen (default: the best) pair."""
         lp = self.ctx.study["loop"]
@@ -519,6 +605,7 @@ class StudyWorkChain(WorkChain):
         self.report(f"DFT loop with {label}: {len(self.ctx.datasets['pool'])} candidates, up to {lp['rounds']} round(s)")
         return ToContext(loop=self.submit(DftLoopWorkChain, **inputs))
 
+    @_step("loop", end=True)
     def inspect_loop(self):
         """Expose the loop's outputs (also when some DFT hand-offs failed: 425)."""
         child = self.ctx.loop

@@ -15,7 +15,7 @@ from aiida import orm
 
 from ..data import CrystalDatasetData
 from ..specs import SpecError
-from ..specs.study import parse_study
+from ..specs.study import load_yaml, parse_study
 
 __all__ = ["StudyError", "validate_study", "load_study", "build_study_inputs"]
 
@@ -87,7 +87,7 @@ def load_study(path: str | pathlib.Path) -> dict[str, Any]:
     except OSError as exc:
         raise StudyError(f"cannot read the study file {path}: {exc.strerror or exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)  # refuses a key given twice
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

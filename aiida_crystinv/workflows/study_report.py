@@ -1,4 +1,8 @@
-"""The Markdown report of a finished study: ``report.md``, parity plots, node tables."""
+"""The Markdown report of a finished study: ``report.md``, parity plots, node tables and,
+unless asked not to, the pictures of the training set (:mod:`aiida_crystinv.learning.maps`):
+the target against density, and for each pairwise distance matrix a kNN model used, a
+heatmap with its dendrogram and a 2-D map coloured by the target (at most
+:data:`REPORT_MAX_POINTS` records each, sampled with a fixed seed above that)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,13 @@ from typing import Any, Mapping
 
 from aiida import orm
 
-__all__ = ["write_report", "metrics_table"]
+__all__ = ["write_report", "metrics_table", "REPORT_MAX_POINTS"]
+
+#: Most records in a heatmap or map of the report (a seeded sample above it keeps the
+#: report cheap: a few seconds per picture).
+REPORT_MAX_POINTS = 500
+#: Largest distance matrix (condensed entries) the report reads for its pictures.
+_REPORT_MAX_ENTRIES = 25_000_000
 
 
 # ------------------------------------------------------------------------------- report
@@ -40,9 +50,12 @@ def metrics_table(summary: Mapping[str, Any], markdown: bool = False) -> str:
     return tabulate(rows, headers=headers, disable_numparse=True)
 
 
-def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = None) -> pathlib.Path:
+def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = None, plots: bool = True) -> pathlib.Path:
     """Write ``report.md``, the parity plots (``parity_<pair>.png``) and the node table of
-    a finished StudyWorkChain into ``directory`` (default ``./crystinv-study-<pk>``).
+    a finished StudyWorkChain into ``directory`` (default ``./crystinv-study-<pk>``); with
+    ``plots``, also ``landscape.png`` (target against density of the training set) and,
+    per pairwise distance matrix of a kNN pair, ``heatmap_<metric>.png`` and
+    ``map_<metric>.png`` (see :func:`_pictures_section`).
 
     Returns:
         The path of ``report.md``.
@@ -100,6 +113,8 @@ def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = 
             if key in out:
                 n = out[key]
                 node_rows.append(f"| {label} | {key} | {type(n).__name__} | {n.pk} | `{n.uuid}` |")
+    if plots:
+        lines += _pictures_section(summary, datasets, training, directory)
     lines += ["## Nodes", "", "| pair | role | type | pk | uuid |", "|---|---|---|---|---|", *node_rows, ""]
     if "screening" in outputs:
         sc = outputs.screening
@@ -139,6 +154,60 @@ def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = 
     path = directory / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _pictures_section(summary: Mapping[str, Any], datasets: Any, training: Any, directory: pathlib.Path) -> list[str]:
+    """The pictures of the training set: target against density, and a heatmap and a 2-D
+    map of each distinct pairwise distance matrix the kNN pairs used."""
+    import numpy as np
+
+    from ..learning import maps
+
+    train = datasets["train"] if "train" in datasets else None
+    if train is None:
+        return []
+    target, unit = summary["target"], summary.get("unit") or ""
+    lines = ["## Pictures of the training set", ""]
+    values = train.get_target(target) if target in train.target_names else None
+    if values is not None:
+        density = np.array([maps.mass_density(c) for c in train.get_crystals()])
+        maps.landscape_png(density, values, target=target, unit=unit, labels=train.ids, n_lowest=5,
+                           title=f"{target} against density ({len(train)} structures)", path=directory / "landscape.png")
+        lines += [f"{target} against mass density (g/cm$^3$, from each cell and its atoms); the five lowest are "
+                  "starred and named.", "", f"![{target} against density](landscape.png)", ""]
+    position = {r: x for x, r in enumerate(train.ids)}
+    seen: set[int] = set()
+    for row in summary["rows"]:
+        out = training[row["label"]] if row["label"] in training else {}
+        distances = out["distances"] if "distances" in out else None
+        if distances is None or distances.pk in seen or distances.layout != "condensed":
+            continue
+        seen.add(distances.pk)
+        n = distances.shape[0]
+        metric = distances.metric
+        if n * (n - 1) // 2 > _REPORT_MAX_ENTRIES:
+            lines += [f"The {metric} matrix <{distances.pk}> ({n} records) is too large to read for a picture here: "
+                      f"`crystinv plot heatmap {distances.pk} --sample 500 -o heatmap.png` draws a sample.", ""]
+            continue
+        rows = maps.sample_indices(n, REPORT_MAX_POINTS, seed=0)
+        from scipy.spatial.distance import squareform
+
+        D = squareform(distances.get_condensed(), checks=False)[np.ix_(rows, rows)]
+        ids = [distances.row_ids[int(i)] for i in rows]
+        of = f"a seeded sample of {len(rows)} of the {n}" if len(rows) < n else f"the {n}"
+        dunit = "" if metric.startswith("composition") else "Angstrom"
+        heatmap, picture = f"heatmap_{metric}.png", f"map_{metric}.png"
+        maps.heatmap_png(D, ids, title=f"{metric} distances <{distances.pk}>", unit=dunit, path=directory / heatmap)
+        lines += [f"### {metric} distances <{distances.pk}>", "",
+                  f"Heatmap of {of} training records, ordered by average-linkage clustering (dendrogram above):", "",
+                  f"![{metric} heatmap]({heatmap})", ""]
+        if values is not None and all(r in position for r in ids):
+            y = values[np.array([position[r] for r in ids], dtype=np.int64)]
+            maps.map_png(D, y, target=target, unit=unit, distance_unit=dunit, labels=ids,
+                         title=f"{metric} map coloured by {target}", path=directory / picture)
+            lines += [f"2-D map of the same records (metric MDS of the {metric} distances, seed 0; the stress-1 in the "
+                      f"corner says how faithful it is), coloured by {target}:", "", f"![{metric} map]({picture})", ""]
+    return lines if len(lines) > 2 else []
 
 
 def _handoff_energy(outputs: Mapping[str, Any], structure: Any) -> float | None:

@@ -73,7 +73,7 @@ def find_invariants(dataset: CrystalDatasetData, spec: dict[str, Any]) -> Invari
     params = jsonable(spec["params"])
     ids = None
     for (node,) in qb.iterall():
-        if jsonable(node.parameters) != params:
+        if jsonable(node.parameters) != params or not _is_result(node):
             continue
         ids = dataset.ids if ids is None else ids
         if node.ids == ids:
@@ -93,8 +93,14 @@ def find_features(dataset: CrystalDatasetData, spec: dict[str, Any]) -> orm.Arra
         project="*",
     )
     qb.order_by({orm.ArrayData: {"id": "desc"}})
-    row = qb.first()
-    return row[0] if row else None
+    return next((node for (node,) in qb.iterall() if _is_result(node)), None)
+
+
+def _is_result(node: orm.Node) -> bool:
+    """Made directly or by a process that finished ok (never the output of a killed,
+    excepted or unfinished process, which ``crystinv clean`` deletes)."""
+    creator = node.creator
+    return creator is None or creator.is_finished_ok
 
 
 def find_distances(invariants: InvariantsData, metric: dict[str, Any]) -> DistancesData | None:

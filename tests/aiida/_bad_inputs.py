@@ -177,6 +177,8 @@ def _accept(case: Case, env: Any, value: Any, detail: str) -> tuple[str, str]:
 
 #: Lines that may accompany the error line: click's usage hint and log lines.
 _OTHER_LINES = ("Usage:", "Try '", "Report:", "Warning:")
+#: A study run's progress lines (``[    0.4 s] step 1/4 import: started``), printed before a step fails.
+_STEP_LINE = re.compile(r"^\[\s*\d+\.\d s\] step \d+/\d+ ")
 
 
 def judge_cli(case: Case, env: Any, result: Any) -> tuple[str, str]:
@@ -196,7 +198,7 @@ def judge_cli(case: Case, env: Any, result: Any) -> tuple[str, str]:
         return WRONGLY_ACCEPTED, f"exit code 0: {text[-300:]!r}"
     if len(errors) != 1:
         return UNCLEAR, f"{len(errors)} error lines (exit code {result.exit_code}): {text[-400:]!r}"
-    stray = [line for line in text.splitlines() if line.strip() and line not in errors and not line.startswith(_OTHER_LINES)]
+    stray = [line for line in text.splitlines() if line.strip() and line not in errors and not line.startswith(_OTHER_LINES) and not _STEP_LINE.match(line)]
     if stray:
         return UNCLEAR, f"the error goes on over {len(stray)} more line(s): {text[-400:]!r}"
     problem = _says(errors[0], case)

@@ -90,7 +90,7 @@ def test_examples_are_valid():
         ({"screening": {"candidates": {"synthetic": {"n": 5}}, "handoff": {"workflow": "nope.nothing"}}}, "not an installed workflow"),
         ({"screening": {"candidates": {"synthetic": {"n": 5}}, "handoff": {"workflow": "crystinv.ewald_energy", "inputs": {"code": 1}}}}, "no input 'code'"),
         ({"screening": {"candidates": {"synthetic": {"n": 5}}, "model": {"descriptor": "pdd", "model": "knn"}}}, "no trained pair 'knn_on_pdd'"),
-        ({"source": {"materials_project": {"query": {"elements": ["Si"]}, "api_key": "x"}}}, "unknown key(s) 'api_key'"),
+        ({"source": {"materials_project": {"query": {"elements": ["Si"]}, "api_key": "x"}}}, "materials_project.api_key: never put an API key"),
         ({"jobs": {"code": "no-such-worker@nowhere"}}, "jobs.code: 'no-such-worker@nowhere' cannot be loaded"),
         ({"jobs": {"code": "w@c", "options": {"max_memory": 10}}}, "did you mean 'max_memory_mb'"),
     ],

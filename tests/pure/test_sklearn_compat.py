@@ -428,7 +428,8 @@ def test_parity_png_is_the_parity_plot(tmp_path):
 
 def _check_instances():
     """Default instances and variants that take other code paths (k-fold inner CV,
-    leave-one-out kNN, log10 targets, record weights, column views, a median member)."""
+    leave-one-out kNN, log10 targets, record weights, the subset search with Cholesky
+    leave-one-out, column views, a median member)."""
     return [
         MedianRegressor(),
         KNNRegressor(),
@@ -437,6 +438,7 @@ def _check_instances():
         KernelRidgeRegressor(),
         KernelRidgeRegressor(kernel="rbf", alphas=[1e-3, 1e-1], gamma_factors=[0.5, 1.0], cv=3,
                              target_transform="log10", weight_power=1.0),
+        KernelRidgeRegressor(kernel="rbf", alphas=[1e-3, 1e-1], gammas=[0.1, 1.0], search_size=10, weight_power=1.0),
         FeatureKNNRegressor(),
         FeatureKNNRegressor(k=[1, 3], metric="l2", target_transform="log10"),
         EnsembleRegressor(),
@@ -502,7 +504,7 @@ def test_export_keys_are_those_of_the_previous_release(data):
         "knn": ({"y_train"}, {"cv", "k", "random_state", "target_transform", "weights"}, {"cv_mae", "k"}),
         "krr": ({"X_fit", "dual_coef", "mean", "scale"},
                 {"alphas", "center", "cv", "gamma_factors", "gammas", "kernel", "random_state", "scale_column",
-                 "standardize", "target_transform", "weight_power"},
+                 "search_size", "standardize", "target_transform", "weight_power"},
                 {"alpha", "cv_mae", "gamma", "gamma_grid", "n_features", "y_mean"}),
         "median": ({"median"}, set(), set()),
         "knn_features": ({"X_fit", "mean", "scale", "y_train"},
