@@ -38,6 +38,7 @@ from aiida.engine import calcfunction
 
 from ..data import CrystalDatasetData
 from ..exit_codes import EXIT
+from .ports import validate_inputs
 
 __all__ = ["audit_descriptors", "DEFAULTS"]
 
@@ -144,3 +145,44 @@ def audit_descriptors(dataset: CrystalDatasetData, descriptors: orm.List, parame
     outputs["table"] = orm.Dict(_json(table))
     outputs["continuity_plot"] = _png(plot, "audit_continuity.png")
     return outputs
+
+
+def _check_parameters_port(value: Any, _ctx: Any = None) -> str | None:
+    if value is None:
+        return None
+    given = value.get_dict()
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        return f"unknown parameter(s) {unknown}; known: {sorted(DEFAULTS)}"
+    return _check_parameters({**DEFAULTS, **given})
+
+
+def _check_descriptors_port(value: Any, _ctx: Any = None) -> str | None:
+    from ..representations import DescriptorError, get_descriptor
+
+    names = list(value.get_list())
+    if not names or not all(isinstance(n, str) for n in names):
+        return f"descriptors must be a non-empty list of names, got {names!r}"
+    try:
+        for name in names:
+            get_descriptor(name)
+    except DescriptorError as exc:
+        return str(exc)
+    return None
+
+
+def _check_target(inputs: Any, _ctx: Any = None) -> str | None:
+    """The target named in ``parameters`` must be one of the dataset's."""
+    dataset, parameters = inputs.get("dataset"), inputs.get("parameters")
+    target = parameters.get_dict().get("target") if parameters is not None else None
+    if dataset is None or target is None:
+        return None
+    if target not in dataset.target_names:
+        return f"the dataset has no target {target!r}; it has {dataset.target_names or 'none'}"
+    return None
+
+
+# Checked when the process is built, before any node is stored: a refused input leaves
+# nothing in the database (the checks inside the function stay for direct callers of .func).
+validate_inputs(audit_descriptors, parameters=_check_parameters_port, descriptors=_check_descriptors_port)
+audit_descriptors.process_class.spec().inputs._validator = _check_target  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@
 
 Subcommands: ``import``, ``list``, ``show``, ``export``, ``invariants``, ``distances``,
 ``neighbours``, ``duplicates``, ``search``, ``predict``, ``plot``, ``setup-worker``, ``pseudo-family``, ``study``,
-``demo``, ``clean``. The demo is also a function,
+``demo``, ``clean``, ``audit``. The demo is also a function,
 :func:`~aiida_crystinv.cli.cmd_demo.run_demo`.
 """
 

@@ -47,18 +47,20 @@ def test_entry_point_and_outputs(perov, tmp_path):
     assert isinstance(outputs["table"], orm.Dict)
 
 
-@pytest.mark.parametrize("descriptors, parameters, status", [
-    (["nope"], {}, 220),
-    (["amd"], {"target": "band_gap"}, 230),
-    (["amd"], {"n_structurez": 2}, 201),
-    (["amd"], {"eps": [0.1]}, 201),
-    ([], {}, 220),
+@pytest.mark.parametrize("descriptors, parameters, words", [
+    (["nope"], {}, "unknown descriptor 'nope'"),
+    (["amd"], {"target": "band_gap"}, "no target 'band_gap'"),
+    (["amd"], {"n_structurez": 2}, "unknown parameter(s) ['n_structurez']"),
+    (["amd"], {"eps": [0.1]}, "eps must be a list of at least two"),
+    ([], {}, "non-empty list of names"),
 ])
-def test_bad_inputs_store_no_output(perov, descriptors, parameters, status):
-    outputs, node = audit_descriptors.run_get_node(dataset=perov, descriptors=orm.List(descriptors),
-                                                    parameters=orm.Dict(parameters))
-    assert node.exit_status == status, node.exit_message
-    assert not node.base.links.get_outgoing().all()
+def test_bad_inputs_store_nothing(perov, descriptors, parameters, words):
+    """Refused when the process is built: no process node, no input node is stored."""
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(ValueError) as info:
+        audit_descriptors.run_get_node(dataset=perov, descriptors=orm.List(descriptors), parameters=orm.Dict(parameters))
+    assert words in str(info.value)
+    assert orm.QueryBuilder().append(orm.Node).count() == before
 
 
 def test_cli_audit(perov, tmp_path):
