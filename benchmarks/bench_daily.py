@@ -602,17 +602,25 @@ def rows_d(res: dict) -> list[list[str]]:
     rows = res.get("rows", [])
     if not rows or not all({"dataset", "model", "n", "train_s", "cv_mae"} <= r.keys() for r in rows):
         return _generic_rows("(d)", res)
+    # the notebook's kernel ridge (amd AMD_100 + composition, GridSearchCV) is the peer of each dataset
+    peers = {r["dataset"]: r for r in rows if str(r["model"]).startswith("notebook") and "KernelRidge" in str(r["model"])}
     out = []
     for r in rows:
         unit = r.get("unit", "")
+        notebook = str(r["model"]).startswith("notebook")
         check = f"5-fold CV MAE {r['cv_mae']:.4g} {unit}"
+        peer = peers.get(r["dataset"]) if not notebook else None
+        if peer is not None:
+            check += f" (notebook KRR {peer['cv_mae']:.4g})"
         if isinstance(r.get("baseline"), (int, float)):
-            check += f" (median predictor {r['baseline']:.4g})"
+            check += f"; median predictor {r['baseline']:.4g}"
         if isinstance(r.get("cv_s"), (int, float)):
             check += f"; the 5-fold CV {r['cv_s']:.0f} s"
-        out.append(_row("(d)", f"train {r['model']} on {r.get('descriptor', '?')}, {r['dataset']} "
-                        "(descriptor + one fit on all records)", f"{r['n']:,}", r["train_s"], res.get("peak_rss_mb"),
-                        check=check))
+        what = (f"peer: {str(r['model']).removeprefix('notebook: ')}" if notebook
+                else f"train {r['model']} on {r.get('descriptor', '?')}")
+        out.append(_row("(d)", f"{r['dataset']}: {what} (descriptor + one fit on all records)", f"{r['n']:,}",
+                        r["train_s"], res.get("peak_rss_mb"), "notebook KRR (same folds)" if peer else "-",
+                        peer["train_s"] if peer else None, check=check))
     return out
 
 
