@@ -75,3 +75,45 @@ def test_bad_arguments(structures):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         cdist(bad, amds, "amd_linf")
+
+
+def test_k_smallest_equals_a_stable_sort_with_ties_and_inf():
+    """The partition-based selection of nearest_neighbours gives the first k of a stable
+    sort: ties (many here, integer values) go to the lower index, inf last."""
+    from aiida_crystinv.distances._matrix import _k_smallest
+
+    rng = np.random.default_rng(0)
+    for trial in range(2000):
+        n = int(rng.integers(1, 60))
+        row = rng.integers(0, 5, n).astype(float) if trial % 2 else rng.random(n)
+        if trial % 7 == 0:
+            row[rng.integers(0, n)] = np.inf
+        k = int(rng.integers(1, n + 1))
+        values, order = _k_smallest(row, k)
+        expected = np.argsort(row, kind="stable")[:k]
+        assert np.array_equal(order, expected), (row, k)
+        assert np.array_equal(values, row[expected])
+
+
+def test_pack_pdds_rows_weights_and_errors():
+    """Packed rows are the PDD rows without weights, weights normalised per PDD, offsets
+    the cumulative row counts; a bad PDD is named by its index."""
+    from aiida_crystinv.distances._emd import pack_pdds
+
+    rng = np.random.default_rng(1)
+    pdds = [np.column_stack([rng.integers(1, 5, m).astype(float), np.sort(rng.random((m, 6)), axis=1)])
+            for m in (1, 3, 7, 2)]
+    rows, weights, offsets = pack_pdds(pdds)
+    assert offsets.tolist() == [0, 1, 4, 11, 13]
+    for i, p in enumerate(pdds):
+        s, e = offsets[i], offsets[i + 1]
+        assert np.array_equal(rows[s:e], p[:, 1:])
+        np.testing.assert_allclose(weights[s:e], p[:, 0] / p[:, 0].sum(), rtol=0, atol=1e-15)
+    bad = [p.copy() for p in pdds]
+    bad[2][1, 3] = np.nan
+    with pytest.raises(ValueError, match="PDD 2 contains NaN"):
+        pack_pdds(bad)
+    bad = [p.copy() for p in pdds]
+    bad[3][0, 0] = 0.0
+    with pytest.raises(ValueError, match="PDD 3 has non-positive row weights"):
+        pack_pdds(bad)
