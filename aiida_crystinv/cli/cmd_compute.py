@@ -593,42 +593,15 @@ def cmd_search(queries, reference, k, descriptor, params, metric, format_, limit
         crystinv search 77 -r 51 -d amd -p k=100
         crystinv search my_candidates.cif -r mp-elastic -k 3 -o hits.csv
     """
-    import pathlib
-
-    from aiida import orm
-
-    from aiida_crystinv.data import CrystalDatasetData
     from aiida_crystinv.workflows.neighbours import similarity_search
+
+    from .cmd_model import structures_dataset
 
     params = list(params)
     if descriptor.lower() in ("amd", "pdd") and not any(key == "k" for key, _ in params):
         params.append(("k", 100))
     spec = descriptor_spec(descriptor, params)
-    path = pathlib.Path(queries)
-    if path.exists():
-        from .cmd_dataset import import_file
-
-        dataset, _ = import_file(path, format=format_)
-        echo.echo_report(f"imported {path.name}: dataset {dataset.pk} with {len(dataset)} structure(s)")
-    else:
-        dataset = None
-        try:
-            node = orm.load_node(queries)
-            if isinstance(node, CrystalDatasetData):
-                dataset = node
-        except Exception:  # noqa: BLE001 - not a node: maybe a group
-            node = None
-        if dataset is None:
-            try:
-                group = orm.load_group(queries)
-            except Exception:  # noqa: BLE001
-                what = f"node {node.pk} is a {type(node).__name__}" if node is not None else "no such file, dataset or group"
-                echo.echo_critical(f"QUERIES {queries!r}: {what}; give a structure file, a dataset or a group of StructureData")
-            from aiida_crystinv.calculations.sources import import_group
-
-            results, gnode = import_group.run_get_node(group=orm.Str(group.label))
-            check_process(gnode, f"reading the group {group.label}")
-            dataset = results["dataset"]
+    dataset, _ = structures_dataset(queries, format_, what="QUERIES")
     with Timer() as timer:
         try:
             result, node = similarity_search(dataset, reference, spec, k, metric)
