@@ -1,7 +1,8 @@
 """Learning on crystal invariants. Pure numerics: no AiiDA import.
 
-* descriptors -- :func:`describe` (name + parameters -> (n, d) isometry-invariant
-  features), :data:`FEATURES` registry, :func:`describe_spec`.
+* descriptors -- :func:`describe` (name + parameters -> (n, d) features: isometry-invariant
+  parts and the parts of :mod:`aiida_crystinv.representations`), :data:`FEATURES`
+  registry, :func:`describe_spec`.
 * models -- scikit-learn estimators (``BaseEstimator`` + ``RegressorMixin``: ``clone``,
   ``Pipeline``, ``GridSearchCV``, ``cross_val_score`` work on them):
   :class:`KNNRegressor` (precomputed distances, tagged pairwise),

@@ -1,10 +1,16 @@
-"""Isometry-invariant feature vectors ("features") of crystals for vector models.
+"""Feature vectors ("features") of crystals for vector models: isometry-invariant parts,
+and the representations of :mod:`aiida_crystinv.representations` as parts beside them.
 
-Every feature part is a named, parametrised, deterministic function of a structure built
-only from interatomic distances (the exact periodic k-nearest-neighbour lists that
-AMD/PDD are made of), the volume per atom and the composition -- never from cell
-parameters or fractional coordinates -- so it is invariant under any change of unit cell
-(supercells, skewed unimodular cell changes), origin, rotation, reflection and atom order.
+Every feature part is a named, parametrised, deterministic function of one structure
+whose length depends on the parameters only. The package's own parts (``amd`` ...
+``site_roles``) are built only from interatomic distances (the exact periodic
+k-nearest-neighbour lists that AMD/PDD are made of), the volume per atom and the
+composition -- never from cell parameters or fractional coordinates -- so they are
+invariant under any change of unit cell (supercells, skewed unimodular cell changes),
+origin, rotation, reflection and atom order. The representation parts (``embedding``,
+``soap``, ``mbtr``, ``acsf``, ``sine_matrix``, ``ewald_sum_matrix``) are the adapters'
+values, as they are; the sine and Ewald sum matrices are NOT invariant (see the audit in
+``docs/representations.md``).
 
 Use :func:`describe`::
 
@@ -38,15 +44,33 @@ table):
   roles of ABX3 perovskites (octahedral B found from distances), element properties and
   distances per role.
 
+Representation parts (computed from the pymatgen ``Structure``; a ``Crystal`` is turned
+into one; need the ``repr`` extra). Whatever would depend on a dataset is a parameter, so
+that a row never depends on the other structures:
+
+* ``embedding`` (embedding='mat2vec', pooling='mean') -- the element embedding of
+  ``elementembeddings`` pooled over the composition, (dim,): the value of
+  ``get_descriptor('embedding:<embedding>:<pooling>')``.
+* ``sine_matrix``, ``ewald_sum_matrix`` (n_atoms_max: required, permutation='sorted_l2')
+  -- dscribe's matrices zero-padded to ``n_atoms_max`` atoms, flattened, (n_atoms_max^2,)
+  (``eigenspectrum``: (n_atoms_max,)); a structure with more atoms is refused.
+* ``soap`` (species: required, r_cut=5.0, n_max=4, l_max=3, sigma=0.5), ``mbtr``
+  (species, n=100, sigma=0.02, scale=1.0), ``acsf`` (species, r_cut=6.0) -- dscribe's
+  descriptors over the fixed, sorted species list; a structure with another element is
+  refused.
+
 Disordered sites are weighted by their occupancy and carry the occupancy-weighted mean of
-their species' element properties.
+their species' element properties (the embedding uses the occupancy-weighted composition;
+dscribe refuses partial occupancies).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -342,16 +366,159 @@ def _site_roles(t: SiteTable, cation_fraction: float = 0.4, n_cations: int = 2, 
     return np.concatenate(out)
 
 
+# ---------------------------------------------------------------------------------------
+# representation parts: computed from the structure by aiida_crystinv.representations
+
+#: permutations of the sine / Ewald sum matrix parts (dscribe's, without ``random``)
+MATRIX_PERMUTATIONS = ("sorted_l2", "eigenspectrum", "none")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide the FutureWarning that dscribe triggers in ase and SOAP's LinAlgWarning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="dscribe")
+        warnings.filterwarnings("ignore", message="An ill-conditioned matrix")
+        yield
+
+
+def _with_adapter(name: str, structure: Any, **params: Any) -> np.ndarray:
+    """The value of the representation ``name`` for one pymatgen ``Structure``
+    (:func:`aiida_crystinv.representations.get_descriptor`)."""
+    from ..representations import get_descriptor
+
+    with _quiet():
+        return get_descriptor(name, **params)(structure)
+
+
+def _embedding(structure: Any, embedding: str = "mat2vec", pooling: str = "mean") -> np.ndarray:
+    """Element embedding pooled over the composition (``elementembeddings``), (dim,)."""
+    return _with_adapter(f"embedding:{embedding}:{pooling}", structure)
+
+
+def _sine_matrix(structure: Any, n_atoms_max: int | None = None, permutation: str = "sorted_l2") -> np.ndarray:
+    """dscribe sine matrix zero-padded to n_atoms_max atoms, flattened; NOT cell-invariant."""
+    return _with_adapter("sine_matrix", structure, n_atoms_max=n_atoms_max, permutation=permutation)
+
+
+def _ewald_sum_matrix(structure: Any, n_atoms_max: int | None = None, permutation: str = "sorted_l2") -> np.ndarray:
+    """dscribe Ewald sum matrix zero-padded to n_atoms_max atoms, flattened; NOT cell-invariant."""
+    return _with_adapter("ewald_sum_matrix", structure, n_atoms_max=n_atoms_max, permutation=permutation)
+
+
+def _soap(structure: Any, species: list | None = None, r_cut: float = 5.0, n_max: int = 4, l_max: int = 3,
+          sigma: float = 0.5) -> np.ndarray:
+    """dscribe SOAP power spectrum averaged over the sites, over a fixed species list."""
+    return _with_adapter("soap", structure, species=species, r_cut=r_cut, n_max=n_max, l_max=l_max, sigma=sigma)
+
+
+def _mbtr(structure: Any, species: list | None = None, n: int = 100, sigma: float = 0.02,
+          scale: float = 1.0) -> np.ndarray:
+    """dscribe k=2 MBTR of inverse distances (L2-normalised), over a fixed species list."""
+    return _with_adapter("mbtr", structure, species=species, n=n, sigma=sigma, scale=scale)
+
+
+def _acsf(structure: Any, species: list | None = None, r_cut: float = 6.0) -> np.ndarray:
+    """dscribe ACSF averaged over the sites, over a fixed species list."""
+    return _with_adapter("acsf", structure, species=species, r_cut=r_cut)
+
+
+#: integer parameters of the representation parts that may be 0 (the others must be >= 1)
+_ZERO_OK = ("l_max",)
+
+
+def _typed(params: dict, defaults: dict) -> dict:
+    """Numbers of the type of their default: a positive int where the default is an int
+    (>= 0 for :data:`_ZERO_OK`), a positive float (ints accepted) where it is a float;
+    booleans are refused."""
+    out = dict(params)
+    for key, default in defaults.items():
+        value = out[key]
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            continue
+        if isinstance(default, int):
+            low = 0 if key in _ZERO_OK else 1
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                kind = "a non-negative" if low == 0 else "a positive"
+                raise ValueError(f"{key} must be {kind} integer, got {value!r}")
+            out[key] = int(value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{key} must be a positive number, got {value!r}")
+            out[key] = float(value)
+    return out
+
+
+def _check_embedding(params: dict) -> dict:
+    from ..representations.embeddings import composition_embedding
+
+    for key in ("embedding", "pooling"):
+        if not isinstance(params[key], str):
+            raise ValueError(f"{key} must be a name, got {params[key]!r}")
+    composition_embedding(params["embedding"], params["pooling"])  # DescriptorError (a ValueError)
+    return dict(params)
+
+
+def _check_matrix(params: dict) -> dict:
+    n = params["n_atoms_max"]
+    if n is None:
+        raise ValueError("give n_atoms_max, the largest number of atoms per cell of any structure it will "
+                         "describe: the matrix is zero-padded to that size, so that every structure gets a vector "
+                         "of the same length (a structure with more atoms is refused)")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n_atoms_max must be a positive integer, got {n!r}")
+    if params["permutation"] not in MATRIX_PERMUTATIONS:
+        raise ValueError(f"permutation must be one of {', '.join(MATRIX_PERMUTATIONS)}, got {params['permutation']!r}")
+    return {**params, "n_atoms_max": int(n)}
+
+
+def _species_check(kind: str, func: Callable[..., np.ndarray]) -> Callable[[dict], dict]:
+    """The check of a dscribe part over a species list (``soap``, ``mbtr``, ``acsf``)."""
+    defaults = _signature_defaults(func)
+
+    def check(params: dict) -> dict:
+        from pymatgen.core import Element
+
+        from ..representations import get_descriptor
+        from ..representations.structural import dscribe_object
+
+        species = params["species"]
+        if species is None:
+            raise ValueError("give species, the fixed list of elements it describes (e.g. species: [Na, Cl]): "
+                             "the vector has channels per element, so its length must not depend on the "
+                             "structures of a dataset (a structure with another element is refused)")
+        if isinstance(species, str) or not isinstance(species, (list, tuple)) or not species \
+                or not all(isinstance(e, str) for e in species):
+            raise ValueError(f"species must be a non-empty list of element symbols, got {species!r}")
+        bad = [e for e in species if not Element.is_valid_symbol(e)]
+        if bad:
+            raise ValueError(f"species {bad} are not element symbols")
+        out = _typed({**params, "species": sorted(set(species))}, defaults)
+        with _quiet():
+            try:  # dscribe checks its own settings (SOAP: r_cut > 1 Angstrom, l_max <= 20, ...)
+                dscribe_object(get_descriptor(kind, **out))
+            except ValueError as exc:
+                raise ValueError(f"dscribe refuses these settings: {exc}") from None
+        return out
+
+    return check
+
+
 @dataclass(frozen=True)
 class Feature:
-    """A registered feature part: ``func(site_table, **params) -> (d,)``.
+    """A registered feature part: ``func(site_table, **params) -> (d,)`` or, for a part
+    with ``takes_structure``, ``func(structure, **params) -> (d,)``.
 
     Attributes:
         name: registry name.
-        func: the function of a :class:`SiteTable`.
+        func: the function of a :class:`SiteTable` (or of a pymatgen ``Structure``).
         defaults: default parameters (JSON-able).
         needs_k: function of the parameters giving how many neighbours per site it reads.
         doc: one-line description.
+        takes_structure: ``func`` reads the pymatgen ``Structure``, not a :class:`SiteTable`.
+        check: ``check(params) -> params``: validates (raises ``ValueError``) and
+            normalises the full parameters of the part; ``None``: no check beyond the names.
     """
 
     name: str
@@ -359,24 +526,40 @@ class Feature:
     defaults: dict
     needs_k: Callable[[dict], int]
     doc: str
+    takes_structure: bool = False
+    check: Callable[[dict], dict] | None = None
 
 
 #: Every feature part, by name (join names with ``+`` for a composite).
 FEATURES: dict[str, Feature] = {}
 
 
-def register_feature(name: str, func: Callable[..., np.ndarray], needs_k: Callable[[dict], int]) -> Feature:
-    """Add a feature part to :data:`FEATURES` (defaults read from ``func``'s signature)."""
+def register_feature(name: str, func: Callable[..., np.ndarray], needs_k: Callable[[dict], int], *,
+                     takes_structure: bool = False, check: Callable[[dict], dict] | None = None) -> Feature:
+    """Add a feature part to :data:`FEATURES` (defaults read from ``func``'s signature).
+
+    Args:
+        name: the part's name (no ``+``).
+        func: ``func(site_table, **params)``, or ``func(structure, **params)`` with
+            ``takes_structure`` (a pymatgen ``Structure``); returns a 1-D array whose length
+            depends on the parameters only.
+        needs_k: neighbours per site the part reads (ignored with ``takes_structure``).
+        check: validates and normalises the part's full parameters (see :class:`Feature`).
+    """
     if "+" in name:
         raise ValueError(f"feature names may not contain '+': {name!r}")
     if name in _RENAMED:
         raise ValueError(f"{name!r} is not available as a feature name: {_RENAMED[name]}")
-    sig = inspect.signature(func)
-    defaults = {p.name: p.default for p in list(sig.parameters.values())[1:]}
+    defaults = _signature_defaults(func)
     doc = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-    feature = Feature(name, func, defaults, needs_k, doc)
+    feature = Feature(name, func, defaults, needs_k, doc, takes_structure, check)
     FEATURES[name] = feature
     return feature
+
+
+def _signature_defaults(func: Callable[..., np.ndarray]) -> dict:
+    """Defaults of every parameter of ``func`` but the first (the site table / structure)."""
+    return {p.name: p.default for p in list(inspect.signature(func).parameters.values())[1:]}
 
 
 #: Names that are not features, with the reason (a name means one thing in the package).
@@ -392,6 +575,12 @@ register_feature("element_stats", _element_stats, lambda p: 1)
 register_feature("density", _density, lambda p: 1)
 register_feature("element_roles", _element_roles, lambda p: max(p["k"], p["n_shell"], 4 * p["k_pair"]))
 register_feature("site_roles", _site_roles, lambda p: max(p["k"], p["cn"]))
+register_feature("embedding", _embedding, lambda p: 0, takes_structure=True, check=_check_embedding)
+register_feature("sine_matrix", _sine_matrix, lambda p: 0, takes_structure=True, check=_check_matrix)
+register_feature("ewald_sum_matrix", _ewald_sum_matrix, lambda p: 0, takes_structure=True, check=_check_matrix)
+register_feature("soap", _soap, lambda p: 0, takes_structure=True, check=_species_check("soap", _soap))
+register_feature("mbtr", _mbtr, lambda p: 0, takes_structure=True, check=_species_check("mbtr", _mbtr))
+register_feature("acsf", _acsf, lambda p: 0, takes_structure=True, check=_species_check("acsf", _acsf))
 
 
 def feature_names() -> list[str]:
@@ -449,6 +638,12 @@ def _resolve(name: str, params: dict) -> list[tuple[str, dict]]:
             if key in full and (isinstance(full[key], bool) or not isinstance(full[key], (int, np.integer))
                                 or full[key] < 1):
                 raise ValueError(f"features part {p!r}: {key} must be a positive integer, got {full[key]!r}")
+        check = FEATURES[p].check
+        if check is not None:
+            try:
+                full = check(full)
+            except ValueError as exc:
+                raise ValueError(f"features part {p!r}: {exc}") from None
         out.append((p, full))
     return out
 
@@ -470,24 +665,57 @@ def describe(name: str, structures: Sequence[Any], **params: Any) -> np.ndarray:
     Args:
         name: a name from :data:`FEATURES` or several joined with ``+``.
         structures: pymatgen ``Structure`` objects (or anything ``as_crystal`` accepts, or
-            precomputed :class:`SiteTable` objects with enough neighbours).
+            precomputed :class:`SiteTable` objects with enough neighbours; the
+            representation parts such as ``soap`` need the structure, not a site table).
         **params: the parameters (see :func:`feature_defaults`).
 
     Returns:
         (n, d) float array; the same name, parameters and structures always give the same
-        array. Distances in Angstrom.
+        array, and each row depends on its own structure only. Distances in Angstrom.
 
     Raises:
         ValueError: unknown name or parameter; InvalidStructureError (a ValueError) for a
-            structure no invariant can be computed for.
+            structure no invariant can be computed for; a ValueError naming the structure
+            for one a representation part refuses (more atoms than ``n_atoms_max``, an
+            element outside ``species``, partial occupancies for dscribe, an element
+            without a vector in the embedding).
     """
-    resolved = _resolve(name, params)
-    k = max(FEATURES[p].needs_k(prm) for p, prm in resolved)
+    resolved = [(FEATURES[p], prm) for p, prm in _resolve(name, params)]
+    on_sites = [f.needs_k(prm) for f, prm in resolved if not f.takes_structure]
+    k = max(on_sites, default=0)
     rows = []
     for i, s in enumerate(structures):
-        t = site_table(s, k, label=None if isinstance(s, SiteTable) else getattr(s, "label", None) or f"structure {i}")
-        rows.append(np.concatenate([np.asarray(FEATURES[p].func(t, **prm), dtype=float).ravel()
-                                    for p, prm in resolved]))
+        label = s.label if isinstance(s, SiteTable) else getattr(s, "label", None) or f"structure {i}"
+        t = site_table(s, k, label=None if isinstance(s, SiteTable) else label) if on_sites else None
+        structure = _structure_of(s, label) if len(on_sites) < len(resolved) else None
+        parts = []
+        for f, prm in resolved:
+            try:
+                value = f.func(structure if f.takes_structure else t, **prm)
+            except ValueError as exc:
+                if not f.takes_structure:
+                    raise
+                raise ValueError(f"{label}: features part {f.name!r}: {exc}") from None
+            parts.append(np.asarray(value, dtype=float).ravel())
+        rows.append(np.concatenate(parts))
     if not rows:
         raise ValueError("describe: no structures given")
     return np.vstack(rows)
+
+
+def _structure_of(obj: Any, label: str) -> Any:
+    """The pymatgen ``Structure`` a representation part reads: ``obj`` itself (validated
+    by ``as_crystal``) or one built from a ``Crystal`` / ``(cell, frac, species)`` (a
+    disordered site becomes a site with the same species and occupancies)."""
+    from ..invariants import as_crystal
+
+    if isinstance(obj, SiteTable):
+        raise ValueError(f"{label}: the representation parts (e.g. soap, embedding) need the structure, not a "
+                         "site table")
+    crystal = as_crystal(obj, label=label)
+    if hasattr(obj, "lattice") and hasattr(obj, "is_ordered"):
+        return obj
+    from pymatgen.core import Lattice, Structure
+
+    species = [s[0][0] if len(s) == 1 and s[0][1] == 1.0 else dict(s) for s in crystal.species]
+    return Structure(Lattice(crystal.cell), species, crystal.frac, coords_are_cartesian=False)

@@ -33,7 +33,7 @@ import numpy as np
 
 from ._base import Descriptor, DescriptorError
 
-__all__ = ["sine_matrix", "ewald_sum_matrix", "soap", "mbtr", "acsf", "to_ase"]
+__all__ = ["sine_matrix", "ewald_sum_matrix", "soap", "mbtr", "acsf", "to_ase", "dscribe_object"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -178,6 +178,22 @@ def _local_descriptor(kind: str, species: Sequence[str] | None, params: dict, un
         unit=unit,
         binder=binder,
     )
+
+
+def dscribe_object(descriptor: Descriptor):
+    """The dscribe object behind a ``soap`` / ``mbtr`` / ``acsf`` descriptor of this module
+    that has a species list (built, and cached, here: dscribe checks its settings then).
+
+    Raises:
+        DescriptorError: not such a descriptor, or no species list.
+        ValueError: settings dscribe refuses (its message).
+    """
+    params = dict(descriptor.params)
+    species = params.pop("species", None)
+    if descriptor.name not in ("soap", "mbtr", "acsf") or species is None:
+        raise DescriptorError(f"{descriptor.name!r}: only a soap, mbtr or acsf descriptor with a species list "
+                              "has one dscribe object")
+    return _local_obj(descriptor.name, tuple(species), tuple(sorted(params.items())))
 
 
 def soap(species: Sequence[str] | None = None, r_cut: float = 5.0, n_max: int = 4, l_max: int = 3,
