@@ -22,6 +22,17 @@ def dataset_path(name: str) -> Path:
     return path
 
 
+def require_module(name: str, extra: str = "repr"):
+    """Import an optional dependency; skip the module's tests without it (fail in CI, where
+    the test command installs the extra)."""
+    try:
+        return __import__(name)
+    except ImportError:
+        if IN_CI:
+            pytest.fail(f"{name} is missing in CI (install the '{extra}' extra)", pytrace=False)
+        pytest.skip(f"{name} is not installed (the '{extra}' extra)", allow_module_level=True)
+
+
 def read_csv_structures(name: str, n: int | None = None, target: str | None = None):
     """The first ``n`` records of a shared CSV dataset (``cif`` column) as pymatgen Structures.
 

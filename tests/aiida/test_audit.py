@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from aiida_crystinv.calculations.audit import audit_descriptors
 from aiida_crystinv.cli import cmd_crystinv
 from aiida_crystinv.data import CrystalDatasetData
-from tests.conftest import read_csv_structures
+from tests.conftest import read_csv_structures, require_module
 
-pytest.importorskip("dscribe")
+require_module("dscribe")
 
 PNG = b"\x89PNG"
 

@@ -18,8 +18,10 @@ from aiida_crystinv.representations import get_descriptor
 from aiida_crystinv.workflows.study import StudyError, StudyWorkChain, build_study_inputs, load_study
 from aiida_crystinv.workflows.training import find_features
 
-pytest.importorskip("dscribe")
-pytest.importorskip("elementembeddings")
+from ..conftest import require_module
+
+require_module("dscribe")
+require_module("elementembeddings")
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore:An ill-conditioned matrix")
 

@@ -28,10 +28,10 @@ import pytest
 from aiida_crystinv.audit import CONTINUITY_EPS, TRANSFORMS, audit, continuity, format_table, invariance
 from aiida_crystinv.audit import model_continuity, perturb, target_continuity, transform
 from aiida_crystinv.representations import DescriptorError, NotComparableError, descriptor_names, get_descriptor
-from tests.conftest import read_csv_structures
+from tests.conftest import read_csv_structures, require_module
 
-pytest.importorskip("dscribe")
-pytest.importorskip("elementembeddings")
+require_module("dscribe")
+require_module("elementembeddings")
 
 ALL_INVARIANT = {t: "invariant" for t in TRANSFORMS}
 MATRIX = {**ALL_INVARIANT, "supercell_diagonal": "not comparable", "supercell_nondiagonal": "not comparable"}

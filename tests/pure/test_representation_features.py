@@ -20,10 +20,10 @@ from aiida_crystinv.representations import get_descriptor
 from aiida_crystinv.sources.synthetic import ewald_landscape
 from aiida_crystinv.specs import SpecError, parse_descriptor
 
-from ..conftest import read_csv_structures
+from ..conftest import read_csv_structures, require_module
 
-pytest.importorskip("dscribe")
-pytest.importorskip("elementembeddings")
+require_module("dscribe")
+require_module("elementembeddings")
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore:An ill-conditioned matrix")
 
