@@ -14,7 +14,18 @@ import pathlib
 import re
 from typing import Annotated, Any, Literal, Mapping, Union
 
-from pydantic import BeforeValidator, Discriminator, Field, NonNegativeInt, Tag, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    NonNegativeInt,
+    StrictBool,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..secrets import find_secret_keys
 from ._base import Float, Int, Name, PositiveInt, Spec, SpecError, parse, register_tags
@@ -43,6 +54,7 @@ __all__ = [
     "ScreeningSpec",
     "TargetSpec",
     "TestSplitSpec",
+    "AuditSpec",
     "StudySpec",
     "parse_study",
     "SOURCE_KINDS",
@@ -409,6 +421,54 @@ class JobsSpec(Spec):
     options: JobOptions = JobOptions()
 
 
+def _descriptor_name(name: str) -> str:
+    """``name`` when :func:`aiida_crystinv.representations.get_descriptor` resolves it."""
+    from ..representations import DescriptorError, get_descriptor
+
+    try:
+        get_descriptor(name)
+    except DescriptorError as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
+class AuditSpec(Spec):
+    """``audit:`` of a study: the invariance and continuity audit of ``descriptors`` (names
+    :func:`aiida_crystinv.representations.get_descriptor` resolves) on the first
+    ``n_structures`` records of the training dataset, and with ``target: true`` the
+    continuity of the study's target on the first ``n_target`` records (default: all);
+    run by the calcfunction ``crystinv.audit`` (docs/representations.md)."""
+
+    descriptors: Annotated[list[Annotated[Name, AfterValidator(_descriptor_name)]], BeforeValidator(_as_list),
+                           Field(min_length=1)]
+    n_structures: PositiveInt = 4
+    target: StrictBool = False
+    n_target: Annotated[Int, Field(ge=3)] | None = None
+
+    @field_validator("descriptors")
+    @classmethod
+    def _once(cls, names: list[str]) -> list[str]:
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} given more than once; give each descriptor once")
+        return names
+
+    @model_validator(mode="after")
+    def _target(self) -> "AuditSpec":
+        if self.n_target is not None and not self.target:
+            raise ValueError("n_target is only used with target: true")
+        return self
+
+    def normalised(self, target: str) -> dict[str, Any]:
+        """The plan's ``audit``: the descriptor names and the ``parameters`` of ``audit_descriptors``."""
+        parameters: dict[str, Any] = {"n_structures": self.n_structures}
+        if self.target:
+            parameters["target"] = target
+            if self.n_target is not None:
+                parameters["n_target"] = self.n_target
+        return {"descriptors": list(self.descriptors), "parameters": parameters}
+
+
 class StudySpec(Spec):
     """A whole study file (see :mod:`aiida_crystinv.workflows.study`)."""
 
@@ -422,6 +482,7 @@ class StudySpec(Spec):
     screening: ScreeningSpec | None = None
     loop: LoopSpec | None = None
     jobs: JobsSpec | None = None
+    audit: AuditSpec | None = None
 
     @field_validator("split", mode="before")
     @classmethod
@@ -517,6 +578,7 @@ class StudySpec(Spec):
             "jobs": None if self.jobs is None else {
                 "code": self.jobs.code, "options": self.jobs.options.model_dump(mode="json", exclude_unset=True)
             },
+            "audit": None if self.audit is None else self.audit.normalised(target.name),
         }
 
 

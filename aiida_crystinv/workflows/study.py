@@ -22,6 +22,7 @@ descriptors and models to try, how to evaluate them and, optionally, what to scr
       order: lowest
       group: ewald-candidates
       handoff: {workflow: crystinv.ewald_energy, inputs: {}}
+    audit: {descriptors: [amd, sine_matrix, niggli], n_structures: 4}   # optional
 
 :func:`load_study` reads and validates it (unknown keys, missing target, unknown
 descriptors / models / entry points, missing files -- with the offending key in the
@@ -30,8 +31,9 @@ inputs of :class:`StudyWorkChain` (file sources become ``SinglefileData`` inputs
 study's provenance starts at the file); :func:`write_report` writes ``report.md``, the
 parity plots and the node identifiers of a finished study.
 
-The StudyWorkChain imports the sources (calcfunctions), computes (or finds by query) each
-descriptor once, runs one :class:`~aiida_crystinv.workflows.training.TrainingWorkChain`
+The StudyWorkChain imports the sources (calcfunctions), with ``audit:`` audits the named
+descriptors on the training dataset (``audit_descriptors``, outputs ``audit.*``), computes
+(or finds by query) each descriptor once, runs one :class:`~aiida_crystinv.workflows.training.TrainingWorkChain`
 per compatible (descriptor, model) pair with the same split for all, summarises the
 metrics in one ``Dict`` and, if asked, runs a
 :class:`~aiida_crystinv.workflows.screening.ScreeningWorkChain` with the best model.
@@ -101,6 +103,7 @@ def run_study(path: str | pathlib.Path, submit: bool = False):
 #: done in 3.4 s (...)`` or ``... failed after 3.4 s``. ``crystinv study run`` prints them.
 STUDY_STEPS = {
     "import": "import the sources",
+    "audit": "audit the descriptors for invariance and continuity",
     "descriptors": "compute or find the descriptors",
     "training": "train and evaluate every pair",
     "summary": "summarise the metrics",
@@ -113,7 +116,7 @@ STEP_PREFIX = "[step "
 
 def study_steps(study: Mapping[str, Any]) -> list[str]:
     """The steps (keys of :data:`STUDY_STEPS`) a study plan runs, in order."""
-    steps = ["import", "descriptors", "training", "summary"]
+    steps = ["import", *(["audit"] if study.get("audit") else []), "descriptors", "training", "summary"]
     if study.get("screening"):
         steps.append("screening")
     if study.get("loop"):
@@ -244,6 +247,10 @@ def validate_study_inputs(inputs: Any, _ctx: Any = None) -> str | None:
             return f"the {role} source is a file but files.{role} is not given"
         if source["kind"] == "dataset":
             return f"the {role} source is a dataset but datasets.{role} is not given"
+    audit = study.get("audit")
+    if audit is not None and not (isinstance(audit, Mapping) and isinstance(audit.get("descriptors"), list)
+                                  and isinstance(audit.get("parameters"), Mapping)):
+        return "the study's audit needs descriptors (a list) and parameters (a mapping): build it with load_study()"
     if study.get("jobs") and "code" not in inputs:
         return f"the study's jobs.code {study['jobs']['code']!r} is not given as the code input"
     training = inputs.get("training", {}) or {}
@@ -298,6 +305,7 @@ class StudyWorkChain(WorkChain):
         spec.outline(
             cls.setup,
             cls.import_sources,
+            if_(cls.should_audit)(cls.run_audit),
             cls.prepare_descriptors,
             cls.inspect_descriptors,
             cls.train,
@@ -311,13 +319,20 @@ class StudyWorkChain(WorkChain):
         spec.output("summary", valid_type=orm.Dict, help="Metrics table of every pair, best first.")
         spec.output_namespace("datasets", valid_type=CrystalDatasetData, dynamic=True, help="The datasets by role.")
         spec.output_namespace("training", dynamic=True, help="Outputs of each TrainingWorkChain, by pair label.")
+        spec.output_namespace("audit", required=False,
+                              help="The outputs of audit_descriptors (crystinv.audit) when the study has an audit: section.")
+        spec.output("audit.table", valid_type=orm.Dict, required=False,
+                    help="One row per descriptor: the largest change under each transform, the verdicts.")
+        spec.output("audit.continuity_plot", valid_type=orm.SinglefileData, required=False, help="PNG: change / eps against eps.")
+        spec.output("audit.target_table", valid_type=orm.Dict, required=False, help="Target continuity (audit: target: true).")
+        spec.output("audit.target_plot", valid_type=orm.SinglefileData, required=False, help="PNG of the target continuity.")
         spec.expose_outputs(ScreeningWorkChain, namespace="screening", namespace_options={"required": False})
         spec.expose_outputs(DftLoopWorkChain, namespace="loop", namespace_options={"required": False})
 
         spec.inputs.validator = validate_study_inputs
         add_exit_codes(spec, "ERROR_MISSING_TARGET", "ERROR_IMPORT_FAILED", "ERROR_INVARIANTS_FAILED",
                        "ERROR_TRAINING_FAILED", "ERROR_SCREENING_FAILED", "ERROR_SUMMARY_FAILED", "ERROR_LOOP_FAILED",
-                       "ERROR_SOME_HANDOFFS_FAILED")
+                       "ERROR_SOME_HANDOFFS_FAILED", "ERROR_SUB_PROCESS_FAILED")
 
     # ------------------------------------------------------------------ steps
     def setup(self):
@@ -383,6 +398,32 @@ class StudyWorkChain(WorkChain):
         for role, node in datasets.items():
             self.out(f"datasets.{role}", node)
         self.ctx.step_detail = ", ".join(f"{role} <{node.pk}> {len(node)} records" for role, node in datasets.items())
+        return None
+
+    def should_audit(self) -> bool:
+        return bool(self.ctx.study.get("audit"))
+
+    @_step("audit", start=True, end=True)
+    def run_audit(self):
+        """The audit of the study's ``audit:`` descriptors on the training dataset
+        (``audit_descriptors``); a failed audit stops the study (400)."""
+        from ..calculations.audit import audit_descriptors
+
+        plan = self.ctx.study["audit"]
+        train = self.ctx.datasets["train"]
+        try:
+            results, node = audit_descriptors.run_get_node(
+                dataset=train, descriptors=orm.List(plan["descriptors"]), parameters=orm.Dict(plan["parameters"]),
+                metadata={"call_link_label": "audit"},
+            )
+        except ValueError as exc:  # refused at the calcfunction's ports (nothing stored)
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED.format(message=f"audit: {exc}")
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SUB_PROCESS_FAILED.format(message=f"audit: {describe_failure(node)}")
+        for key, value in results.items():
+            self.out(f"audit.{key}", value)
+        rows = results["table"]["rows"]
+        self.ctx.step_detail = "; ".join(f"{r['descriptor']} {r['invariance']}, {r['continuity']}" for r in rows)
         return None
 
     @_step("descriptors", start=True)

@@ -1,5 +1,5 @@
-"""The Markdown report of a finished study: ``report.md``, parity plots, node tables and,
-unless asked not to, the pictures of the training set (:mod:`aiida_crystinv.learning.maps`):
+"""The Markdown report of a finished study: ``report.md``, parity plots, node tables, the
+audit of the descriptors (when the study asked for one) and, unless asked not to, the pictures of the training set (:mod:`aiida_crystinv.learning.maps`):
 the target against density, and for each pairwise distance matrix a kNN model used, a
 heatmap with its dendrogram and a 2-D map coloured by the target (at most
 :data:`REPORT_MAX_POINTS` records each, sampled with a fixed seed above that)."""
@@ -52,7 +52,9 @@ def metrics_table(summary: Mapping[str, Any], markdown: bool = False) -> str:
 
 def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = None, plots: bool = True) -> pathlib.Path:
     """Write ``report.md``, the parity plots (``parity_<pair>.png``) and the node table of
-    a finished StudyWorkChain into ``directory`` (default ``./crystinv-study-<pk>``); with
+    a finished StudyWorkChain into ``directory`` (default ``./crystinv-study-<pk>``), with
+    the audit of the descriptors (``audit_continuity.png``, ``target_continuity.png``) when
+    the study had an ``audit:`` section; with
     ``plots``, also ``landscape.png`` (target against density of the training set) and,
     per pairwise distance matrix of a kNN pair, ``heatmap_<metric>.png`` and
     ``map_<metric>.png`` (see :func:`_pictures_section`).
@@ -97,6 +99,8 @@ def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = 
         lines.append(f"- not run: {s['model']} on {s['descriptor']} ({s['reason']})")
     if summary.get("skipped"):
         lines.append("")
+    if "audit" in outputs and "table" in outputs.audit:
+        lines += _audit_section(outputs.audit, directory)
     lines += ["## Parity plots", ""]
     training = outputs.training if "training" in outputs else {}
     node_rows = []
@@ -125,15 +129,15 @@ def write_report(node: orm.WorkflowNode, directory: str | pathlib.Path | None = 
             structures = {s.label: s for s in sc["structures"].values()} if "structures" in sc else {}
             handoff = sc["handoff"] if "handoff" in sc else {}
             by_label = {}
-            for key, s in (sc["structures"].items() if "structures" in sc else []):
-                by_label[s.label] = key
+            for skey, s in (sc["structures"].items() if "structures" in sc else []):
+                by_label[s.label] = skey
             lines += [f"Selected {len(sc['selected_ids'])} of {len(values)} candidates (predictions: pk {preds.pk}).", ""]
             lines += ["| candidate | predicted | DFT energy (eV/atom) | StructureData pk | hand-off outputs |",
                       "|---|---|---|---|---|"]
             pairs = []
             for rid in sc["selected_ids"].get_list():
-                key = by_label.get(rid)
-                ho = handoff.get(key, {}) if key else {}
+                hkey = by_label.get(rid)
+                ho = handoff.get(hkey, {}) if hkey else {}
                 ho_text = ", ".join(
                     f"{k} = {_fmt(v.value)}" if hasattr(v, "value") and not isinstance(v, orm.Dict) else f"{k} (pk {v.pk})"
                     for k, v in ho.items()
@@ -208,6 +212,50 @@ def _pictures_section(summary: Mapping[str, Any], datasets: Any, training: Any, 
             lines += [f"2-D map of the same records (metric MDS of the {metric} distances, seed 0; the stress-1 in the "
                       f"corner says how faithful it is), coloured by {target}:", "", f"![{metric} map]({picture})", ""]
     return lines if len(lines) > 2 else []
+
+
+def _audit_section(audit: Any, directory: pathlib.Path) -> list[str]:
+    """The audit of the descriptors (outputs ``audit.*`` of the study): the table of the
+    largest change under each cell change ("not comparable" when the output's shape
+    changed), the verdicts, and the continuity plots written next to report.md."""
+    from ..audit import JUMP_FACTOR, TRANSFORMS, format_table
+
+    table = audit["table"].get_dict()
+    rows = table["rows"]
+    node = audit["table"]
+    eps = ", ".join(f"{e:g}" for e in table.get("eps", []))
+    lines = ["## Audit of the descriptors", "",
+             f"On the first {table.get('n_structures', len(table.get('ids', [])))} training records "
+             f"({', '.join(map(str, table.get('ids', [])))}; table: pk {node.pk}, uuid `{node.uuid}`). Each transform "
+             f"column is the largest change of the descriptor (its own distance and unit) when the same crystal is "
+             f"described differently ({', '.join(TRANSFORMS)}); \"not comparable\" means the output changed shape. "
+             f"Continuity: the largest change when every atom moves by at most eps (eps = {eps} Angstrom, "
+             f"{table.get('n_trials', '?')} trials); lipschitz is the largest change / eps for eps >= 0.01 Angstrom, "
+             "jump_factor the largest change / eps over that at the largest eps, and the verdict is \"jumps\" when "
+             f"jump_factor exceeds {JUMP_FACTOR:g}.", "",
+             format_table(rows), ""]
+    units = ", ".join(f"{r['descriptor']}: {r.get('unit') or 'no unit'}" for r in rows)
+    lines += [f"Units of the changes: {units}.", ""]
+    if "continuity_plot" in audit:
+        name = "audit_continuity.png"
+        (directory / name).write_bytes(audit["continuity_plot"].get_content(mode="rb"))
+        lines += [f"![change / eps against eps]({name})", ""]
+    if "target_table" in audit:
+        target = audit["target_table"].get_dict()
+        lines += [f"### Continuity of {target['target']}", "",
+                  "Over the closest pairs of the records (distance <= d, the close-fraction quantile of all pairwise "
+                  "distances): c is the smallest constant with |dy| <= c d for the stated fraction of them; ratio is "
+                  "the median |dy| of the close pairs over that of all pairs (smaller: closeness in the descriptor "
+                  "means closeness in the target).", "",
+                  "| descriptor | records | close pairs | d | c | ratio |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['descriptor']} | {r['n']} | {r['n_close']} | {_fmt(r['d'])} | {_fmt(r['c'])} | {_fmt(r['ratio'], 3)} |"
+                  for r in target["rows"]]
+        lines.append("")
+        if "target_plot" in audit:
+            name = "target_continuity.png"
+            (directory / name).write_bytes(audit["target_plot"].get_content(mode="rb"))
+            lines += [f"![target continuity]({name})", ""]
+    return lines
 
 
 def _handoff_energy(outputs: Mapping[str, Any], structure: Any) -> float | None:
