@@ -298,3 +298,24 @@ def test_study_with_jobs_on_a_computer(tmp_path, aiida_localhost, aiida_code_ins
     without = {k: v for k, v in inputs.items() if k != "code"}
     with pytest.raises(ValueError, match="jobs.code"):
         run_get_node(StudyWorkChain, **without)
+
+
+def test_the_reference_block_of_the_docs(tmp_path):
+    """The annotated study file of docs/learning.md ("The study file") names every key the
+    spec knows, and, without its `loop:` and `jobs:` sections (which need a code and a
+    candidates file; their runnable examples are examples/study_carbon24_dft.yaml and
+    docs/scale.md), it is a valid study file."""
+    import re
+
+    from aiida_crystinv.specs.study import StudySpec
+
+    text = (pathlib.Path(__file__).parents[2] / "docs" / "learning.md").read_text()
+    block = re.findall(r"## The study file\n\n```yaml\n(.*?)```", text, flags=re.S)[0]
+    data = yaml.safe_load(block)
+    assert sorted(data) == sorted(f.alias or name for name, f in StudySpec.model_fields.items())
+    for key in ("loop", "jobs"):
+        data.pop(key)
+    path = tmp_path / "reference.yaml"
+    path.write_text(yaml.safe_dump(data))
+    study = load_study(path)
+    assert study["name"] == "ewald-landscape" and study["audit"] and study["screening"]
