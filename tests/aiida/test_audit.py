@@ -96,3 +96,37 @@ def test_the_cli_example_of_the_docs(perov):
         args = [str(perov.pk) if a == "DATASET" else a for a in shlex.split(line)[1:]]
         result = CliRunner().invoke(cmd_crystinv, args, catch_exceptions=False)
         assert result.exit_code == 0, result.output
+
+
+def test_the_workchain_gives_the_calcfunctions_outputs(perov):
+    """AuditWorkChain (crystinv.audit in aiida.workflows) calls the calcfunction and exposes
+    the same table and plots; a bad input is refused before anything is stored; a
+    failure inside is passed on with its own exit code."""
+    from aiida.engine import run_get_node
+    from aiida.plugins import WorkflowFactory
+
+    AuditWorkChain = WorkflowFactory("crystinv.audit")
+    parameters = {"n_structures": 2, "target": "heat_ref", "n_target": 10}
+    outputs, node = run_get_node(AuditWorkChain, dataset=perov, descriptors=orm.List(["amd", "sine_matrix"]),
+                                 parameters=orm.Dict(parameters))
+    assert node.is_finished_ok, node.exit_message
+    direct, _ = audit_descriptors.run_get_node(dataset=perov, descriptors=orm.List(["amd", "sine_matrix"]),
+                                               parameters=orm.Dict(parameters))
+    assert outputs["table"].get_dict()["rows"] == direct["table"].get_dict()["rows"]
+    assert outputs["target_table"].get_dict() == direct["target_table"].get_dict()
+    for key in ("continuity_plot", "target_plot"):
+        assert outputs[key].get_content(mode="rb").startswith(PNG)
+    child = node.base.links.get_outgoing(node_class=orm.CalcFunctionNode).one().node
+    assert child.process_label == "audit_descriptors" and outputs["table"].creator.pk == child.pk
+
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(ValueError, match="no target 'band_gap'"):
+        run_get_node(AuditWorkChain, dataset=perov, descriptors=orm.List(["amd"]), parameters=orm.Dict({"target": "band_gap"}))
+    assert orm.QueryBuilder().append(orm.Node).count() == before
+
+    _, failed = run_get_node(AuditWorkChain, dataset=perov,
+                             descriptors=orm.List(["tests.aiida.test_study_audit:refuses_every_structure"]),
+                             parameters=orm.Dict({"n_structures": 1}))
+    assert failed.exit_status == 301, (failed.exit_status, failed.exit_message)
+    assert "this descriptor refuses" in failed.exit_message
+    assert "table" not in failed.outputs
