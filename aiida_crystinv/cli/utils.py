@@ -378,7 +378,7 @@ def interruptible() -> t.Iterator[None]:
             yield
     finally:
         undo()
-        if outermost:
+        if outermost and sys.unraisablehook is _quiet_unraisable:  # not once an interrupted exit silenced it
             sys.unraisablehook = hook
         _DEPTH[0] -= 1
 
@@ -389,6 +389,8 @@ def _quiet_unraisable(unraisable: t.Any) -> None:
     notices the signal a moment later (``_execute``) and says it in one line."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt) and not _debugging():
         return  # the signal is in `_SIGNALLED`: `_execute` raises it where it can unwind the run
+    if _SIGNALLED and not _debugging():
+        return  # an object the signal caught half-built, failing in its __del__: the run is stopping
     sys.__unraisablehook__(unraisable)
 
 
@@ -433,7 +435,16 @@ def interrupted_exit(stopped: str) -> t.NoReturn:
     words, status = _interrupt_words()
     kept = f"kept: {'; '.join(_KEPT)}" if _KEPT else "nothing of this run is kept"
     CMDLINE_LOGGER.critical(one_line(f"{words}: {stopped}; {kept}", 2 * MAX_MESSAGE), extra={"nl": True, "err": True, "prefix": True})
+    if not _debugging():
+        # objects the signal caught half-built (a disk-objectstore Container, say) fail in
+        # their ``__del__`` while the interpreter shuts down: "Exception ignored in ..." and a
+        # traceback after the one line. The command has said what happened; stay silent.
+        sys.unraisablehook = _silent_unraisable
     sys.exit(status)
+
+
+def _silent_unraisable(_unraisable: t.Any) -> None:
+    """Drop an unraisable exception (installed only once an interrupted command exits)."""
 
 
 def stop_after_interrupt() -> t.NoReturn:
@@ -480,12 +491,15 @@ def abandon_mine() -> tuple[int, list[int]]:
         filters={
             f"extras.{RUNNER_EXTRA}.pid": me["pid"],
             f"extras.{RUNNER_EXTRA}.host": me["host"],
-            "attributes.process_state": {"!in": ["finished", "excepted", "killed"]},
         },
         project="*",
     )
     killed, deleted = 0, []
     for node in builder.all(flat=True):
+        # not filtered in the query: a node stored just before the signal may have no
+        # process_state yet, and SQL's NOT IN never matches a missing value
+        if node.is_terminated:
+            continue
         record = node.base.extras.get(RUNNER_EXTRA, {})
         if abs(float(record.get("started") or 0) - me["started"]) >= 1.0:
             continue  # an earlier process with the same pid
