@@ -176,3 +176,22 @@ def load_all_real():
         except DatasetMissing:
             continue
     return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS, MiB: ``VmHWM`` of ``/proc/self/status`` where there is one.
+
+    Not ``getrusage``: Linux keeps ``ru_maxrss`` across ``exec``, so a process started
+    directly by a large one (a benchmark's main process) reports the parent's peak.
+    """
+    import resource
+    import sys
+
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)

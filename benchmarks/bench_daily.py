@@ -65,7 +65,7 @@ warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
 
-from _data import DatasetMissing, dataset_file  # noqa: E402
+from _data import DatasetMissing, dataset_file, peak_rss_mb  # noqa: E402
 
 K_PDD = 100
 STRAIN = 0.03  # as bench_scale.py: entries of the symmetric strain uniform in [-STRAIN, STRAIN]
@@ -79,16 +79,6 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS (``VmHWM``), MiB; NaN where ``/proc`` has no answer."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 # ---------------------------------------------------------------------------- crystals on disk

@@ -55,7 +55,7 @@ warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
 
-from _data import DatasetMissing, dataset_file, load_all_real  # noqa: E402
+from _data import DatasetMissing, dataset_file, load_all_real, peak_rss_mb  # noqa: E402
 
 K_PDD = 100
 K_NN = 10
@@ -72,20 +72,6 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS, MiB: ``VmHWM`` of ``/proc/self/status`` where there is one.
-
-    Not ``getrusage``: Linux keeps ``ru_maxrss`` across ``exec``, so a process started
-    directly by a large one (this benchmark's main process) reports the parent's peak.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 # ---------------------------------------------------------------------------- data (pure)
