@@ -453,11 +453,22 @@ def stop_after_interrupt() -> t.NoReturn:
     line (:func:`interrupted_exit`)."""
     with _shielded():
         stopped = "stopped before any process started"
-        _STOPPED.clear()
-        try:
-            killed, deleted = abandon_mine()
-        except Exception:  # noqa: BLE001 - the storage may be unusable: nothing more to do here
-            killed, deleted = 0, []
+        killed, deleted = 0, []
+        for attempt in range(2):  # the interrupted transaction may still hold the storage: retry on a new session
+            _STOPPED.clear()
+            try:
+                killed, deleted = abandon_mine()
+                break
+            except Exception:  # noqa: BLE001 - the storage may be unusable: nothing more to do here
+                logging.getLogger(__name__).debug("tidying up after the interrupt failed", exc_info=True)
+                killed, deleted = 0, []
+                if attempt == 0:
+                    try:
+                        from aiida.manage import get_manager
+
+                        get_manager().reset_profile_storage()
+                    except Exception:  # noqa: BLE001
+                        break
         if killed:
             stopped = f"{', '.join(_STOPPED[:3]) or 'the run'} was stopped" + (
                 f" ({killed} processes marked killed)" if killed > 1 else ""
