@@ -85,9 +85,9 @@ def find_leftovers(untracked: bool = False) -> Leftovers:
     """
     from aiida import orm
 
-    # a node stored just before a kill may have no process_state yet: NOT IN never matches it
-    unfinished = {"or": [{"attributes.process_state": {"!in": _TERMINAL}}, {"attributes": {"!has_key": "process_state"}}]}
-    builder = orm.QueryBuilder().append(orm.ProcessNode, filters=unfinished, project="*")
+    builder = orm.QueryBuilder().append(
+        orm.ProcessNode, filters={"attributes.process_state": {"!in": _TERMINAL}}, project="*"
+    )
     roots: dict[int, t.Any] = {}
     for node in builder.all(flat=True):
         root = _root(node)

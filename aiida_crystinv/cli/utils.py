@@ -502,15 +502,12 @@ def abandon_mine() -> tuple[int, list[int]]:
         filters={
             f"extras.{RUNNER_EXTRA}.pid": me["pid"],
             f"extras.{RUNNER_EXTRA}.host": me["host"],
+            "attributes.process_state": {"!in": ["finished", "excepted", "killed"]},
         },
         project="*",
     )
     killed, deleted = 0, []
     for node in builder.all(flat=True):
-        # not filtered in the query: a node stored just before the signal may have no
-        # process_state yet, and SQL's NOT IN never matches a missing value
-        if node.is_terminated:
-            continue
         record = node.base.extras.get(RUNNER_EXTRA, {})
         if abs(float(record.get("started") or 0) - me["started"]) >= 1.0:
             continue  # an earlier process with the same pid
