@@ -25,7 +25,7 @@ if os.path.basename(sys.argv[0] or "") == "crystinv":  # the script: Ctrl-C whil
 warnings.filterwarnings("ignore", message="Creating AiiDA configuration folder", category=UserWarning)
 
 from . import cmd_clean, cmd_compute, cmd_dataset, cmd_demo, cmd_dft, cmd_model, cmd_plot, cmd_study, cmd_worker  # noqa: E402,F401 - register the subcommands
-from . import cmd_audit, cmd_show  # noqa: E402,F401 - crystinv audit, crystinv show
+from . import cmd_audit, cmd_show, cmd_similar  # noqa: E402,F401 - audit, show, duplicates, search
 from .embedded import main  # noqa: E402
 from .root import cmd_crystinv  # noqa: E402
 
