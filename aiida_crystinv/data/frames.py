@@ -83,7 +83,7 @@ def dataset_frame(node: Any, cif: bool = False) -> "pandas.DataFrame":
     (float64, NaN where unknown) and, with ``cif=True``, the CIF text of each record."""
     columns: dict[str, Any] = {"id": node.ids, "formula": node.formulas}
     if cif:
-        from .dataset import _cif_block
+        from ._export import _cif_block
 
         columns["cif"] = [_cif_block(s, rid) for s, rid in zip(node.get_structures(), node.ids)]
     for name in node.target_names:
