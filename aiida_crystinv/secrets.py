@@ -5,9 +5,13 @@ Pure (no AiiDA import). One place decides what a credential looks like, for ever
 * :func:`is_secret_key` -- a mapping key that names a credential (``api_key``, ``apikey``,
   ``X-API-KEY``, ``token``, ``password``, ``secret``, ``credential``, ``Authorization``...),
   under any casing and separator;
+* :func:`known_secrets` -- the values of the environment variables whose names look like a
+  credential (``MP_API_KEY``, ``GITHUB_TOKEN``...): such a value is a secret wherever it
+  appears, under any key name;
 * :func:`find_secret_keys` -- the places (``query.criteria.api_key``) of such keys in nested
-  dicts and lists, for validators that refuse an input before any node exists (messages
-  name the place, never the value);
+  dicts and lists, and of string values holding a known secret (``query.note``), for
+  validators that refuse an input before any node exists (messages name the place, never
+  the value);
 * :func:`redact` -- a copy of nested dicts / lists without those keys and with every known
   secret value scrubbed from the strings (for anything about to be stored);
 * :func:`scrub_text` -- a text (an exit message, a report line, an exception) with the
@@ -27,6 +31,7 @@ __all__ = [
     "MIN_ECHO",
     "MAX_MESSAGE",
     "is_secret_key",
+    "known_secrets",
     "find_secret_keys",
     "redact",
     "scrub_text",
@@ -40,6 +45,9 @@ MASK = "***"
 MIN_ECHO = 6
 #: Default length of a message stored in an exit message (the full text goes to the report).
 MAX_MESSAGE = 1000
+#: The shortest value of a credential-named environment variable that counts as a known
+#: secret (shorter values, like ``PASSWORD=x`` in a test environment, would match anywhere).
+MIN_KNOWN = 8
 
 #: Normalised (lower case, letters and digits only) key names that contain one of these
 #: are credentials.
@@ -85,21 +93,47 @@ def is_secret_key(key: Any) -> bool:
     return name in _SECRET_NAMES or any(part in name for part in _SECRET_PARTS)
 
 
-def find_secret_keys(obj: Any, where: str = "") -> list[str]:
+def known_secrets() -> list[str]:
+    """The values (at least :data:`MIN_KNOWN` characters) of the environment variables whose
+    names look like a credential (:func:`is_secret_key`: ``MP_API_KEY``, ``AWS_SECRET_ACCESS_KEY``,
+    ``GITHUB_TOKEN``...)."""
+    import os
+
+    return [value for name, value in os.environ.items() if len(value.strip()) >= MIN_KNOWN and is_secret_key(name)]
+
+
+def find_secret_keys(obj: Any, where: str = "", secrets: Iterable[str] | None = None) -> list[str]:
     """The places of credential-looking keys in nested mappings and lists, e.g.
-    ``['query.api_key', 'inputs.headers[0].Authorization']`` (never their values)."""
+    ``['query.api_key', 'inputs.headers[0].Authorization']``, and of string keys or values that
+    hold a known secret (``secrets``, by default :func:`known_secrets`), under any name, e.g.
+    ``['query.note']``; never the values themselves."""
+    known = [s.lower() for s in (known_secrets() if secrets is None else _usable(secrets))]
+    return _find(obj, where, known)
+
+
+def _find(obj: Any, where: str, known: list[str]) -> list[str]:
     found: list[str] = []
     if isinstance(obj, Mapping):
         for key, value in obj.items():
+            if isinstance(key, str) and _holds(key, known):  # the key itself is the secret: not named
+                found.append(f"{where}.{MASK}" if where else MASK)
+                continue
             place = f"{where}.{key}" if where else str(key)
             if is_secret_key(key):
                 found.append(place)
             else:
-                found.extend(find_secret_keys(value, place))
+                found.extend(_find(value, place, known))
     elif isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj):
-            found.extend(find_secret_keys(value, f"{where}[{i}]"))
+            found.extend(_find(value, f"{where}[{i}]", known))
+    elif isinstance(obj, str) and _holds(obj, known):
+        found.append(where or "the value")
     return found
+
+
+def _holds(text: str, known: list[str]) -> bool:
+    low = text.lower()
+    return any(secret in low for secret in known)
 
 
 def redact(obj: Any, secrets: Iterable[str] = ()) -> Any:
@@ -109,15 +143,19 @@ def redact(obj: Any, secrets: Iterable[str] = ()) -> Any:
     every string (keys and values, at any depth) is passed through :func:`scrub_text` with
     the known ``secrets``. Tuples become lists; other values are returned as they are.
     """
-    secrets = _usable(secrets)
+    secrets = _usable([*secrets, *known_secrets()])
+    return _redact(obj, secrets)
+
+
+def _redact(obj: Any, secrets: list[str]) -> Any:
     if isinstance(obj, Mapping):
         return {
-            (scrub_text(k, secrets) if isinstance(k, str) else k): redact(v, secrets)
+            (scrub_text(k, secrets) if isinstance(k, str) else k): _redact(v, secrets)
             for k, v in obj.items()
             if not is_secret_key(k)
         }
     if isinstance(obj, (list, tuple)):
-        return [redact(v, secrets) for v in obj]
+        return [_redact(v, secrets) for v in obj]
     if isinstance(obj, str):
         return scrub_text(obj, secrets)
     return obj
@@ -141,15 +179,16 @@ def scrub_text(text: Any, secrets: Iterable[str] = ()) -> str:
     ``Authorization: Bearer abc``) is replaced by :data:`MASK`.
     """
     text = str(text)
-    lowered = text.lower()
     marked = bytearray(len(text))
-    for secret in _usable(secrets):
+    for secret in _usable([*secrets, *known_secrets()]):
         low = secret.lower()
         width = min(MIN_ECHO, len(low))
-        windows = {low[i : i + width] for i in range(len(low) - width + 1)}
-        for i in range(len(lowered) - width + 1):
-            if lowered[i : i + width] in windows:
-                marked[i : i + width] = b"\x01" * width
+        windows = sorted({low[i : i + width] for i in range(len(low) - width + 1)})
+        # every start of a window, overlapping ones included (a zero-width look-ahead)
+        pattern = re.compile("(?=(?:" + "|".join(map(re.escape, windows)) + "))", re.IGNORECASE)
+        for match in pattern.finditer(text):
+            i = match.start()
+            marked[i : i + width] = b"\x01" * width
     if any(marked):
         out, i = [], 0
         while i < len(text):

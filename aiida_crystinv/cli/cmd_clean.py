@@ -28,15 +28,11 @@ from .utils import (
     maintain_quietly,
     runner_alive,
     table,
+    unfinished_filter,
     with_profile,
 )
 
 __all__ = ("find_leftovers", "Leftovers")
-
-#: Terminal process states; any other (created, running, waiting, or none recorded: a
-#: command killed right after the node was stored) is unfinished.
-_TERMINAL = ["finished", "excepted", "killed"]
-
 
 class Leftovers(t.NamedTuple):
     """What ``crystinv clean`` found."""
@@ -86,7 +82,7 @@ def find_leftovers(untracked: bool = False) -> Leftovers:
     from aiida import orm
 
     builder = orm.QueryBuilder().append(
-        orm.ProcessNode, filters={"attributes.process_state": {"!in": _TERMINAL}}, project="*"
+        orm.ProcessNode, filters=unfinished_filter(), project="*"
     )
     roots: dict[int, t.Any] = {}
     for node in builder.all(flat=True):

@@ -425,6 +425,9 @@ def cmd_export(dataset, ids, format_, output, force):
         else:
             echo.echo_critical(f"cannot tell the format from {output.name}: use --format cif, csv or json")
     wanted = [i.strip() for chunk in ids for i in chunk.split(",") if i.strip()] or None
+    repeated = sorted({i for i in wanted or () if wanted.count(i) > 1})  # type: ignore[union-attr]
+    if repeated:
+        echo.echo_critical(f"--ids names {', '.join(map(repr, repeated[:5]))} more than once: give each record once")
     try:
         writers = {"cif": dataset.to_cif_text, "csv": dataset.to_csv_text, "json": dataset.to_json_text}
         text = writers[format_](wanted)

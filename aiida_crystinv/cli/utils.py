@@ -454,6 +454,7 @@ def stop_after_interrupt() -> t.NoReturn:
     with _shielded():
         stopped = "stopped before any process started"
         killed, deleted = 0, []
+        release_interrupted_cursors(sys.exc_info()[1])
         for attempt in range(2):  # the interrupted transaction may still hold the storage: retry on a new session
             _STOPPED.clear()
             try:
@@ -490,6 +491,23 @@ def _retire_current() -> None:
             pass
 
 
+#: Terminal process states; any other (created, running, waiting, or none recorded: a
+#: command stopped right after the node was stored) is unfinished.
+TERMINAL_STATES = ("finished", "excepted", "killed")
+
+
+def unfinished_filter() -> dict[str, t.Any]:
+    """QueryBuilder filters of the process nodes that are not terminated, those with no
+    recorded state included (spelled out: a JSON null is not matched by ``!in`` on every
+    database)."""
+    return {
+        "or": [
+            {"attributes.process_state": {"!in": list(TERMINAL_STATES)}},
+            {"attributes": {"!has_key": "process_state"}},
+        ]
+    }
+
+
 def abandon_mine() -> tuple[int, list[int]]:
     """:func:`abandon` every unfinished root process this operating-system process started
     (:data:`RUNNER_EXTRA`). Returns ``(processes marked killed, deleted pks)``."""
@@ -500,9 +518,10 @@ def abandon_mine() -> tuple[int, list[int]]:
     builder = orm.QueryBuilder().append(
         orm.ProcessNode,
         filters={
-            f"extras.{RUNNER_EXTRA}.pid": me["pid"],
-            f"extras.{RUNNER_EXTRA}.host": me["host"],
-            "attributes.process_state": {"!in": ["finished", "excepted", "killed"]},
+            "and": [
+                {f"extras.{RUNNER_EXTRA}.pid": me["pid"], f"extras.{RUNNER_EXTRA}.host": me["host"]},
+                unfinished_filter(),
+            ]
         },
         project="*",
     )
@@ -517,6 +536,38 @@ def abandon_mine() -> tuple[int, list[int]]:
         deleted += pks
     forget_orphans(_RUN_INPUTS)
     return killed, deleted
+
+
+def release_interrupted_cursors(exception: BaseException | None) -> int:
+    """Close the database cursors that ``exception`` (a Ctrl-C) caught in mid-statement;
+    returns how many.
+
+    A ``KeyboardInterrupt`` inside ``cursor.execute`` makes SQLAlchemy invalidate (close)
+    that connection, but SQLite defers closing a connection whose statement is unfinished,
+    and the statement lives on in the frames of the exception's traceback (kept by the
+    exception, and by the asyncio task that raised it). Until then its read lock stays: the
+    tidy-up's writes, on a new connection, fail with "database is locked", and the run's
+    processes would be left unfinished. Closing the cursor finalises the statement."""
+    import sqlite3
+
+    closed, seen, pending = 0, set(), [exception]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        pending += [exc.__context__, exc.__cause__]
+        tb = exc.__traceback__
+        while tb is not None:
+            for value in list(tb.tb_frame.f_locals.values()):
+                if isinstance(value, sqlite3.Cursor):
+                    try:
+                        value.close()
+                        closed += 1
+                    except Exception:  # noqa: BLE001 - a cursor already closed, or of a closed connection
+                        pass
+            tb = tb.tb_next
+    return closed
 
 
 def _fresh_session() -> None:
@@ -617,9 +668,10 @@ def run_process(
             node = instance.node
             what = f"{node.process_label} <{node.pk}>"
             outputs = _execute(instance, runner, label=label, total=total, count_done=count_done)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         with _shielded():
             try:
+                release_interrupted_cursors(interrupt)
                 _fresh_session()
                 killed, discarded = abandon(node, fresh=fresh) if node is not None else (0, [])
                 more, also = abandon_mine()

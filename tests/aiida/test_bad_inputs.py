@@ -917,10 +917,6 @@ def test_interrupted_command(profile, sig, command):
     outcome = _interrupt_case(profile, sig, command)
     OUTCOMES[f"subprocess:{outcome.case.name}"] = outcome
     if sig == signal.SIGINT:
-        if outcome.stale and command == "invariants" and outcome.ok:
-            # KNOWN BUG (open, issue 11; see test_interrupt.py): the tidy-up sometimes leaves
-            # the interrupted tree unfinished; nothing result-like is left, `clean` tidies it
-            pytest.xfail(f"known race: Ctrl-C left {outcome.stale} process nodes unfinished: {outcome.explain()}")
         assert outcome.stale == 0, f"Ctrl-C left process nodes that never terminate: {outcome.explain()}"
     assert outcome.ok, outcome.explain()
 

@@ -289,6 +289,12 @@ def test_metric_not_applicable_and_k_too_large(pdd_invariants):
 def test_export_unknown_id(dataset, tmp_path):
     result = run("export", dataset.pk, "--ids", "nope", "-o", tmp_path / "x.json", ok=False)
     assert "no record(s) nope" in result.output
+    first = dataset.ids[0]
+    for ids in ([f"{first},{first}"], [first, first]):
+        out = tmp_path / "twice.json"
+        result = run("export", dataset.pk, *[a for i in ids for a in ("--ids", i)], "-o", out, ok=False)
+        assert f"{first!r} more than once" in result.output and "Traceback" not in result.output, result.output
+        assert not out.exists()
 
 
 def test_daemon_not_running(dataset, aiida_profile, stopped_daemon_client):

@@ -313,3 +313,39 @@ def test_launch_invariants_does_not_wait_on_the_profile_poll_interval(mp_dataset
     assert node.is_finished_ok, node.exit_message
     assert inv.ids == mp_dataset.ids and len(node.called) == 4  # 3 chunks and the merge
     assert _runner.in_process_runner()._poll_interval == 0.05
+
+
+@pytest.mark.postgres
+def test_unfinished_processes_are_found_with_or_without_a_recorded_state():
+    """`crystinv clean` and the tidy-up after Ctrl-C find a process node stored before its
+    first state was written (no `process_state` attribute) as well as running ones, on
+    SQLite and PostgreSQL alike; terminated ones are left alone."""
+    import socket
+
+    from aiida.engine import ProcessState
+
+    from aiida_crystinv.cli.cmd_clean import find_leftovers
+    from aiida_crystinv.cli.utils import RUNNER_EXTRA, abandon, unfinished_filter
+
+    gone = {"host": socket.gethostname(), "pid": 2**22 + 12345, "started": 1.0}  # above pid_max: no such process
+    nodes = {}
+    for name, state in [("none", None), ("running", ProcessState.RUNNING), ("finished", ProcessState.FINISHED),
+                        ("killed", ProcessState.KILLED)]:
+        node = orm.WorkflowNode()
+        if state is not None:
+            node.set_process_state(state)
+        node.base.extras.set(RUNNER_EXTRA, gone)
+        nodes[name] = node.store()
+    assert nodes["none"].base.attributes.get("process_state", None) is None
+    ids = [node.pk for node in nodes.values()]
+    found = orm.QueryBuilder().append(orm.ProcessNode, filters={"and": [{"id": {"in": ids}}, unfinished_filter()]},
+                                      project="id").all(flat=True)
+    assert sorted(found) == sorted([nodes["none"].pk, nodes["running"].pk])
+    dead = {node.pk: why for node, why in find_leftovers().dead}
+    assert nodes["none"].pk in dead and nodes["running"].pk in dead, dead
+    assert "no longer running" in dead[nodes["none"].pk]
+    assert nodes["finished"].pk not in dead and nodes["killed"].pk not in dead
+    for name in ("none", "running"):
+        killed, deleted = abandon(nodes[name])
+        assert (killed, deleted) == (1, [])
+        assert orm.load_node(nodes[name].pk).process_state == ProcessState.KILLED

@@ -171,6 +171,27 @@ def test_key_in_the_query_is_refused_before_anything_is_stored(mp_key, monkeypat
     assert_no_key()
 
 
+def test_known_key_under_an_innocent_name_is_refused(mp_key, monkeypatch, tmp_path):
+    """The value of MP_API_KEY (or of any credential-named environment variable) is a
+    secret under any key name: a query or study holding it as `note`, in a list, or as a
+    part of a longer text, or in another case, is refused before anything is stored."""
+    use_client(monkeypatch, WorkingClient)
+    monkeypatch.setenv("CRYSTINV_TEST_GITHUB_TOKEN", "gh_" + KEY[::-1])
+    for query in ({"material_ids": ["mp-149"], "note": KEY}, {"material_ids": ["mp-149"], "notes": [f"key was {KEY.upper()}"]},
+                  {"material_ids": ["mp-149"], "criteria": {"comment": "gh_" + KEY[::-1]}}, {"material_ids": ["mp-149"], KEY: 1}):
+        before = node_count()
+        with pytest.raises(ValueError) as info:
+            import_materials_project.run_get_node(query=orm.Dict(query))
+        assert node_count() == before, f"{query}: a node was stored before the refusal"
+        assert "credential" in str(info.value)
+        assert_no_key(str(info.value))
+    assert find_secret_keys({"a": {"b": ["x", KEY]}}) == ["a.b[1]"]
+    assert find_secret_keys({"a": "short"}, secrets=[KEY]) == []
+    # and a text that echoes it is scrubbed without being told the key
+    assert KEY not in scrub_text(f"failed for {KEY}") and "***" in scrub_text(f"failed for {KEY.lower()}")
+    assert_no_key()
+
+
 def test_key_in_options_and_specs_is_refused(mp_key, monkeypatch, tmp_path):
     """Options and descriptor specs of other processes refuse credentials the same way."""
     from aiida_crystinv.data import CrystalDatasetData
@@ -211,6 +232,8 @@ def test_key_in_a_study_file_is_refused(mp_key, tmp_path):
         f"      criteria:\n        headers: [{{apikey: {KEY}}}]\n",
         "handoff.yaml": base + "source: {synthetic: {n: 10}}\nscreening:\n  candidates: {synthetic: {n: 5}}\n"
         f"  handoff:\n    workflow: core.arithmetic.add_multiply\n    inputs: {{metadata: {{options: {{password: {KEY}}}}}}}\n",
+        # the value of MP_API_KEY under an innocent name
+        "innocent.yaml": base + f"source:\n  materials_project:\n    query:\n      material_ids: [mp-149]\n      note: {KEY}\n",
     }
     for name, text in studies.items():
         path = tmp_path / name
