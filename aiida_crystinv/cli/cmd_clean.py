@@ -5,7 +5,7 @@ command is killed (``kill -9``, a crash, a closed terminal), its process nodes s
 ``created`` / ``running`` / ``waiting`` for ever, and on a profile without a running
 daemon ``verdi process kill`` cannot reach them (there is no broker to ask). Every root
 process a command starts records which operating-system process runs it (the extra
-:data:`~aiida_crystinv.cli.utils.RUNNER_EXTRA`: host, pid, start time), so this command
+:data:`~aiida_crystinv.cli.interrupt.RUNNER_EXTRA`: host, pid, start time), so this command
 can tell a process whose command is gone from one that still runs, without a broker.
 """
 
@@ -17,20 +17,9 @@ import click
 from aiida.cmdline.utils import echo
 
 from .root import cmd_crystinv
-from .utils import (
-    RUNNER_EXTRA,
-    abandon,
-    clean_errors,
-    count_of,
-    failed_outputs,
-    forget_orphans,
-    inputs_made_by_run,
-    maintain_quietly,
-    runner_alive,
-    table,
-    unfinished_filter,
-    with_profile,
-)
+from .interrupt import RUNNER_EXTRA, abandon, runner_alive
+from .tidy import _quiet_delete, failed_outputs, forget_orphans, inputs_made_by_run, maintain_quietly, unfinished_filter
+from .utils import clean_errors, count_of, table, with_profile
 
 __all__ = ("find_leftovers", "Leftovers")
 
@@ -197,7 +186,6 @@ def cmd_clean(dry_run, untracked):
         killed += n
         deleted += pks
     if found.outputs:
-        from .utils import _quiet_delete
 
         made = [node for root in found.runs for node in inputs_made_by_run(root)]
         _quiet_delete(found.outputs)

@@ -145,7 +145,7 @@ def install_early_signal_handlers() -> None:
 def _stop_early(signum: int, _frame: object) -> None:
     """A signal outside a command's run (before it, or after its processes finished):
     nothing is running, so nothing to tidy; say what the command kept, exit 130 / 143
-    (:data:`~aiida_crystinv.cli.utils.EXIT_SIGINT`, ``EXIT_SIGTERM``)."""
+    (:data:`~aiida_crystinv.cli.interrupt.EXIT_SIGINT`, ``EXIT_SIGTERM``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     utils = sys.modules.get("aiida_crystinv.cli.utils")  # not imported here: this may run while modules load

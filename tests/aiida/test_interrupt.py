@@ -287,7 +287,7 @@ def test_listing_hides_what_is_not_a_result(profile):
 
 def test_docs_say_what_the_commands_do():
     """docs/cli.md: the exit statuses and the line of an interrupted command, as the code has them."""
-    from aiida_crystinv.cli.utils import EXIT_SIGINT, EXIT_SIGTERM
+    from aiida_crystinv.cli.interrupt import EXIT_SIGINT, EXIT_SIGTERM
 
     docs = DOCS.read_text()
     assert (EXIT_SIGINT, EXIT_SIGTERM) == (130, 143)

@@ -325,7 +325,8 @@ def test_unfinished_processes_are_found_with_or_without_a_recorded_state():
     from aiida.engine import ProcessState
 
     from aiida_crystinv.cli.cmd_clean import find_leftovers
-    from aiida_crystinv.cli.utils import RUNNER_EXTRA, abandon, unfinished_filter
+    from aiida_crystinv.cli.interrupt import RUNNER_EXTRA, abandon
+    from aiida_crystinv.cli.tidy import unfinished_filter
 
     gone = {"host": socket.gethostname(), "pid": 2**22 + 12345, "started": 1.0}  # above pid_max: no such process
     nodes = {}
