@@ -117,7 +117,8 @@ def stages(repeats: int, quick: bool, sets: dict[str, list] | None = None, clock
 
     from aiida_crystinv.invariants import amd, pdd
     from aiida_crystinv.invariants._crystal import MIN_SEPARATION, MIN_VOLUME_PER_SITE, pymatgen_arrays
-    from aiida_crystinv.invariants._kernels import _collect, _prepare, _select, collapse_kernel
+    from aiida_crystinv.invariants._kernels import collapse_kernel
+    from aiida_crystinv.invariants._neighbour_kernel import _collect, _prepare, _select
     from aiida_crystinv.invariants._pdd import SYMMETRY_MIN_SITES, neighbour_distances
 
     sets = load_sets(quick) if sets is None else sets

@@ -204,10 +204,11 @@ def _workchain_inputs(invariants: t.Any, other: t.Any, metric: str | None, code:
 def compute_distances(
     invariants: t.Any, other: t.Any = None, metric: str | None = None, code: t.Any = None, options: dict | None = None
 ) -> tuple[t.Any, t.Any]:
-    """:func:`~aiida_crystinv.workflows.neighbours.launch_distances` (or, with ``code``, the
+    """``compute_distances`` as :func:`~aiida_crystinv.workflows.neighbours.launch_distances` runs it (or, with ``code``, the
     ``DistancesWorkChain`` with jobs on the code's computer); exits with its message on bad
     arguments or a failed process. Returns ``(distances, process node)``."""
-    from aiida_crystinv.workflows.neighbours import check_metric_applies, launch_distances
+    from aiida_crystinv.calculations.functions import compute_distances
+    from aiida_crystinv.workflows.neighbours import check_metric_applies, distances_inputs
 
     if code is not None:
         try:
@@ -216,20 +217,22 @@ def compute_distances(
             echo.echo_critical(str(exception))
         return run_distances_workchain(_workchain_inputs(invariants, other, metric, code, options), "computing distances")
     try:
-        distances, node = launch_distances(invariants, other, metric)
+        inputs = distances_inputs(invariants, other, metric)
     except ValueError as exception:
         echo.echo_critical(str(exception))
+    results, node = run_process(compute_distances, inputs)  # Ctrl-C: tidied up, one line
     check_process(node, "computing distances")
-    return distances, node
+    return results.get("distances"), node
 
 
 def neighbours_or_exit(
     invariants: t.Any, k: int, metric: str | None = None, code: t.Any = None, options: dict | None = None
 ) -> tuple[t.Any, t.Any]:
-    """:func:`~aiida_crystinv.workflows.neighbours.launch_neighbours` (or, with ``code``, the
+    """``compute_neighbours`` as :func:`~aiida_crystinv.workflows.neighbours.launch_neighbours` runs it (or, with ``code``, the
     ``DistancesWorkChain`` with jobs on the code's computer); exits with its message on bad
     arguments or a failed process. Returns ``(kNN distances, process node)``."""
-    from aiida_crystinv.workflows.neighbours import check_neighbour_count, launch_neighbours
+    from aiida_crystinv.calculations.functions import compute_neighbours
+    from aiida_crystinv.workflows.neighbours import check_neighbour_count, neighbours_inputs
 
     if code is not None:
         from aiida import orm
@@ -241,11 +244,12 @@ def neighbours_or_exit(
         inputs = {**_workchain_inputs(invariants, None, metric, code, options), "k": orm.Int(k)}
         return run_distances_workchain(inputs, "searching nearest neighbours")
     try:
-        knn, node = launch_neighbours(invariants, k, metric)
+        inputs = neighbours_inputs(invariants, k, metric)
     except ValueError as exception:
         echo.echo_critical(str(exception))
+    results, node = run_process(compute_neighbours, inputs)  # Ctrl-C: tidied up, one line
     check_process(node, "searching nearest neighbours")
-    return knn, node
+    return results.get("distances"), node
 
 
 # ---------------------------------------------------------------------------- commands

@@ -22,7 +22,8 @@ from ._crystal import (
     default_label,
     pymatgen_arrays,
 )
-from ._kernels import STATUS_OK, collapse_kernel, lexsort_rows, neighbour_kernel
+from ._kernels import collapse_kernel, lexsort_rows
+from ._neighbour_kernel import STATUS_OK, neighbour_kernel
 from ._lattice import reduce_crystal
 
 __all__ = ["amd", "pdd", "pdd_to_amd", "neighbour_distances"]

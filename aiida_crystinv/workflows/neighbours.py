@@ -71,6 +71,18 @@ def launch_distances(
     Raises:
         ValueError: a metric that does not apply, or ``other`` of another descriptor.
     """
+    results, node = compute_distances.run_get_node(**distances_inputs(invariants, other, metric))
+    return results.get("distances"), node
+
+
+def distances_inputs(
+    invariants: InvariantsData, other: InvariantsData | None = None, metric: str | None = None
+) -> dict[str, Any]:
+    """The checked inputs of ``compute_distances`` (see :func:`launch_distances`).
+
+    Raises:
+        ValueError: a metric that does not apply, or ``other`` of another descriptor.
+    """
     check_metric_applies(invariants, metric)
     if other is not None and other.descriptor != invariants.descriptor:
         raise ValueError(
@@ -79,8 +91,7 @@ def launch_distances(
     inputs: dict[str, Any] = {"invariants": invariants, **_metric_input(metric)}
     if other is not None:
         inputs["other"] = other
-    results, node = compute_distances.run_get_node(**inputs)
-    return results.get("distances"), node
+    return inputs
 
 
 def check_neighbour_count(invariants: InvariantsData, k: int, metric: str | None = None) -> None:
@@ -106,9 +117,14 @@ def launch_neighbours(
         ValueError: ``k`` < 1 or not smaller than the number of records, or a metric
             that does not apply.
     """
-    check_neighbour_count(invariants, k, metric)
-    results, node = compute_neighbours.run_get_node(invariants=invariants, k=orm.Int(k), **_metric_input(metric))
+    results, node = compute_neighbours.run_get_node(**neighbours_inputs(invariants, k, metric))
     return results.get("distances"), node
+
+
+def neighbours_inputs(invariants: InvariantsData, k: int, metric: str | None = None) -> dict[str, Any]:
+    """The checked inputs of ``compute_neighbours`` (see :func:`launch_neighbours`)."""
+    check_neighbour_count(invariants, k, metric)
+    return {"invariants": invariants, "k": orm.Int(k), **_metric_input(metric)}
 
 
 @dataclass(frozen=True)

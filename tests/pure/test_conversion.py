@@ -15,7 +15,7 @@ from pymatgen.core import DummySpecies, Lattice, Species, Structure
 
 from aiida_crystinv.invariants import InvalidStructureError, amd, as_crystal, neighbour_distances, pdd
 from aiida_crystinv.invariants._crystal import MIN_SEPARATION, MIN_VOLUME_PER_SITE, pymatgen_arrays
-from aiida_crystinv.invariants._kernels import STATUS_OK, _collect, _prepare, neighbour_kernel
+from aiida_crystinv.invariants._neighbour_kernel import STATUS_OK, _collect, _prepare, neighbour_kernel
 from aiida_crystinv.invariants._pdd import SYMMETRY_MIN_SITES
 from tests.conftest import dataset_path, read_csv_structures
 
