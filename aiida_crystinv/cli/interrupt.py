@@ -210,32 +210,57 @@ def stop_after_interrupt() -> t.NoReturn:
     unfinished processes of this command killed, delete what they created, exit with one
     line (:func:`interrupted_exit`)."""
     with _shielded():
-        stopped = "stopped before any process started"
-        killed, deleted = 0, []
-        release_interrupted_cursors(sys.exc_info()[1])
-        for attempt in range(2):  # the interrupted transaction may still hold the storage: retry on a new session
-            _STOPPED.clear()
-            try:
-                killed, deleted = abandon_mine()
-                break
-            except Exception:  # noqa: BLE001 - the storage may be unusable: nothing more to do here
-                logging.getLogger(__name__).debug("tidying up after the interrupt failed", exc_info=True)
-                killed, deleted = 0, []
-                if attempt == 0:
-                    try:
-                        from aiida.manage import get_manager
-
-                        get_manager().reset_profile_storage()
-                    except Exception:  # noqa: BLE001
-                        break
-        if killed:
-            stopped = f"{', '.join(_STOPPED[:3]) or 'the run'} was stopped" + (
-                f" ({killed} processes marked killed)" if killed > 1 else ""
-            ) + (f" and its {count_of(len(deleted), 'result node')} deleted" if deleted else "")
+        killed, deleted, problem = tidy_after_interrupt(sys.exc_info()[1])
+        if killed or problem:
+            stopped = stopped_words(", ".join(_STOPPED[:3]) or "the run", killed, deleted, problem)
         elif _KEPT:
             stopped = "stopped after its processes finished"
+        else:
+            stopped = "stopped before any process started"
         _retire_current()
         interrupted_exit(stopped)
+
+
+def stopped_words(what: str, killed: int, deleted: t.Sequence[int], problem: str = "") -> str:
+    """``'InvariantsWorkChain <5> was stopped (12 processes marked killed) and its 3 result
+    nodes deleted'``; with ``problem`` (the tidy-up failed), what to do about it."""
+    words = f"{what} was stopped" + (f" ({killed} processes marked killed)" if killed > 1 else "")
+    words += f" and its {count_of(len(deleted), 'result node')} deleted" if deleted else ""
+    if problem:
+        words += f", but its processes could not be marked killed ({problem}): `crystinv clean` does it"
+    return words
+
+
+def tidy_after_interrupt(
+    exception: BaseException | None, node: t.Any = None, fresh: t.Sequence[t.Any] = ()
+) -> tuple[int, list[int], str]:
+    """Mark killed the unfinished processes of this command (``node``'s tree, and every
+    root process it started) and delete what they created (``fresh``: input nodes stored
+    for ``node``, deleted when linked to nothing). Returns ``(processes marked killed,
+    deleted pks, '')``, or ``(0, [], why)`` when the storage refused twice (the second
+    time on a new storage session)."""
+    problem = ""
+    for attempt in range(2):
+        _STOPPED.clear()
+        try:
+            release_interrupted_cursors(exception)
+            _fresh_session()
+            killed, deleted = abandon(node, fresh=fresh) if node is not None else (0, [])
+            more, also = abandon_mine()
+            if node is None:
+                forget_orphans(fresh)
+            return killed + more, deleted + also, ""
+        except Exception as failure:  # noqa: BLE001 - the storage may be unusable: said in the line
+            logging.getLogger(__name__).debug("tidying up after the interrupt failed", exc_info=True)
+            problem = one_line(f"{type(failure).__name__}: {failure}", 120)
+            if attempt == 0:
+                try:
+                    from aiida.manage import get_manager
+
+                    get_manager().reset_profile_storage()
+                except Exception:  # noqa: BLE001
+                    break
+    return 0, [], problem
 
 
 def _retire_current() -> None:
@@ -280,8 +305,8 @@ def abandon_mine() -> tuple[int, list[int]]:
 
 
 def release_interrupted_cursors(exception: BaseException | None) -> int:
-    """Close the database cursors that ``exception`` (a Ctrl-C) caught in mid-statement;
-    returns how many.
+    """Close the database cursors that ``exception`` (a Ctrl-C) caught in mid-statement, and
+    every other SQLite cursor still alive; returns how many.
 
     A ``KeyboardInterrupt`` inside ``cursor.execute`` makes SQLAlchemy invalidate (close)
     that connection, but SQLite defers closing a connection whose statement is unfinished,
@@ -308,6 +333,17 @@ def release_interrupted_cursors(exception: BaseException | None) -> int:
                     except Exception:  # noqa: BLE001 - a cursor already closed, or of a closed connection
                         pass
             tb = tb.tb_next
+    # a cursor the signal caught elsewhere (in a sub-process's task, whose exception was not
+    # the one that unwound the run): no statement of this command is still needed
+    import gc
+
+    for value in gc.get_objects():
+        if isinstance(value, sqlite3.Cursor):
+            try:
+                value.close()
+                closed += 1
+            except Exception:  # noqa: BLE001 - as above
+                pass
     return closed
 
 

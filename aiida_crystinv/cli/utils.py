@@ -19,12 +19,11 @@ from .interrupt import (
     _SIGNALLED,
     _retire,
     _shielded,
-    abandon,
-    abandon_mine,
     ctrl_c_raises,
     interrupted_exit,
     interruptible,
-    release_interrupted_cursors,
+    stopped_words,
+    tidy_after_interrupt,
     stop_after_interrupt,
     tidy_after_storage_error,
 )
@@ -303,22 +302,9 @@ def run_process(
             outputs = _execute(instance, runner, label=label, total=total, count_done=count_done)
     except KeyboardInterrupt as interrupt:
         with _shielded():
-            try:
-                release_interrupted_cursors(interrupt)
-                _fresh_session()
-                killed, discarded = abandon(node, fresh=fresh) if node is not None else (0, [])
-                more, also = abandon_mine()
-                killed, discarded = killed + more, discarded + also
-                if node is None:
-                    forget_orphans(fresh)
-            except Exception:  # noqa: BLE001 - the storage may be unusable: say what is known
-                killed, discarded = 0, []
+            killed, discarded, problem = tidy_after_interrupt(interrupt, node, fresh)
             _retire(runner)
-            interrupted_exit(
-                f"{what} was stopped"
-                + (f" ({killed} processes marked killed)" if killed > 1 else "")
-                + (f" and its {count_of(len(discarded), 'result node')} deleted" if discarded else "")
-            )
+            interrupted_exit(stopped_words(what, killed, discarded, problem))
     except Exception:
         _fresh_session()
         if node is not None:

@@ -58,6 +58,15 @@ def amd_distance(amd_a, amd_b, metric: str = "chebyshev") -> float:
 
 
 # --------------------------------------------------------------------------- kernels
+#
+# The compiled loops are called in blocks: Python sees a Ctrl-C only between two calls, so
+# a block is kept to about a second of work (the interrupted command then stops promptly).
+
+#: EMD evaluations per call of the PDD matrix kernels.
+_EMDS_PER_CALL = 100_000
+#: Queries per call of the pruned PDD-EMD k-NN kernel.
+_QUERIES_PER_CALL = 64
+
 
 
 @njit(cache=True)
@@ -89,10 +98,12 @@ def _pdd_pdist_row(rows, weights, offsets, i, out):
 
 
 @njit(parallel=True, cache=True)
-def _pdd_pdist_kernel(rows, weights, offsets, out):
+def _pdd_pdist_kernel(rows, weights, offsets, r0, r1, out):
     n = offsets.shape[0] - 1
-    # pair the long row r with the short row n - 1 - r so both threads get equal work
-    for r in prange((n + 1) // 2):
+    # pair the long row r with the short row n - 1 - r so both threads get equal work;
+    # this call does r in [r0, r1) of [0, (n + 1) // 2)
+    for t in prange(r1 - r0):
+        r = r0 + t
         _pdd_pdist_row(rows, weights, offsets, r, out)
         if n - 1 - r != r:
             _pdd_pdist_row(rows, weights, offsets, n - 1 - r, out)
@@ -132,7 +143,7 @@ def _try_candidate(qrows, qweights, qoffsets, q, rows, weights, offsets, j, bd, 
 
 @njit(parallel=True, cache=True)
 def _pdd_knn_kernel(rows, weights, offsets, amds, key_order, keys, qrows, qweights, qoffsets, qamds, qkeys,
-                    k, window, self_index, out_d, out_i, evaluated):
+                    k, window, self_index, q0, q1, out_d, out_i, evaluated):
     """Exact k-NN under PDD-EMD, pruned by two lower bounds of the EMD.
 
     ``keys = amds[:, c]`` for one AMD coordinate c, sorted by ``key_order``; both
@@ -141,11 +152,11 @@ def _pdd_knn_kernel(rows, weights, offsets, amds, key_order, keys, qrows, qweigh
     k-th distance; then the sweep moves outward in key order while the key gap does not
     exceed the k-th distance, computing the AMD bound and, if that does not exceed it
     either, the EMD. Every item skipped has a bound above the final k-th distance, so the
-    result is exact.
+    result is exact. This call does the queries ``q0 <= q < q1``.
     """
     n = offsets.shape[0] - 1
-    nq = qoffsets.shape[0] - 1
-    for q in prange(nq):
+    for t0 in prange(q1 - q0):
+        q = q0 + t0
         bd = np.full(k, np.inf)
         bi = np.full(k, -1, dtype=np.int64)
         count = 0
@@ -289,6 +300,8 @@ def cdist(
     elif out.shape != (na, nb):
         raise ValueError(f"out has shape {out.shape}, expected {(na, nb)}")
     block = _block_rows(1, per_row, memory_limit_mb)
+    if metric == "pdd_emd":
+        block = min(block, max(4, _EMDS_PER_CALL // max(nb, 1)))
     from scipy.spatial.distance import cdist as _scipy_cdist
 
     with _Threads(n_jobs):
@@ -331,15 +344,19 @@ def pdist(
         rows, weights, offsets = pack_pdds(items)
         n = len(offsets) - 1
         out = np.empty(n * (n - 1) // 2)
+        half = (n + 1) // 2
+        step = max(1, _EMDS_PER_CALL // max(n, 1))  # one iteration: rows r and n - 1 - r, n - 1 EMDs
         with _Threads(n_jobs):
-            _pdd_pdist_kernel(rows, weights, offsets, out)
+            for r0 in range(0, half, step):  # a Ctrl-C is seen between calls
+                _pdd_pdist_kernel(rows, weights, offsets, r0, min(half, r0 + step), out)
+                if progress is not None:
+                    done = min(half, r0 + step)
+                    progress(min(n, 2 * done), n)
         bad = np.flatnonzero(np.isnan(out))
         if bad.size:
             iu = np.triu_indices(n, 1)
             for p in bad:
                 out[p] = pot_emd(np.asarray(items[iu[0][p]], float), np.asarray(items[iu[1][p]], float))
-        if progress is not None:
-            progress(n, n)
         return out
     full = cdist(items, items, metric, n_jobs=n_jobs, memory_limit_mb=memory_limit_mb, progress=progress, **params)
     return full[np.triu_indices(len(full), 1)]
@@ -405,9 +422,12 @@ def nearest_neighbours(
         keys = np.ascontiguousarray(amds[key_order, c])
         qkeys = np.ascontiguousarray(qamds[:, c])
         window = int(min(n_items, max(64, 8 * k)))
+        self_index = self_index.astype(np.int64)
         with _Threads(n_jobs):
-            _pdd_knn_kernel(rows, weights, offsets, amds, key_order, keys, qrows, qweights, qoffsets, qamds,
-                            qkeys, k, window, self_index.astype(np.int64), out_d, out_i, evaluated)
+            for q0 in range(0, nq, _QUERIES_PER_CALL):  # a Ctrl-C is seen between calls
+                _pdd_knn_kernel(rows, weights, offsets, amds, key_order, keys, qrows, qweights, qoffsets, qamds,
+                                qkeys, k, window, self_index, q0, min(nq, q0 + _QUERIES_PER_CALL), out_d, out_i,
+                                evaluated)
         failed = np.flatnonzero(evaluated < 0)
         if failed.size:  # pragma: no cover - the simplex converges in practice
             qs = items if self_query else queries

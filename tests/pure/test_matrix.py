@@ -117,3 +117,28 @@ def test_pack_pdds_rows_weights_and_errors():
     bad[3][0, 0] = 0.0
     with pytest.raises(ValueError, match="PDD 3 has non-positive row weights"):
         pack_pdds(bad)
+
+
+def test_pdd_emd_blocks_of_compiled_calls_give_the_same_answer(monkeypatch):
+    """The PDD-EMD kernels are called in blocks (a Ctrl-C is seen between two calls): with
+    tiny blocks (many calls, a partial last one), pdist, cdist and the pruned k-NN equal
+    the pair function (POT-checked `pdd_emd`) by brute force, and progress reaches the end."""
+    import aiida_crystinv.distances._matrix as matrix
+
+    rng = np.random.default_rng(11)
+    items = []
+    for i in range(23):
+        lattice = Lattice.from_parameters(*(3.2 + rng.random(3)), *(80 + 20 * rng.random(3)))
+        items.append(pdd(Structure(lattice, ["Na", "Cl", "K"][: 1 + i % 3], rng.random((1 + i % 3, 3))), 12))
+    ref = _pairwise(items, pdd_emd)
+    monkeypatch.setattr(matrix, "_EMDS_PER_CALL", 50)  # 2 row pairs per pdist call, 4 rows per cdist call
+    monkeypatch.setattr(matrix, "_QUERIES_PER_CALL", 5)  # 23 queries: 4 full calls and one of 3
+    seen = []
+    assert np.allclose(squareform(pdist(items, "pdd_emd", progress=lambda d, n: seen.append((d, n)))), ref, atol=1e-10)
+    assert len(seen) == 6 and seen[-1] == (23, 23), seen
+    assert np.allclose(cdist(items, items[:7], "pdd_emd"), ref[:, :7], atol=1e-10)
+    d, i = nearest_neighbours(items, 3, "pdd_emd")
+    np.fill_diagonal(ref, np.inf)
+    expected = np.array([np.lexsort((np.arange(len(r)), r))[:3] for r in ref])
+    assert np.array_equal(i, expected)
+    assert np.allclose(d, np.take_along_axis(ref, expected, 1), atol=1e-10)
