@@ -20,6 +20,7 @@ from aiida.cmdline.utils import echo
 
 from .params import FiniteFloatRange
 from .root import cmd_crystinv
+from .interrupt import interrupt_pending
 from .utils import check_process, clean_errors, quiet_process_reports, table, with_profile
 
 __all__ = ("run_demo", "provenance_summary", "step_line")
@@ -51,7 +52,8 @@ def run_demo(
         if report is not None and step.line:
             report(step_line(step))
 
-    result, node = launch_demo(n, seed, k, threshold, chunk_size, output=output, on_step=on_step)
+    result, node = launch_demo(n, seed, k, threshold, chunk_size, output=output, on_step=on_step,
+                               interrupted=interrupt_pending)
     if result is None:
         raise RuntimeError(f"the demo failed: DemoWorkChain {node.pk} [{node.exit_status}] {node.exit_message}")
     return result
@@ -139,7 +141,8 @@ def cmd_demo(n, seed, output, k, threshold, chunk_size):
             echo.echo(step_line(step))
 
     try:
-        result, node = launch_demo(n, seed, k, threshold, chunk_size, output=output, on_step=report)
+        result, node = launch_demo(n, seed, k, threshold, chunk_size, output=output, on_step=report,
+                                   interrupted=interrupt_pending)
     except ValueError as exception:
         echo.echo_critical(str(exception))
     check_process(node, "the demo")

@@ -55,7 +55,7 @@ def structures_dataset(value: str, format_: str = "auto", what: str = "STRUCTURE
         echo.echo_critical(f"{what} {value!r}: {said}; give a structure file, a dataset or a group of StructureData")
     from aiida_crystinv.calculations.sources import import_group
 
-    results, process = import_group.run_get_node(group=orm.Str(group.label))
+    results, process = run_process(import_group, {"group": orm.Str(group.label)})
     if not process.is_finished_ok:
         reason = process.exit_message or f"exit status {process.exit_status}"
         forget_import(process)

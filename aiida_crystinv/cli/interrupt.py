@@ -16,6 +16,7 @@ import typing as t
 
 from .messages import MAX_MESSAGE, _debugging, count_of, one_line
 from .tidy import (
+    _pk_or_none,
     _drop_new_loose_objects,
     _fresh_session,
     _stored_inputs,
@@ -55,6 +56,13 @@ _RUN_INPUTS: list[t.Any] = []
 
 #: ``signal.signal`` itself (:func:`ctrl_c_raises` replaces the module's attribute while it runs).
 _ORIGINAL_SIGNAL = signal.signal
+
+
+def interrupt_pending() -> bool:
+    """Whether SIGINT / SIGTERM arrived during this command (also one that Python could not
+    raise where it landed, such as in a garbage-collector callback): for event loops that
+    drive processes themselves, to stop between two steps."""
+    return bool(_SIGNALLED)
 
 
 def this_runner() -> dict[str, t.Any]:
@@ -240,19 +248,24 @@ def tidy_after_interrupt(
     deleted pks, '')``, or ``(0, [], why)`` when the storage refused twice (the second
     time on a new storage session)."""
     problem = ""
+    pk = _pk_or_none(node) if node is not None else None  # read before a reset of the storage
     for attempt in range(2):
         _STOPPED.clear()
         try:
             release_interrupted_cursors(exception)
             _fresh_session()
-            killed, deleted = abandon(node, fresh=fresh) if node is not None else (0, [])
+            killed, deleted = abandon(pk, fresh=fresh) if pk is not None else (0, [])
             more, also = abandon_mine()
-            if node is None:
+            if pk is None:
                 forget_orphans(fresh)
             return killed + more, deleted + also, ""
         except Exception as failure:  # noqa: BLE001 - the storage may be unusable: said in the line
-            logging.getLogger(__name__).debug("tidying up after the interrupt failed", exc_info=True)
-            problem = one_line(f"{type(failure).__name__}: {failure}", 120)
+            if _debugging():
+                import traceback
+
+                traceback.print_exc()
+            said = one_line(f"{type(failure).__name__}: {failure}", 120)
+            problem = f"{problem}; again: {said}" if problem else said
             if attempt == 0:
                 try:
                     from aiida.manage import get_manager
@@ -306,7 +319,8 @@ def abandon_mine() -> tuple[int, list[int]]:
 
 def release_interrupted_cursors(exception: BaseException | None) -> int:
     """Close the database cursors that ``exception`` (a Ctrl-C) caught in mid-statement, and
-    every other SQLite cursor still alive; returns how many.
+    every other SQLite cursor still alive, and roll back every open SQLite transaction;
+    returns how many cursors were closed.
 
     A ``KeyboardInterrupt`` inside ``cursor.execute`` makes SQLAlchemy invalidate (close)
     that connection, but SQLite defers closing a connection whose statement is unfinished,
@@ -337,6 +351,7 @@ def release_interrupted_cursors(exception: BaseException | None) -> int:
     # the one that unwound the run): no statement of this command is still needed
     import gc
 
+    connections = []
     for value in gc.get_objects():
         if isinstance(value, sqlite3.Cursor):
             try:
@@ -344,6 +359,17 @@ def release_interrupted_cursors(exception: BaseException | None) -> int:
                 closed += 1
             except Exception:  # noqa: BLE001 - as above
                 pass
+        elif isinstance(value, sqlite3.Connection):
+            connections.append(value)
+    # a write transaction the signal cut short, on a connection SQLAlchemy still holds (its
+    # session may refuse to roll back: "prepared" state) or gave up: end it, or its lock
+    # stays and every other connection's statements fail with "database is locked"
+    for connection in connections:
+        try:
+            if connection.in_transaction:
+                connection.rollback()
+        except Exception:  # noqa: BLE001 - a closed connection
+            pass
     return closed
 
 
@@ -431,7 +457,7 @@ def _retire(runner: t.Any) -> None:
 
 def abandon(node: t.Any, status: str = "", fresh: t.Sequence[t.Any] = ()) -> tuple[int, list[int]]:
     """Mark the unfinished processes of ``node``'s call tree killed (sealed, so nothing
-    waits on them) and delete what processes that did not finish ok created: after an
+    waits on them; ``node`` may be given as its pk) and delete what processes that did not finish ok created: after an
     interrupted run, or for ``crystinv clean``: nothing of the run is left but its inputs
     made before it (``fresh``: nodes stored for it, deleted too when linked to nothing).
     Returns ``(number of processes marked killed, deleted pks)``."""
@@ -439,7 +465,7 @@ def abandon(node: t.Any, status: str = "", fresh: t.Sequence[t.Any] = ()) -> tup
     from aiida.engine import ProcessState
 
     _fresh_session()
-    node = orm.load_node(node.pk)
+    node = orm.load_node(node if isinstance(node, int) else node.pk)
     tree = [node] + (list(node.called_descendants) if isinstance(node, orm.WorkflowNode) else [])
     cancel_scheduler_jobs([proc for proc in tree if isinstance(proc, orm.CalcJobNode) and not proc.is_terminated])
     words, _ = _interrupt_words()

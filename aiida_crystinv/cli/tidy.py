@@ -67,12 +67,21 @@ def _stored_inputs(inputs: t.Mapping[str, t.Any]) -> list[t.Any]:
     return found
 
 
+def _pk_or_none(node: t.Any) -> int | None:
+    """``node.pk``, or None: not stored, already deleted (its row is gone), or of a storage
+    that was closed meanwhile."""
+    try:
+        return node.pk
+    except Exception:  # noqa: BLE001 - ObjectDeletedError, ClosedStorage, ...
+        return None
+
+
 def forget_orphans(nodes: t.Sequence[t.Any]) -> None:
     """Delete the nodes of ``nodes`` that are stored but linked to nothing (the process they
     were stored for was never created, or was deleted with its interrupted run)."""
     from aiida import orm
 
-    candidates = sorted({node.pk for node in nodes if getattr(node, "pk", None) is not None})
+    candidates = sorted(pk for pk in map(_pk_or_none, nodes) if pk is not None)
     pks = []
     for pk in candidates:
         try:

@@ -158,8 +158,14 @@ class _StepTracker:
         return describe_neighbours(knn, first, result.duplicates, result.planted, result.threshold)
 
 
-def _run_here(inputs: dict[str, t.Any], tracker: _StepTracker, poll_interval: float = 0.1) -> orm.ProcessNode:
-    """Run the DemoWorkChain in this process; report steps as their sub-processes finish."""
+def _run_here(
+    inputs: dict[str, t.Any],
+    tracker: _StepTracker,
+    poll_interval: float = 0.1,
+    interrupted: t.Callable[[], bool] | None = None,
+) -> orm.ProcessNode:
+    """Run the DemoWorkChain in this process; report steps as their sub-processes finish.
+    ``interrupted()`` is asked between steps: when true, the run stops with ``KeyboardInterrupt``."""
     from aiida.engine import run_get_node
     from aiida.engine import utils as engine_utils
 
@@ -177,6 +183,9 @@ def _run_here(inputs: dict[str, t.Any], tracker: _StepTracker, poll_interval: fl
             task = asyncio.ensure_future(process.step_until_terminated())
             while not task.done():
                 await asyncio.sleep(poll_interval)
+                if interrupted is not None and interrupted():
+                    task.cancel()
+                    raise KeyboardInterrupt
                 tracker.poll(process.node)
             await task
 
@@ -205,6 +214,7 @@ def launch_demo(
     output: pathlib.Path | str | None = None,
     submit: bool = False,
     on_step: t.Callable[[DemoStep], None] | None = None,
+    interrupted: t.Callable[[], bool] | None = None,
 ) -> tuple[DemoResult | None, orm.ProcessNode]:
     """Run (or submit to the daemon) a :class:`DemoWorkChain`; needs a loaded profile.
 
@@ -222,6 +232,9 @@ def launch_demo(
         output: folder to keep the files in (created if needed; not with ``submit``).
         submit: hand the WorkChain to the daemon and return at once.
         on_step: called with a :class:`DemoStep` as each step finishes.
+        interrupted: asked between steps of the run here; when it returns True the run
+            stops with ``KeyboardInterrupt`` (the command line passes whether a Ctrl-C
+            arrived that Python could not raise where it landed).
 
     Returns:
         ``(DemoResult, node)`` when run (``(None, node)`` when the WorkChain failed: see
@@ -243,7 +256,7 @@ def launch_demo(
     result = DemoResult(n=n, seed=seed, output=pathlib.Path(output) if output else None, threshold=float(threshold))
     result.first_pk = _max_pk() + 1
     tracker = _StepTracker(result, len(_STEPS) + len(DEMO_STEPS), on_step)
-    node = _run_here(inputs, tracker)
+    node = _run_here(inputs, tracker, interrupted=interrupted)
     if not node.is_finished_ok:
         return None, node
     result.nodes = {"workflow": node, **result.nodes}

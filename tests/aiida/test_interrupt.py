@@ -40,6 +40,8 @@ CRYSTINV = str(BIN / "crystinv")
 
 #: Runs per (command, signal).
 RUNS = 10
+#: Fewer for the demo (one per moment: a run takes about 10 s).
+RUNS_OF = {"demo": 4}
 #: Seconds after the signal after which a command that has not ended counts as hung.
 HANG_AFTER = 90
 #: Structures of the generated file (an import takes a few seconds here).
@@ -156,12 +158,21 @@ MOMENTS = {
         ("chunks half done", ("compute_invariants", 4), 0.0),
         ("chunks computing", ("InvariantsChunkWorkChain", 8), 0.2),
     ],
+    # the main job: one DemoWorkChain that drives its own event loop
+    "demo": [
+        ("generating", ("generate_landscape", 1), 0.0),
+        ("importing", ("import_dataset", 1), 0.0),
+        ("invariants chunks", ("compute_invariants", 2), 0.0),
+        ("neighbours", ("compute_neighbours", 1), 0.0),
+    ],
 }
 
 
 def _args(prof: Profile, command: str, run: int) -> tuple:
     if command == "import":
         return ("import", prof.big, "-L", f"killed-{run}")
+    if command == "demo":
+        return ("demo", "-n", "1500", "--seed", str(run))
     return ("invariants", prof.dataset, "-d", "pdd", "-p", "k=60", "--chunk-size", str(BLOCKS // 10))
 
 
@@ -214,12 +225,13 @@ def _one_run(prof: Profile, command: str, sig: int, run: int) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("command", ["import", "invariants"])
+@pytest.mark.parametrize("command", ["import", "invariants", "demo"])
 def test_interrupted_runs(profile, command, sig):
     """RUNS runs of `crystinv COMMAND` stopped by SIG at the moments of MOMENTS."""
     counts = {"runs": 0, "interrupted": 0, "finished first": 0, "tracebacks": 0, "hangs": 0, "misleading": 0}
     problems: list[str] = []
-    runs = [_one_run(profile, command, sig, run) for run in range(RUNS)]
+    n = RUNS_OF.get(command, RUNS)
+    runs = [_one_run(profile, command, sig, run) for run in range(n)]
     audits = json.loads(profile.python(AUDIT, json.dumps([got["range"] for got in runs])))
     for run, (got, audit) in enumerate(zip(runs, audits)):
         counts["runs"] += 1
@@ -244,7 +256,7 @@ def test_interrupted_runs(profile, command, sig):
     COUNTS[f"{command} {signal.Signals(sig).name}"] = counts
     assert not problems, "\n".join(problems)
     assert counts["tracebacks"] == counts["hangs"] == counts["misleading"] == 0, counts
-    assert counts["interrupted"] >= RUNS - 2, f"too few runs were interrupted (the rest finished first): {counts}"
+    assert counts["interrupted"] >= n - (2 if n >= 10 else 1), f"too few runs were interrupted (the rest finished first): {counts}"
 
 
 @pytest.mark.slow
