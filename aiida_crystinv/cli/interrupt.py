@@ -264,7 +264,8 @@ def tidy_after_interrupt(
                 import traceback
 
                 traceback.print_exc()
-            said = one_line(f"{type(failure).__name__}: {failure}", 120)
+            cause = getattr(failure, "orig", None) or failure  # SQLAlchemy's: the database's own words
+            said = one_line(f"{type(cause).__name__}: {cause}", 120)
             problem = f"{problem}; again: {said}" if problem else said
             if attempt == 0:
                 try:

@@ -4,7 +4,6 @@ nodes are checked against the representations computed directly from the dataset
 
 from __future__ import annotations
 
-import pathlib
 
 import numpy as np
 import pytest
@@ -19,26 +18,18 @@ from aiida_crystinv.workflows.study import StudyError, StudyWorkChain, build_stu
 from aiida_crystinv.workflows.training import find_features
 
 from ..conftest import require_module
+from ._docs import write_study, yaml_block
 
 require_module("dscribe")
 require_module("elementembeddings")
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore:An ill-conditioned matrix")
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def doc_yaml() -> str:
     """The YAML block of the section "In a study" of docs/representations.md."""
-    text = (ROOT / "docs" / "representations.md").read_text()
-    section = text.split("\n## In a study\n", 1)[1].split("\n## ", 1)[0]
-    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
-
-
-def write(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
-    path = tmp_path / "study.yaml"
-    path.write_text(text)
-    return path
+    return yaml_block("representations.md", "## In a study")
 
 
 def expected_rows(spec: dict, structures: list) -> np.ndarray:
@@ -57,7 +48,7 @@ def expected_rows(spec: dict, structures: list) -> np.ndarray:
 
 def test_docs_example_loads_and_describes_structures(tmp_path):
     raw = yaml.safe_load(doc_yaml())
-    study = load_study(write(tmp_path, doc_yaml()))
+    study = load_study(write_study(tmp_path, doc_yaml()))
     specs = {d["label"]: d["spec"] for d in study["descriptors"]}
     assert set(specs) == {"embedding", "sine_matrix", "soap_amd"}
     assert specs["soap_amd"]["params"]["soap"]["species"] == sorted(raw["descriptors"][2]["soap"]["species"])
@@ -79,12 +70,12 @@ def test_bad_representation_parameters_refuse_the_study_file(tmp_path, descripto
     raw = yaml.safe_load(doc_yaml())
     raw["descriptors"] = [descriptor]
     with pytest.raises(StudyError) as info:
-        load_study(write(tmp_path, yaml.safe_dump(raw)))
+        load_study(write_study(tmp_path, yaml.safe_dump(raw)))
     assert words in str(info.value) and "descriptors[0]" in str(info.value)
 
 
 def test_docs_example_runs_as_a_study(tmp_path):
-    study = load_study(write(tmp_path, doc_yaml()))
+    study = load_study(write_study(tmp_path, doc_yaml()))
     results, node = run_get_node(StudyWorkChain, **build_study_inputs(study))
     assert node.is_finished_ok, node.exit_message
     dataset = results["datasets"]["train"]
@@ -115,7 +106,7 @@ def test_a_structure_too_large_for_n_atoms_max_stops_the_study(tmp_path):
     raw["source"] = {"synthetic": {"n": 10, "seed": 0}}
     raw["descriptors"] = [{"name": "sine_matrix", "n_atoms_max": 4}]
     raw["models"] = [raw["models"][0]]
-    _, node = run_get_node(StudyWorkChain, **build_study_inputs(load_study(write(tmp_path, yaml.safe_dump(raw)))))
+    _, node = run_get_node(StudyWorkChain, **build_study_inputs(load_study(write_study(tmp_path, yaml.safe_dump(raw)))))
     assert node.exit_status == EXIT.ERROR_INVARIANTS_FAILED.status
     assert "exceed n_atoms_max=4" in node.exit_message
     failed = [c for c in node.called if c.process_label == "compute_features"]

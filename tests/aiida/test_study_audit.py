@@ -22,23 +22,16 @@ from aiida_crystinv.exit_codes import EXIT
 from aiida_crystinv.workflows.study import StudyError, StudyWorkChain, build_study_inputs, load_study, write_report
 from tests.conftest import require_module
 
+from ._docs import write_study, yaml_block
+
 require_module("dscribe")  # sine_matrix
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG"
 
 
 def doc_yaml() -> str:
     """The YAML block of the section "The audit section" of docs/learning.md."""
-    text = (ROOT / "docs" / "learning.md").read_text()
-    section = text.split("\n### The audit section\n", 1)[1].split("\n### ", 1)[0]
-    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
-
-
-def write(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
-    path = tmp_path / "study.yaml"
-    path.write_text(text)
-    return path
+    return yaml_block("learning.md", "### The audit section")
 
 
 def refuses_every_structure(structure):
@@ -63,7 +56,7 @@ def not_blank(path: pathlib.Path) -> bool:
 def audited(tmp_path_factory):
     """The docs example run as a study: (plan, outputs, node, folder)."""
     folder = tmp_path_factory.mktemp("audit_study")
-    study = load_study(write(folder, doc_yaml()))
+    study = load_study(write_study(folder, doc_yaml()))
     results, node = run_get_node(StudyWorkChain, **build_study_inputs(study))
     return study, results, node, folder
 
@@ -160,7 +153,7 @@ def test_bad_audit_section_is_refused_at_load(tmp_path, audit, words):
     raw["audit"] = audit
     before = count_nodes()
     with pytest.raises(StudyError) as info:
-        load_study(write(tmp_path, yaml.safe_dump(raw)))
+        load_study(write_study(tmp_path, yaml.safe_dump(raw)))
     assert words in str(info.value)
     assert "\n" not in str(info.value)
     assert count_nodes() == before
@@ -170,7 +163,7 @@ def test_a_failing_audit_stops_the_study(tmp_path):
     raw = yaml.safe_load(doc_yaml())
     raw["source"] = {"synthetic": {"n": 6, "seed": 4}}
     raw["audit"] = {"descriptors": ["amd", f"{__name__}:refuses_every_structure"], "n_structures": 1}
-    _, node = run_get_node(StudyWorkChain, **build_study_inputs(load_study(write(tmp_path, yaml.safe_dump(raw)))))
+    _, node = run_get_node(StudyWorkChain, **build_study_inputs(load_study(write_study(tmp_path, yaml.safe_dump(raw)))))
     assert node.exit_status == EXIT.ERROR_SUB_PROCESS_FAILED.status
     assert "audit:" in node.exit_message and "this descriptor refuses" in node.exit_message
     failed = [c for c in node.called if c.process_label == "audit_descriptors"]
@@ -189,7 +182,7 @@ def test_study_audit_on_perov5_records(tmp_path):
                      "rows": [0, 20]}
     raw["target"] = "heat_ref"
     raw["audit"] = {"descriptors": ["amd", "sine_matrix"], "n_structures": 2}
-    results, node = run_get_node(StudyWorkChain, **build_study_inputs(load_study(write(tmp_path, yaml.safe_dump(raw)))))
+    results, node = run_get_node(StudyWorkChain, **build_study_inputs(load_study(write_study(tmp_path, yaml.safe_dump(raw)))))
     assert node.is_finished_ok, node.exit_message
     assert set(results["audit"]) == {"table", "continuity_plot"}
     dataset = results["datasets"]["train"]
@@ -208,7 +201,7 @@ def test_study_audit_on_perov5_records(tmp_path):
 
 
 def test_a_hand_made_plan_with_a_broken_audit_is_refused_at_the_ports(tmp_path):
-    study = load_study(write(tmp_path, doc_yaml()))
+    study = load_study(write_study(tmp_path, doc_yaml()))
     study["audit"] = {"descriptors": "amd"}
     inputs = build_study_inputs(study)
     before = count_nodes()
