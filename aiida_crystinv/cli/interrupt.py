@@ -319,19 +319,23 @@ def abandon_mine() -> tuple[int, list[int]]:
 
 
 def release_interrupted_cursors(exception: BaseException | None) -> int:
-    """Close the database cursors that ``exception`` (a Ctrl-C) caught in mid-statement, and
-    every other SQLite cursor still alive, and roll back every open SQLite transaction;
-    returns how many cursors were closed.
+    """Free the SQLite statements a signal cut short, and roll back every open SQLite
+    transaction; returns how many cursors were left unreleasable (0 is the goal).
 
     A ``KeyboardInterrupt`` inside ``cursor.execute`` makes SQLAlchemy invalidate (close)
-    that connection, but SQLite defers closing a connection whose statement is unfinished,
-    and the statement lives on in the frames of the exception's traceback (kept by the
-    exception, and by the asyncio task that raised it). Until then its read lock stays: the
-    tidy-up's writes, on a new connection, fail with "database is locked", and the run's
-    processes would be left unfinished. Closing the cursor finalises the statement."""
+    that connection, but SQLite defers closing a connection while one of its statements is
+    unfinished, and keeps its locks (a write transaction's too) meanwhile: the tidy-up's
+    writes, on another connection, then fail with "database is locked", and the run's
+    processes would be left unfinished. The statement lives as long as its cursor, which
+    the frames of the exception's traceback hold (kept by the exception and by the asyncio
+    task that raised it), and a cursor of a closed connection cannot be closed. So the
+    finished frames of the traceback are cleared, which frees the cursor and finalises its
+    statement; cursors of open connections are closed."""
+    import gc
     import sqlite3
 
-    closed, seen, pending = 0, set(), [exception]
+    seen: set[int] = set()
+    pending = [exception]
     while pending:
         exc = pending.pop()
         if exc is None or id(exc) in seen:
@@ -340,40 +344,33 @@ def release_interrupted_cursors(exception: BaseException | None) -> int:
         pending += [exc.__context__, exc.__cause__]
         tb = exc.__traceback__
         while tb is not None:
-            for value in list(tb.tb_frame.f_locals.values()):
-                if isinstance(value, sqlite3.Cursor):
-                    try:
-                        value.close()
-                        closed += 1
-                    except Exception:  # noqa: BLE001 - a cursor already closed, or of a closed connection
-                        pass
+            try:
+                tb.tb_frame.clear()  # a frame still running (this handler's callers) refuses
+            except RuntimeError:
+                pass
             tb = tb.tb_next
-    # a cursor the signal caught elsewhere (in a sub-process's task, whose exception was not
-    # the one that unwound the run): no statement of this command is still needed
-    import gc
-
+    gc.collect()
+    stuck = 0
     connections = []
     for value in gc.get_objects():
         if isinstance(value, sqlite3.Cursor):
             try:
                 value.close()
-                closed += 1
-            except Exception:  # noqa: BLE001 - as above
+            except sqlite3.ProgrammingError:  # of a closed connection: only its release frees it
+                stuck += 1
+            except Exception:  # noqa: BLE001 - best effort
                 pass
         elif isinstance(value, sqlite3.Connection):
             connections.append(value)
-    # a write transaction the signal cut short, on a connection SQLAlchemy still holds (its
-    # session may refuse to roll back: "prepared" state) or gave up: end it, or its lock
-    # stays and every other connection's statements fail with "database is locked"
+    # a write transaction the signal cut short on a connection SQLAlchemy still holds (its
+    # session may refuse to roll back: "prepared" state): end it, or its lock stays too
     for connection in connections:
         try:
             if connection.in_transaction:
                 connection.rollback()
         except Exception:  # noqa: BLE001 - a closed connection
             pass
-    return closed
-
-
+    return stuck
 
 
 def _interrupt(signum: int, frame: t.Any) -> None:

@@ -308,6 +308,41 @@ def test_docs_say_what_the_commands_do():
     assert critical and all(LINE.match(line) for line in critical), critical
 
 
+def test_a_statement_cut_short_does_not_keep_its_lock(tmp_path):
+    """The mechanism behind unfinished trees after Ctrl-C: SQLAlchemy closes a connection
+    whose statement a signal cut short, SQLite keeps it (and its write lock) until the
+    statement is finalised, and the cursor lives on in the traceback's frames, where
+    ``cursor.close()`` refuses (closed database). The tidy-up's release frees it: another
+    connection can write again, and the cut-short transaction is rolled back."""
+    import sqlite3
+
+    from aiida_crystinv.cli.interrupt import release_interrupted_cursors
+
+    database = tmp_path / "locked.sqlite"
+    first = sqlite3.connect(database, timeout=0.1, isolation_level=None)
+    first.execute("CREATE TABLE t (x)")
+    first.execute("INSERT INTO t VALUES (1), (2), (3)")
+
+    def store_then_query():
+        first.execute("BEGIN")
+        first.execute("INSERT INTO t VALUES (4)")  # the write lock is taken
+        cursor = first.cursor()
+        cursor.execute("SELECT x FROM t")
+        cursor.fetchone()  # the statement is unfinished when the signal lands
+        first.close()  # what SQLAlchemy's invalidation does
+        raise KeyboardInterrupt
+
+    second = sqlite3.connect(database, timeout=0.1, isolation_level=None)
+    try:
+        store_then_query()
+    except KeyboardInterrupt as interrupt:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            second.execute("INSERT INTO t VALUES (5)")
+        assert release_interrupted_cursors(interrupt) == 0
+        second.execute("INSERT INTO t VALUES (5)")
+    assert [x for (x,) in second.execute("SELECT x FROM t ORDER BY x")] == [1, 2, 3, 5]
+
+
 # ---------------------------------------------------------------------------- messages
 def test_a_chunk_that_raised_is_named_with_its_exception(aiida_profile, monkeypatch):
     """A chunk whose calcfunction raised (an injected fault): the WorkChain's exit message
