@@ -334,22 +334,15 @@ def release_interrupted_cursors(exception: BaseException | None) -> int:
     import gc
     import sqlite3
 
-    seen: set[int] = set()
-    pending = [exception]
-    while pending:
-        exc = pending.pop()
-        if exc is None or id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        pending += [exc.__context__, exc.__cause__]
-        tb = exc.__traceback__
-        while tb is not None:
-            try:
-                tb.tb_frame.clear()  # a frame still running (this handler's callers) refuses
-            except RuntimeError:
-                pass
-            tb = tb.tb_next
-    gc.collect()
+    # the frames hold the run's dead tasks: freeing them makes asyncio log "Task exception
+    # was never retrieved" with the interrupt's traceback (Python's last-resort handler
+    # prints it); the command says what happened in one line instead
+    logging.disable(logging.CRITICAL)
+    try:
+        _clear_traceback_frames(exception)
+        gc.collect()
+    finally:
+        logging.disable(logging.NOTSET)
     stuck = 0
     connections = []
     for value in gc.get_objects():
@@ -371,6 +364,26 @@ def release_interrupted_cursors(exception: BaseException | None) -> int:
         except Exception:  # noqa: BLE001 - a closed connection
             pass
     return stuck
+
+
+def _clear_traceback_frames(exception: BaseException | None) -> None:
+    """Clear the finished frames of the tracebacks of ``exception`` and of its context and
+    cause (a frame still running, such as this handler's callers, refuses and is kept)."""
+    seen: set[int] = set()
+    pending = [exception]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        pending += [exc.__context__, exc.__cause__]
+        tb = exc.__traceback__
+        while tb is not None:
+            try:
+                tb.tb_frame.clear()
+            except RuntimeError:
+                pass
+            tb = tb.tb_next
 
 
 def _interrupt(signum: int, frame: t.Any) -> None:
