@@ -380,7 +380,8 @@ def nearest_neighbours(
     by its one-coordinate relaxation, which lets the search sweep outward from the query
     in a sorted order and stop once the bound exceeds the k-th best distance; the answer
     equals brute force exactly (ties are broken by the lower index, as a stable sort of
-    the full row would). Other metrics
+    the full row would). For ``amd_linf`` the same sweep in one coordinate's order is
+    pruned by the gap in that coordinate (:mod:`._linf_knn`), also exact. Other metrics
     are computed by brute force in row blocks.
 
     Args:
@@ -439,6 +440,17 @@ def nearest_neighbours(
                 out_d[q], out_i[q] = row[order], order
                 evaluated[q] = len(row)
         stats = float(evaluated.sum()) / max(1, nq * (n_items - (1 if self_query and exclude_self else 0)))
+        return (out_d, out_i, stats) if return_stats else (out_d, out_i)
+    if metric == "amd_linf":
+        from ._linf_knn import linf_nearest_neighbours
+
+        vectors = _as_vectors(items, metric)
+        qvectors = None if self_query else _as_vectors(queries, metric)
+        if qvectors is not None and qvectors.shape[1] != vectors.shape[1]:
+            raise ValueError(f"vectors of different length ({qvectors.shape[1]} and {vectors.shape[1]}) cannot be compared")
+        with _Threads(n_jobs):
+            out_d, out_i, evaluated = linf_nearest_neighbours(vectors, k, qvectors, exclude_self)
+        stats = float(evaluated.sum()) / max(1, len(out_d) * (n_items - (1 if self_query and exclude_self else 0)))
         return (out_d, out_i, stats) if return_stats else (out_d, out_i)
     # brute force in blocks
     qs = items if self_query else queries

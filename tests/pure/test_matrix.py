@@ -142,3 +142,31 @@ def test_pdd_emd_blocks_of_compiled_calls_give_the_same_answer(monkeypatch):
     expected = np.array([np.lexsort((np.arange(len(r)), r))[:3] for r in ref])
     assert np.array_equal(i, expected)
     assert np.allclose(d, np.take_along_axis(ref, expected, 1), atol=1e-10)
+
+
+def test_amd_linf_neighbours_are_brute_force_with_ties_and_duplicates(monkeypatch):
+    """The pruned AMD L-inf search (sweep in one coordinate's order, stop when its gap
+    exceeds the k-th distance) equals SciPy's Chebyshev cdist sorted stably, on rounded
+    vectors full of ties and exact duplicates, for self-search (with and without the item
+    itself) and for separate queries, across several compiled calls."""
+    import aiida_crystinv.distances._linf_knn as linf
+    from scipy.spatial.distance import cdist as scipy_cdist
+
+    monkeypatch.setattr(linf, "QUERIES_PER_CALL", 7)
+    rng = np.random.default_rng(5)
+    for trial in range(12):
+        n, dim = int(rng.integers(3, 120)), int(rng.integers(1, 9))
+        items = np.round(rng.random((n, dim)) * 4, int(rng.integers(0, 2)))
+        if trial % 3 == 0:
+            items[: n // 2] = items[0]
+        queries = np.round(rng.random((int(rng.integers(1, 30)), dim)) * 4, 1)
+        for qs, exclude in ((None, True), (None, False), (queries, True)):
+            k = int(rng.integers(1, n - 1))
+            d, i, stats = nearest_neighbours(items, k, "amd_linf", queries=qs, exclude_self=exclude, return_stats=True)
+            full = scipy_cdist(items if qs is None else qs, items, "chebyshev")
+            if qs is None and exclude:
+                np.fill_diagonal(full, np.inf)
+            expected = np.array([np.lexsort((np.arange(n), row))[:k] for row in full])
+            assert np.array_equal(i, expected), (trial, exclude)
+            assert np.array_equal(d, np.take_along_axis(full, expected, 1))
+            assert 0 < stats <= 1
