@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._sweep import next_outward, push
+
 __all__ = ["linf_nearest_neighbours"]
 
 #: Queries per call of the compiled search (a Ctrl-C is seen between two calls).
@@ -33,7 +35,6 @@ def _linf(x, i, y, j):
 
 @njit(parallel=True, cache=True)
 def _linf_knn_kernel(items, key_order, keys, queries, qkeys, k, self_index, q0, q1, out_d, out_i, evaluated):
-    n = items.shape[0]
     for t0 in prange(q1 - q0):
         q = q0 + t0
         bd = np.full(k, np.inf)
@@ -42,31 +43,14 @@ def _linf_knn_kernel(items, key_order, keys, queries, qkeys, k, self_index, q0, 
         right = np.searchsorted(keys, qkeys[q])
         left = right - 1
         while True:
-            gl = qkeys[q] - keys[left] if left >= 0 else np.inf
-            gr = keys[right] - qkeys[q] if right < n else np.inf
-            if gl <= gr:
-                if gl > bd[k - 1] or left < 0:
-                    break
-                t = left
-                left -= 1
-            else:
-                if gr > bd[k - 1]:
-                    break
-                t = right
-                right += 1
+            t, left, right = next_outward(qkeys[q], keys, left, right, bd[k - 1])
+            if t < 0:
+                break
             j = key_order[t]
             if j == self_index[q]:
                 continue
             count += 1
-            d = _linf(queries, q, items, j)
-            if d < bd[k - 1] or (d == bd[k - 1] and j < bi[k - 1]):
-                p = k - 1
-                while p > 0 and (bd[p - 1] > d or (bd[p - 1] == d and bi[p - 1] > j)):
-                    bd[p] = bd[p - 1]
-                    bi[p] = bi[p - 1]
-                    p -= 1
-                bd[p] = d
-                bi[p] = j
+            push(bd, bi, _linf(queries, q, items, j), j)
         evaluated[q] = count
         for c in range(k):
             out_d[q, c] = bd[c]

@@ -19,6 +19,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange, set_num_threads
 
 from ._emd import chebyshev_cost, pack_pdds, pot_emd, transport_simplex
+from ._sweep import next_outward, push
 
 __all__ = ["amd_distance", "pdist", "cdist", "nearest_neighbours", "metric_names"]
 
@@ -125,19 +126,10 @@ def _try_candidate(qrows, qweights, qoffsets, q, rows, weights, offsets, j, bd, 
 
     Returns False if the simplex failed (the caller falls back to POT for this query).
     """
-    k = bd.shape[0]
     d = _emd_ij(qrows, qweights, qoffsets, q, rows, weights, offsets, j)
     if np.isnan(d):
         return False
-    # keep (distance, index) in lexicographic order, as a stable brute-force sort would
-    if d < bd[k - 1] or (d == bd[k - 1] and j < bi[k - 1]):
-        p = k - 1
-        while p > 0 and (bd[p - 1] > d or (bd[p - 1] == d and bi[p - 1] > j)):
-            bd[p] = bd[p - 1]
-            bi[p] = bi[p - 1]
-            p -= 1
-        bd[p] = d
-        bi[p] = j
+    push(bd, bi, d, j)  # (distance, index) in lexicographic order, as a stable brute-force sort
     return True
 
 
@@ -183,18 +175,9 @@ def _pdd_knn_kernel(rows, weights, offsets, amds, key_order, keys, qrows, qweigh
         left = lo - 1
         right = hi
         while ok:
-            gl = qkeys[q] - keys[left] if left >= 0 else np.inf
-            gr = keys[right] - qkeys[q] if right < n else np.inf
-            if gl <= gr:
-                if gl > bd[k - 1]:
-                    break
-                t = left
-                left -= 1
-            else:
-                if gr > bd[k - 1]:
-                    break
-                t = right
-                right += 1
+            t, left, right = next_outward(qkeys[q], keys, left, right, bd[k - 1])
+            if t < 0:
+                break
             j = key_order[t]
             if j == self_index[q] or _amd_bound(qamds, q, amds, j) > bd[k - 1]:
                 continue
