@@ -65,6 +65,32 @@ def interrupt_pending() -> bool:
     return bool(_SIGNALLED)
 
 
+def forget_earlier_signals() -> None:
+    """Before a run outside any command (the Python API): a signal recorded by an earlier
+    run is not this run's. Inside a command nothing is forgotten: a signal that arrived
+    anywhere in it stops it, also one that Python swallowed before this run began."""
+    if _DEPTH[0] == 0:
+        _SIGNALLED.clear()
+
+
+def caused_by_signal(exception: BaseException) -> bool:
+    """Whether ``exception`` is the interrupt in other clothes: SIGINT / SIGTERM arrived
+    during this command, or a ``KeyboardInterrupt`` is among its causes (code that caught
+    the interrupt and failed in its own clean-up, such as an assertion of a library whose
+    state the signal cut in half). Such a command is stopped as interrupted, not reported
+    as failed."""
+    if _SIGNALLED:
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = exception
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def this_runner() -> dict[str, t.Any]:
     """``{'host', 'pid', 'started'}`` of this operating-system process (``started``: its
     start time, seconds since the epoch, so that a reused pid is not mistaken for it)."""
@@ -102,6 +128,7 @@ def _tag_root_processes() -> t.Callable[[], None]:
     from aiida.engine.processes.process import Process
 
     original = Process._setup_db_record
+    original_create = Process._create_and_setup_db_record
     record = this_runner()
 
     def setup_db_record(self: t.Any) -> None:
@@ -114,10 +141,23 @@ def _tag_root_processes() -> t.Callable[[], None]:
             pass
         original(self)
 
+    def create_and_setup_db_record(self: t.Any) -> t.Any:
+        first = len(_RUN_INPUTS)
+        made = original_create(self)  # calls `setup_db_record`, then stores the node and its inputs
+        # stored now: kept as pks, which a reset of the storage session (a failed first
+        # tidy-up) leaves readable (by position, not `==`: an Int node equals its value)
+        for position in range(first, len(_RUN_INPUTS)):
+            pk = _pk_or_none(_RUN_INPUTS[position])
+            if pk is not None:
+                _RUN_INPUTS[position] = pk
+        return made
+
     Process._setup_db_record = setup_db_record  # type: ignore[method-assign]
+    Process._create_and_setup_db_record = create_and_setup_db_record  # type: ignore[method-assign]
 
     def undo() -> None:
         Process._setup_db_record = original  # type: ignore[method-assign]
+        Process._create_and_setup_db_record = original_create  # type: ignore[method-assign]
 
     return undo
 

@@ -35,10 +35,19 @@ def _fresh_session() -> None:
     database's write lock); a broken session is replaced."""
     from aiida.manage import get_manager
 
+    manager = get_manager()
     try:
-        get_manager().get_profile_storage().get_session().rollback()
+        manager.get_profile_storage().get_session().rollback()
+        return
     except Exception:  # noqa: BLE001 - a broken session: start a new one
-        get_manager().reset_profile_storage()
+        pass
+    try:
+        manager.reset_profile_storage()
+    except Exception:  # noqa: BLE001 - SQLAlchemy refuses to close a session whose commit a signal cut in half
+        # ("method 'commit()' is already in progress"): that storage object is dropped
+        # unclosed, and the next use opens a new one (its SQLite transaction, if any, was
+        # rolled back by `release_interrupted_cursors`)
+        manager._profile_storage = None
 
 
 def _describe_outputs(node: t.Any) -> str:
@@ -76,17 +85,46 @@ def _pk_or_none(node: t.Any) -> int | None:
         return None
 
 
+def _known_identity(node: t.Any) -> tuple[int | None, str | None]:
+    """``(pk, uuid)`` of ``node`` (a pk itself, or a node; uuid None when not known), also
+    when the node cannot tell its pk any more: an object whose storage session was reset,
+    or whose store a signal cut short after the database had committed it (SQLAlchemy then
+    rolls the object back to unsaved, but keeps the values it had; the uuid, made before
+    the store, tells whether the row of that pk is this node). ``(None, None)``: never
+    stored."""
+    if isinstance(node, int):
+        return node, None
+    pk = _pk_or_none(node)
+    try:
+        from sqlalchemy import inspect
+
+        model = node.backend_entity.bare_model
+        values = vars(model)  # what the object holds, without asking the database
+        uuid = str(values["uuid"]) if values.get("uuid") is not None else None
+        if pk is None:
+            identity = inspect(model).identity
+            pk = int(identity[0]) if identity else values.get("id")
+    except Exception:  # noqa: BLE001 - not a node of an SQL storage
+        uuid = None
+    return pk, (uuid if pk is not None else None)
+
+
 def forget_orphans(nodes: t.Sequence[t.Any]) -> None:
-    """Delete the nodes of ``nodes`` that are stored but linked to nothing (the process they
-    were stored for was never created, or was deleted with its interrupted run)."""
+    """Delete the nodes of ``nodes`` (nodes or pks) that are stored but linked to nothing
+    (the process they were stored for was never created, or was deleted with its
+    interrupted run)."""
     from aiida import orm
 
-    candidates = sorted(pk for pk in map(_pk_or_none, nodes) if pk is not None)
+    candidates: dict[int, str | None] = {}
+    for pk, uuid in map(_known_identity, nodes):
+        if pk is not None:
+            candidates.setdefault(pk, uuid)
     pks = []
-    for pk in candidates:
+    for pk, uuid in sorted(candidates.items()):
         try:
-            if not orm.QueryBuilder().append(orm.Node, filters={"id": pk}).count():
-                continue
+            rows = orm.QueryBuilder().append(orm.Node, filters={"id": pk}, project="uuid").all(flat=True)
+            if not rows or (uuid is not None and str(rows[0]) != uuid):
+                continue  # gone, or the pk is another node's (a rolled-back insert's pk reused)
             loaded = orm.load_node(pk)
             if not loaded.base.links.get_outgoing().all() and not loaded.base.links.get_incoming().all():
                 pks.append(pk)

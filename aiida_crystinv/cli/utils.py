@@ -19,7 +19,9 @@ from .interrupt import (
     _SIGNALLED,
     _retire,
     _shielded,
+    caused_by_signal,
     ctrl_c_raises,
+    forget_earlier_signals,
     interrupted_exit,
     interruptible,
     stopped_words,
@@ -132,6 +134,8 @@ def clean_errors(func: F) -> F:
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
         except Exception as exception:  # noqa: BLE001 - the point of this decorator
+            if caused_by_signal(exception):  # the interrupt, caught on the way and turned into another error
+                stop_after_interrupt()
             if _debugging():
                 import traceback
 
@@ -286,6 +290,7 @@ def run_process(
     from aiida.engine import utils as engine_utils
 
     quiet_process_tracebacks()
+    forget_earlier_signals()
     runner = in_process_runner()
     node = None
     what = f"{getattr(process, '__name__', 'the process')} (starting)"
@@ -301,11 +306,10 @@ def run_process(
             what = f"{node.process_label} <{node.pk}>"
             outputs = _execute(instance, runner, label=label, total=total, count_done=count_done)
     except KeyboardInterrupt as interrupt:
-        with _shielded():
-            killed, discarded, problem = tidy_after_interrupt(interrupt, node, fresh)
-            _retire(runner)
-            interrupted_exit(stopped_words(what, killed, discarded, problem))
-    except Exception:
+        _stop_interrupted_run(interrupt, node, fresh, runner, what)
+    except Exception as failure:
+        if caused_by_signal(failure):  # the interrupt, caught on the way and turned into another error
+            _stop_interrupted_run(failure, node, fresh, runner, what)
         _fresh_session()
         if node is not None:
             try:
@@ -328,6 +332,15 @@ def run_process(
     return outputs, node
 
 
+def _stop_interrupted_run(exception: BaseException, node: t.Any, fresh: list[t.Any], runner: t.Any, what: str) -> t.NoReturn:
+    """The end of a run that SIGINT / SIGTERM stopped: its processes marked killed, what
+    they stored deleted, one line, exit 130 or 143."""
+    with _shielded():
+        killed, discarded, problem = tidy_after_interrupt(exception, node, fresh)
+        _retire(runner)
+        interrupted_exit(stopped_words(what, killed, discarded, problem))
+
+
 def _execute(
     instance: t.Any,
     runner: t.Any,
@@ -340,7 +353,6 @@ def _execute(
     from aiida.engine.processes.functions import FunctionProcess
 
     if isinstance(instance, FunctionProcess):
-        _SIGNALLED.clear()
         outputs = instance.execute()
         if _SIGNALLED:  # a signal swallowed on the way (see `_quiet_unraisable`): the run was interrupted
             raise KeyboardInterrupt
@@ -368,7 +380,6 @@ def _execute(
             if bar and done < total:
                 update(total - done)
 
-        _SIGNALLED.clear()
         runner.loop.run_until_complete(drive())
     return instance.outputs
 

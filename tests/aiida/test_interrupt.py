@@ -21,6 +21,9 @@ capped with the whole text in the process report.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import io
 import json
 import os
 import pathlib
@@ -59,31 +62,39 @@ DOCS = pathlib.Path(__file__).parents[2] / "docs" / "cli.md"
 #: Printed at the end of the module.
 COUNTS: dict[str, dict[str, int]] = {}
 
-AUDIT = r"""
-import json, sys
-from aiida import load_profile, orm
-from aiida.common.links import LinkType
-load_profile()
-found = []
-for since, until in json.loads(sys.argv[1]):
-  misleading, stale, orphans, results = [], [], [], []
-  found.append({"misleading": misleading, "stale": stale, "orphans": orphans, "results": results})
-  for node in orm.QueryBuilder().append(orm.Node, filters={"id": {">": since, "<": until}}).all(flat=True):
-    name = f"{type(node).__name__}<{node.pk}>"
-    if isinstance(node, orm.ProcessNode):
-        if not node.is_terminated:
-            stale.append(f"{node.process_label}<{node.pk}> ({node.process_state})")
-        continue
-    creator = node.creator
-    if creator is not None:
-        if creator.is_finished_ok:
-            results.append(node.pk)
-        else:
-            misleading.append(f"{name} created by {creator.process_label}<{creator.pk}> ({creator.process_state})")
-    elif not node.base.links.get_outgoing().all() and not node.base.links.get_incoming().all():
-        orphans.append(f"{name} linked to nothing")
-print(json.dumps(found))
-"""
+def audit_ranges(ranges: list) -> list[dict]:
+    """For each ``(since, until)`` pk range: unfinished processes (``stale``), data created by
+    a process that did not finish ok (``misleading``), nodes linked to nothing
+    (``orphans``), data of processes that finished ok (``results``)."""
+    from aiida import orm
+
+    found = []
+    for since, until in ranges:
+        misleading, stale, orphans, results = [], [], [], []
+        found.append({"misleading": misleading, "stale": stale, "orphans": orphans, "results": results})
+        for node in orm.QueryBuilder().append(orm.Node, filters={"id": {">": since, "<": until}}).all(flat=True):
+            name = f"{type(node).__name__}<{node.pk}>"
+            if isinstance(node, orm.ProcessNode):
+                if not node.is_terminated:
+                    stale.append(f"{node.process_label}<{node.pk}> ({node.process_state})")
+                continue
+            creator = node.creator
+            if creator is not None:
+                if creator.is_finished_ok:
+                    results.append(node.pk)
+                else:
+                    misleading.append(f"{name} created by {creator.process_label}<{creator.pk}> ({creator.process_state})")
+            elif not node.base.links.get_outgoing().all() and not node.base.links.get_incoming().all():
+                orphans.append(f"{name} linked to nothing")
+    return found
+
+
+#: :func:`audit_ranges` as a script, on the profile of its ``AIIDA_PATH``; argv[1]: the ranges in JSON.
+AUDIT = (
+    "import json, sys\nfrom aiida import load_profile\nload_profile()\n"
+    + inspect.getsource(audit_ranges)
+    + "print(json.dumps(audit_ranges(json.loads(sys.argv[1]))))\n"
+)
 
 
 class Profile:
@@ -341,6 +352,90 @@ def test_a_statement_cut_short_does_not_keep_its_lock(tmp_path):
         assert release_interrupted_cursors(interrupt) == 0
         second.execute("INSERT INTO t VALUES (5)")
     assert [x for (x,) in second.execute("SELECT x FROM t ORDER BY x")] == [1, 2, 3, 5]
+
+
+#: Points of :func:`test_an_interrupt_anywhere_in_a_process_creation_is_tidied`.
+CREATION_POINTS = 40
+
+
+def _run_import_interrupted_at(small: pathlib.Path, at: int | None) -> tuple[object, dict[str, int]]:
+    """``run_process(import_dataset)`` as ``crystinv import`` runs it, with SIGINT's handler
+    called at the ``at``-th Python line/call event (None: never); returns what the run ended
+    with (SystemExit's code, or 'finished') and the event numbers at which the process's
+    ``_setup_db_record`` and then its ``execute`` were entered."""
+    import signal as signals
+    import sys as system
+
+    from aiida import orm
+
+    from aiida_crystinv.calculations.functions import import_dataset
+    from aiida_crystinv.cli import interrupt
+    from aiida_crystinv.cli.utils import run_process
+
+    count, seen = [0], {}
+
+    def tracer(frame, event, arg):
+        count[0] += 1
+        if event == "call" and frame.f_code.co_name == "_setup_db_record":
+            seen.setdefault("_setup_db_record", count[0])
+        elif event == "call" and frame.f_code.co_name == "execute" and seen:  # the process's, after its creation
+            seen.setdefault("execute", count[0])
+        if count[0] == at:
+            system.settrace(None)
+            interrupt._interrupt(signals.SIGINT, frame)  # what the signal does where it lands
+        return tracer
+
+    hook = system.unraisablehook
+    try:
+        with interrupt.interruptible():
+            system.settrace(tracer)
+            try:
+                run_process(import_dataset, {"file": orm.SinglefileData(small), "options": orm.Dict({})})
+            finally:
+                system.settrace(None)
+        ended: object = "finished"
+    except SystemExit as stop:
+        ended = stop.code
+    finally:
+        system.unraisablehook = hook
+    return ended, {name: seen.get(name, 0) for name in ("_setup_db_record", "execute")}
+
+
+def test_an_interrupt_anywhere_in_a_process_creation_is_tidied(aiida_profile, tmp_path):
+    """A signal that lands while a process is being created, at CREATION_POINTS points from
+    its inputs being stored to its first step: inside SQLAlchemy's commit too, where it
+    leaves a session that refuses even to roll back ("method 'commit()' is already in
+    progress"), and in code that catches it and fails otherwise (AiiDA's link creation
+    raised UniquenessError, a library's assertion AssertionError: the CI run saw
+    ``Critical: AssertionError()`` and exit 1). Every time the command takes its one path
+    for an interrupt (exit 130), nothing of the run is left (no unfinished process, no
+    output of one, no node linked to nothing), and the profile still works."""
+    from aiida import orm
+
+    small = tmp_path / "small.cif"
+    small.write_text(bi.cif_block("small"))
+    ended, marks = _run_import_interrupted_at(small, None)
+    assert ended == "finished" and 0 < marks["_setup_db_record"] < marks["execute"], (ended, marks)
+    first, last = marks["_setup_db_record"] - 200, marks["execute"] + 2000
+    points = sorted({first + (last - first) * i // (CREATION_POINTS - 1) for i in range(CREATION_POINTS)})
+    endings, ranges, said = {}, [], io.StringIO()
+
+    def last_pk() -> int:
+        return orm.QueryBuilder().append(orm.Node, project="id").order_by({orm.Node: {"id": "desc"}}).first(flat=True)
+
+    for point in points:
+        since = last_pk()
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            endings[point], _ = _run_import_interrupted_at(small, point)
+        ranges.append((since, last_pk() + 1))
+    assert set(endings.values()) == {130}, {p: e for p, e in endings.items() if e != 130}
+    assert "Traceback" not in said.getvalue(), said.getvalue()[-3000:]
+    assert said.getvalue().count("Critical: interrupted (Ctrl-C): ") == len(points), said.getvalue()[-3000:]
+    audits = audit_ranges(ranges)
+    left = {point: a["stale"] + a["misleading"] + a["orphans"] for point, a in zip(points, audits)}
+    assert not any(left.values()), {p: v for p, v in left.items() if v}
+    ended, _ = _run_import_interrupted_at(small, None)
+    assert ended == "finished"
 
 
 # ---------------------------------------------------------------------------- messages
