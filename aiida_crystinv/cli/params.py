@@ -52,7 +52,11 @@ class CrystinvNodeParamType(DataParamType):
             from .utils import require_profile
 
             require_profile()
-            node = super().convert(value, param, ctx)
+            try:
+                node = super().convert(value, param, ctx)
+            except click.BadParameter:
+                self._fail_for_other_node(value, param, ctx)
+                raise
         classes = []
         for entry_point in self.entry_points:
             try:
@@ -71,6 +75,33 @@ class CrystinvNodeParamType(DataParamType):
                 ctx,
             )
         return node
+
+    def _fail_for_other_node(self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None) -> None:
+        """When ``value`` names a node that is not a data node (a process, say): say what it
+        is, and which of its outputs are of the wanted kind, instead of "no Data found"."""
+        from aiida import orm
+        from aiida.common.links import LinkType
+        from aiida.plugins import DataFactory
+
+        try:
+            node = orm.load_node(value)
+        except Exception:  # noqa: BLE001 - not a node at all: AiiDA's own message stands
+            return
+        if not isinstance(node, orm.ProcessNode):
+            return
+        try:
+            wanted = tuple(DataFactory(entry_point) for entry_point in self.entry_points)
+        except Exception:  # noqa: BLE001 - said by `convert`
+            return
+        kinds = " or ".join(NODE_KINDS[e][0] for e in self.entry_points)
+        links = node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN)).all()
+        fitting = [f"{link.link_label} <{link.node.pk}>" for link in links if isinstance(link.node, wanted)]
+        said = f"node {node.pk} is the process {node.process_label} <{node.pk}> ({node.process_state.value if node.process_state else 'no state'}), not {kinds}"
+        if fitting:
+            said += f"; give its output instead: {', '.join(fitting[:5])}"
+        else:
+            said += f"; it has no output of that kind (`verdi process show {node.pk}` lists its outputs)"
+        self.fail(said, param, ctx)
 
 
 def _parse_scalar(text: str) -> t.Any:

@@ -15,22 +15,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._sweep import next_outward, push
+from ._sweep import next_outward, push, row_linf
 
 __all__ = ["linf_nearest_neighbours"]
 
 #: Queries per call of the compiled search (a Ctrl-C is seen between two calls).
 QUERIES_PER_CALL = 256
-
-
-@njit(cache=True)
-def _linf(x, i, y, j):
-    best = 0.0
-    for c in range(x.shape[1]):
-        d = abs(x[i, c] - y[j, c])
-        if d > best:
-            best = d
-    return best
 
 
 @njit(parallel=True, cache=True)
@@ -50,7 +40,7 @@ def _linf_knn_kernel(items, key_order, keys, queries, qkeys, k, self_index, q0, 
             if j == self_index[q]:
                 continue
             count += 1
-            push(bd, bi, _linf(queries, q, items, j), j)
+            push(bd, bi, row_linf(queries, q, items, j), j)
         evaluated[q] = count
         for c in range(k):
             out_d[q, c] = bd[c]

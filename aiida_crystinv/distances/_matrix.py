@@ -19,7 +19,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange, set_num_threads
 
 from ._emd import chebyshev_cost, pack_pdds, pot_emd, transport_simplex
-from ._sweep import next_outward, push
+from ._sweep import next_outward, push, row_linf
 
 __all__ = ["amd_distance", "pdist", "cdist", "nearest_neighbours", "metric_names"]
 
@@ -111,16 +111,6 @@ def _pdd_pdist_kernel(rows, weights, offsets, r0, r1, out):
 
 
 @njit(cache=True)
-def _amd_bound(qamds, q, amds, j):
-    best = 0.0
-    for c in range(amds.shape[1]):
-        d = abs(qamds[q, c] - amds[j, c])
-        if d > best:
-            best = d
-    return best
-
-
-@njit(cache=True)
 def _try_candidate(qrows, qweights, qoffsets, q, rows, weights, offsets, j, bd, bi):
     """EMD of query q and item j, inserted into the sorted (distance, index) top-k lists.
 
@@ -160,7 +150,7 @@ def _pdd_knn_kernel(rows, weights, offsets, amds, key_order, keys, qrows, qweigh
         w = hi - lo
         lb = np.empty(w)
         for t in range(w):
-            lb[t] = _amd_bound(qamds, q, amds, key_order[lo + t])
+            lb[t] = row_linf(qamds, q, amds, key_order[lo + t])
         order = np.argsort(lb, kind="mergesort")
         for t in range(w):
             j = key_order[lo + order[t]]
@@ -179,7 +169,7 @@ def _pdd_knn_kernel(rows, weights, offsets, amds, key_order, keys, qrows, qweigh
             if t < 0:
                 break
             j = key_order[t]
-            if j == self_index[q] or _amd_bound(qamds, q, amds, j) > bd[k - 1]:
+            if j == self_index[q] or row_linf(qamds, q, amds, j) > bd[k - 1]:
                 continue
             count += 1
             if not _try_candidate(qrows, qweights, qoffsets, q, rows, weights, offsets, j, bd, bi):

@@ -1,11 +1,23 @@
 """Compiled pieces shared by the exact pruned k-NN searches (PDD-EMD in :mod:`._matrix`,
-AMD L-inf in :mod:`._linf_knn`): the outward sweep over items sorted by one key, and the
-top-k list kept in ``(distance, index)`` order, as a stable sort of the full row would."""
+AMD L-inf in :mod:`._linf_knn`): the outward sweep over items sorted by one key, the top-k
+list kept in ``(distance, index)`` order, as a stable sort of the full row would, and the
+L-inf distance of two rows (the AMD L-inf distance itself; a lower bound of PDD-EMD)."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+
+@njit(cache=True)
+def row_linf(x, i, y, j):
+    """``max_c |x[i, c] - y[j, c]|``, as brute force computes it (exact in floating point)."""
+    best = 0.0
+    for c in range(x.shape[1]):
+        d = abs(x[i, c] - y[j, c])
+        if d > best:
+            best = d
+    return best
 
 
 @njit(cache=True)

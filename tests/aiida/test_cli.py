@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -279,6 +280,36 @@ def test_wrong_node_type(dataset, pdd_invariants):
     integer = orm.Int(5).store()
     assert "is an Int" in run("show", integer.pk, ok=False).output
     assert "no Data found" in run("show", 10**9, ok=False).output
+
+
+def test_a_process_given_for_a_data_node_names_its_outputs(dataset, pdd_invariants):
+    """The pk of the process that made a node, where the node is wanted: the message says
+    it is a process and names its outputs of the wanted kind (not AiiDA's "no Data found")."""
+    maker = dataset.creator
+    said = run("show", maker.pk, ok=False).output
+    assert f"node {maker.pk} is the process {maker.process_label} <{maker.pk}>" in said, said
+    assert f"give its output instead: dataset <{dataset.pk}>" in said, said
+    said = run("neighbours", maker.pk, ok=False).output  # made no invariants
+    assert "not an invariants node; it has no output of that kind" in said, said
+    said = run("neighbours", pdd_invariants.creator.pk, ok=False).output
+    assert f"<{pdd_invariants.pk}>" in said and "give its output instead" in said, said
+
+
+def test_docs_wrong_node_examples_run_as_written(dataset, pdd_invariants):
+    """The two refusals shown in docs/cli.md (a node of the wrong type; a process where its
+    output is wanted) are what the commands print, with this module's pks."""
+    docs = (pathlib.Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    maker = dataset.creator
+    examples = [
+        ("crystinv invariants 197 -d amd", {"197": pdd_invariants.pk}),
+        ("crystinv show 3", {"3": maker.pk, "4": dataset.pk}),
+    ]
+    for command, pks in examples:
+        block = docs.split(f"$ {command}\n", 1)[1].split("```", 1)[0]
+        expected = re.sub(r"(?<![\w.])(\d+)(?![\w.])", lambda m, pks=pks: str(pks.get(m.group(1), m.group(1))), block.strip())
+        args = [str(pks.get(word, word)) for word in command.split()[1:]]
+        said = run(*args, ok=False).output.strip().splitlines()[-1]
+        assert said == expected.replace("import_dataset", maker.process_label), (said, expected)
 
 
 def test_metric_not_applicable_and_k_too_large(pdd_invariants):
