@@ -10,6 +10,7 @@ repository object is unreferenced once ``crystinv clean`` ran, and a small impor
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pathlib
@@ -21,32 +22,23 @@ import pytest
 
 from . import _bad_inputs as bi
 from .conftest import dataset_path, service_missing
+from .test_interrupt import audit_ranges
 
 pytestmark = pytest.mark.slow
 
 BIN = pathlib.Path(sys.executable).parent
 CRYSTINV = str(BIN / "crystinv")
 
-AUDIT = r"""
-import json
-from aiida import load_profile, orm
-from aiida.manage import get_manager
-load_profile()
-problems = []
-for node in orm.QueryBuilder().append(orm.Node).all(flat=True):
-    name = f"{type(node).__name__}<{node.pk}>"
-    if isinstance(node, orm.ProcessNode):
-        if not node.is_terminated:
-            problems.append(f"{node.process_label}<{node.pk}> never finished ({node.process_state})")
-        continue
-    creator = node.creator
-    if creator is not None and not creator.is_finished_ok:
-        problems.append(f"{name} created by {creator.process_label}<{creator.pk}> which did not finish ok")
-    elif creator is None and not node.base.links.get_outgoing().all():
-        problems.append(f"{name} linked to nothing")
-unreferenced = len(get_manager().get_profile_storage().get_unreferenced_keyset())
-print(json.dumps({"problems": problems, "unreferenced": unreferenced}))
-"""
+#: Every node of the profile audited (:func:`.test_interrupt.audit_ranges`), and the count
+#: of repository files no node refers to.
+AUDIT = (
+    "import json\nfrom aiida import load_profile\nfrom aiida.manage import get_manager\nload_profile()\n"
+    + inspect.getsource(audit_ranges)
+    + "found = audit_ranges([(0, 2**62)])[0]\n"
+    "problems = found['stale'] + found['misleading'] + found['orphans']\n"
+    "unreferenced = len(get_manager().get_profile_storage().get_unreferenced_keyset())\n"
+    "print(json.dumps({'problems': problems, 'unreferenced': unreferenced}))\n"
+)
 
 
 @pytest.fixture
